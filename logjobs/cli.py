@@ -1,0 +1,316 @@
+"""The `logjobs` command: parse, call one library function, format. Errors end in one line."""
+
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+
+import click
+import redis
+
+from . import __version__, connections, queues, views
+from .defaults import DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, QUEUES
+from .exceptions import LogJobsError
+from .settings import Settings, redact_url
+
+#: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
+EXIT_REFUSED = 2
+#: RQ statuses after which a pushed job will not run again.
+ENDED = {"finished", "failed", "stopped", "canceled", None}
+
+
+def fail(message):
+    click.echo(f"logjobs: error: {message}", err=True)
+    sys.exit(EXIT_REFUSED)
+
+
+def one_line_errors(command):
+    """Turn library and Redis errors into one line on stderr and exit status 2, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except LogJobsError as exc:
+            fail(str(exc))
+        except redis.RedisError as exc:
+            settings = click.get_current_context().obj
+            fail(f"lost Redis at {redact_url(settings.redis_url)}: {exc}")
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="logjobs")
+@click.option("--redis-url", metavar="URL", help="Redis to use [env LOGJOBS_REDIS_URL; default redis://127.0.0.1:6379/0].")
+@click.option("--db", metavar="PATH|URL", help="Status database: SQLite path or database URL [env LOGJOBS_DB].")
+@click.option("--config", "config_file", metavar="FILE", help="INI config file [env LOGJOBS_CONFIG].")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, to stderr.")
+@click.pass_context
+def cli(ctx, redis_url, db, config_file, verbose):
+    """Count what matters in log files, on all your machines, as reliable RQ jobs.
+
+    \b
+    Example:
+      logjobs push --priority high /var/log/app/
+      RQ_REDIS_URL=redis://127.0.0.1:6379/0 rq worker high default low
+      logjobs mirror
+      logjobs report --failed
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        ctx.obj = Settings.load(config_file=config_file, redis_url=redis_url, db=db)
+    except LogJobsError as exc:
+        fail(str(exc))
+
+
+@cli.command()
+@click.option("--priority", "queue", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
+              help="Queue to push into; workers drain high, then default, then low.")
+@click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
+              help="Literal text to count lines of (repeatable) [default: ERROR].")
+@click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
+@click.option("--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60].")
+@click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+@click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.pass_obj
+@one_line_errors
+def push(settings, queue, patterns, retries, retry_intervals, timeout, wait, as_json, paths):
+    """Enqueue a scan of each file: PATH is a file, a directory (recursive), a glob, or - for stdin.
+
+    \b
+    Example:
+      logjobs push --priority high --pattern ERROR --pattern FATAL '/var/log/app/*.log'
+      find /srv/logs -name '*.gz' | logjobs push --priority low -
+    """
+    if retries is not None or retry_intervals is not None or timeout is not None:
+        settings = Settings.load(config_file=settings.config_file, redis_url=settings.redis_url, db=settings.db,
+                                 retry_max=retries, job_timeout=timeout,
+                                 retry_intervals=_parse_intervals(retry_intervals))
+    conn = connections.connect(settings.redis_url)
+    files = queues.expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
+    pushed = queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS,
+                         retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
+                         timeout=settings.job_timeout)
+    if not as_json:
+        click.echo(f"enqueued {len(pushed.enqueued)} file(s) into {queue}"
+                   + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else ""))
+    outcome = _wait(conn, [job_id for _, job_id in pushed.enqueued], quiet=as_json) if wait else None
+    if as_json:
+        doc = {"queue": queue,
+               "enqueued": [{"path": p, "job_id": j} for p, j in pushed.enqueued],
+               "skipped": [{"path": p, "job_id": j} for p, j in pushed.skipped]}
+        if outcome is not None:
+            doc["outcome"] = outcome
+        click.echo(json.dumps(doc, indent=2))
+    if outcome is not None and any(o["status"] != "finished" for o in outcome):
+        sys.exit(1)
+
+
+def _parse_intervals(text):
+    if text is None:
+        return None
+    try:
+        return tuple(int(w) for w in text.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"expected whole seconds like 10,30,60; got {text!r}", param_hint="--retry-intervals")
+
+
+def _wait(conn, job_ids, quiet, poll=0.5):
+    """Poll RQ until every job has ended; show a progress bar on stderr; return each job's outcome."""
+    state = dict.fromkeys(job_ids)
+    pending = list(job_ids)
+    with click.progressbar(length=len(job_ids), label="scanning", file=sys.stderr, show_pos=True,
+                           show_eta=True) as bar:
+        while pending:
+            still = []
+            for job_id, status in zip(pending, queues.statuses(conn, pending)):
+                if status in ENDED:
+                    state[job_id] = status or "failed"
+                else:
+                    still.append(job_id)
+            bar.update(len(pending) - len(still))
+            pending = still
+            if pending:
+                time.sleep(poll)
+    outcome = queues.outcomes(conn, job_ids)
+    if not quiet:
+        done = sum(o["status"] == "finished" for o in outcome)
+        click.echo(f"finished {done}, failed {len(outcome) - done}")
+        for o in outcome:
+            if o["status"] != "finished":
+                click.echo(f"  failed: {o['path']}: {o['error']}")
+    return outcome
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Bring the database up to date with Redis, then exit.")
+@click.pass_obj
+@one_line_errors
+def mirror(settings, once):
+    """Keep the status database up to date; the one process that writes it.
+
+    It also runs what plain `rq worker`s leave undone: retries waiting their interval, and the
+    recovery of scans whose worker died. Run one (or more: they take turns) next to Redis.
+
+    \b
+    Example:
+      logjobs --db /var/lib/logjobs/status.db mirror
+      logjobs mirror --once && logjobs report --json
+    """
+    from .mirror import Mirror
+    from .models import open_database
+
+    open_database(settings.db)
+    conn = connections.connect(settings.redis_url, check=once)
+    if once:
+        applied = Mirror(conn).once()
+        click.echo(f"applied {applied} event(s); {settings.db} is up to date")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("logjobs").setLevel(logging.INFO)
+    logging.getLogger(__name__).info("mirroring %s into %s", redact_url(settings.redis_url), settings.db)
+    Mirror(conn).run(stop)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+@one_line_errors
+def status(settings, as_json):
+    """Job counts by state and by queue, and the workers seen, from the status database.
+
+    \b
+    Example:
+      logjobs status
+      logjobs status --json | jq .jobs.failed
+    """
+    doc = _read(settings, views.status)
+    try:
+        doc.update(views.live(connections.connect(settings.redis_url)))
+    except (LogJobsError, redis.RedisError) as exc:
+        doc["redis_error"] = str(exc)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo("jobs:    " + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items()) + f"  (total {doc['total']})")
+    click.echo("queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items()))
+    if "waiting" in doc:
+        click.echo("waiting: " + "  ".join(f"{k} {v}" for k, v in doc["waiting"].items()))
+        click.echo(f"workers: {len(doc['workers_alive'])} alive"
+                   + "".join(f"\n  {w['name']} ({w['state']})" for w in doc["workers_alive"]))
+    else:
+        click.echo(f"redis:   unreachable ({doc['redis_error']})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only the files whose scan failed.")
+@click.pass_obj
+@one_line_errors
+def report(settings, as_json, failed_only):
+    """One row per pushed file: status, counts per pattern, attempts, error.
+
+    \b
+    Example:
+      logjobs report
+      logjobs report --failed --json | jq -r '.[] | "\\(.path): \\(.error)"'
+    """
+    rows = _read(settings, views.report, failed_only)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
+        return
+    width = shutil.get_terminal_size((120, 20)).columns
+    click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} PATH")
+    for row in rows:
+        counts = " ".join(f"{p}={n}" for p, n in row["counts"].items()) or "-"
+        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {row['path']}"
+        if row["error"]:
+            line += f"  ({row['error']})"
+        click.echo(line[:max(width, 80)] if sys.stdout.isatty() else line)
+
+
+@cli.command()
+@click.argument("key", metavar="PATH|JOB_ID")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+@one_line_errors
+def show(settings, key, as_json):
+    """One file's scan and every state change of its job: attempts, workers, reasons.
+
+    \b
+    Example:
+      logjobs show /var/log/app/api.log
+      logjobs show lj-3f2a9c0d1e2b4a5c-0a1b2c3d --json
+    """
+    doc = _read(settings, views.show, os.path.abspath(key) if os.sep in key else key)
+    if doc is None:
+        raise LogJobsError(f"no scan of {key} in {settings.db}; `logjobs report` lists them")
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for name in ("path", "job_id", "queue", "status", "attempts", "counts", "error", "worker"):
+        click.echo(f"{name + ':':10} {doc[name]}")
+    for h in doc["history"]:
+        click.echo(f"  {h['at']}  attempt {h['attempt']}  {h['state']:9} {h['worker'] or ''}"
+                   + (f"  {h['error']}" if h["error"] else ""))
+
+
+def _read(settings, view, *args):
+    from .models import open_database
+
+    if "://" not in settings.db and not os.path.exists(settings.db):
+        raise LogJobsError(f"no status database at {settings.db}: run `logjobs mirror` first (or set LOGJOBS_DB)")
+    database = open_database(settings.db, create=False)
+    with database.connection_context():
+        return view(*args)
+
+
+@cli.command()
+@click.option("--host", default=DEFAULT_DASHBOARD_HOST, show_default=True, help="Address to bind.")
+@click.option("--port", default=DEFAULT_DASHBOARD_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+@one_line_errors
+def dashboard(settings, host, port):
+    """Serve the web UI: rq-dashboard (live queues, workers, jobs) plus logjobs' own pages.
+
+    \b
+    Example:
+      logjobs dashboard                      # http://127.0.0.1:9181/
+      LOGJOBS_DASHBOARD_USER=ops LOGJOBS_DASHBOARD_PASSWORD=... logjobs dashboard --host 0.0.0.0
+    """
+    from .web import serve
+
+    serve(settings, host, port)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("rq_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def worker(settings, rq_args):
+    """Run `rq worker high default low` against the configured Redis (a convenience, never required).
+
+    Extra arguments go to `rq worker` as they are.
+
+    \b
+    Example:
+      logjobs --redis-url redis://queue-host:6379/0 worker
+      logjobs worker --burst
+    """
+    rq = shutil.which("rq")
+    if rq is None:
+        fail("the `rq` command is not on PATH; install logjobs into this environment")
+    queue_args = [a for a in rq_args if a in QUEUES] or list(QUEUES)
+    other = [a for a in rq_args if a not in QUEUES]
+    os.execv(rq, [rq, "worker", "--url", settings.redis_url, *other, *queue_args])

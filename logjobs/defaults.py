@@ -1,0 +1,53 @@
+"""Every default, name and Redis key logjobs uses, in one place.
+
+Workers are plain `rq worker` processes that read no logjobs configuration, so whatever they must
+agree on with `push` and `mirror` (key names, the heartbeat period) is a constant here.
+"""
+
+#: Queue names in priority order: `rq worker high default low` drains them in this order.
+QUEUES = ("high", "default", "low")
+DEFAULT_QUEUE = "default"
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DB = "./logjobs.db"
+DEFAULT_PATTERNS = ("ERROR",)
+
+#: Retry policy for errors that can heal: RQ's Retry(max, interval) with growing intervals (s).
+DEFAULT_RETRY_MAX = 3
+DEFAULT_RETRY_INTERVALS = (10, 30, 60)
+#: RQ job timeout (s): a scan that runs longer is killed and retried.
+DEFAULT_JOB_TIMEOUT = 3600
+#: How long RQ keeps a finished job's result, and a failed job (s). The database keeps them for good.
+DEFAULT_RESULT_TTL = 7 * 24 * 3600
+DEFAULT_FAILURE_TTL = 30 * 24 * 3600
+#: Files enqueued per Redis transaction by `push`.
+DEFAULT_PUSH_BATCH = 1000
+
+#: A running scan refreshes its heartbeat key this often (s); the key lives DEFAULT_BEAT_TTL.
+DEFAULT_BEAT_INTERVAL = 2
+DEFAULT_BEAT_TTL = 10
+#: The keeper declares a scan abandoned once its heartbeat has been gone this long (s).
+DEFAULT_ABANDON_GRACE = 5
+#: How often the mirror's loop runs the keeper and reconciles with RQ (s).
+DEFAULT_KEEPER_INTERVAL = 1.0
+DEFAULT_RECONCILE_INTERVAL = 5.0
+#: Events the mirror applies per database transaction.
+DEFAULT_MIRROR_BATCH = 500
+
+DEFAULT_DASHBOARD_HOST = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 9181
+
+# Job states as RQ names them, plus the ones logjobs adds.
+QUEUED, STARTED, FINISHED, FAILED, SCHEDULED = "queued", "started", "finished", "failed", "scheduled"
+STATES = (QUEUED, SCHEDULED, STARTED, FINISHED, FAILED)
+FINAL_STATES = (FINISHED, FAILED)
+
+# Redis keys. Everything logjobs writes beside RQ's own keys starts with KEY_PREFIX.
+KEY_PREFIX = "logjobs:"
+EVENTS_KEY = KEY_PREFIX + "events"            # stream of state changes, read by the mirror
+EVENTS_GROUP = "mirror"                       # its consumer group
+ATTEMPTS_KEY = KEY_PREFIX + "attempts"        # hash: job id -> runs started
+FILES_KEY = KEY_PREFIX + "files"              # hash: absolute path -> id of its latest job
+BEAT_KEY = KEY_PREFIX + "beat:"               # + job id: string with a short TTL while a scan runs
+MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch
+JOB_ID_PREFIX = "lj-"

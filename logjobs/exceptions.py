@@ -1,0 +1,29 @@
+"""Errors that logjobs raises: one base class, messages that name the problem and the fix."""
+
+
+class LogJobsError(Exception):
+    """Base class of every error logjobs raises on purpose."""
+
+
+class ConfigError(LogJobsError):
+    """A setting is missing or malformed."""
+
+
+class ConnectionFailed(LogJobsError):
+    """Redis (or the status database) could not be reached."""
+
+
+class PushRefused(LogJobsError):
+    """`push` refused its input; nothing was enqueued."""
+
+
+class ScanError(LogJobsError):
+    """A file could not be scanned.
+
+    `permanent` errors (missing, not a regular file, corrupt archive) cannot heal, so the job
+    fails at once; the others (I/O errors) are worth retrying.
+    """
+
+    def __init__(self, message, *, permanent):
+        super().__init__(message)
+        self.permanent = permanent

@@ -1,0 +1,87 @@
+"""What plain `rq worker` processes leave undone, done by the mirror's loop: due retries, dead scans.
+
+RQ moves a retry waiting its interval back to its queue only in a process running RQ's scheduler,
+and recovers a job from a dead worker only 90 s after the worker's last heartbeat, when some live
+worker's maintenance (every 10 minutes) gets to it. The keeper runs RQ's own scheduler, under RQ's
+own per-queue locks, and watches the heartbeat every running scan keeps (jobs.Heartbeat): a scan
+whose heartbeat has been gone for `grace` seconds is handed to RQ's abandoned-job handling at once,
+which retries it while its budget lasts.
+"""
+
+import logging
+import time
+
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.scheduler import RQScheduler
+
+from . import events
+from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, QUEUES
+from .jobs import next_state
+
+log = logging.getLogger(__name__)
+
+
+class Keeper:
+    """Enqueues due retries and recovers abandoned scans; call `tick()` every second or so."""
+
+    def __init__(self, conn, queues=QUEUES, grace=DEFAULT_ABANDON_GRACE, clock=time.monotonic):
+        self.conn, self.grace, self.clock = conn, grace, clock
+        self.queues = [Queue(name, connection=conn) for name in queues]
+        self.scheduler = RQScheduler(list(queues), connection=conn)
+        self._silent_since = {}  # (job id, execution id) -> when its heartbeat was first seen missing
+
+    def tick(self):
+        """One pass; returns the ids of the jobs recovered."""
+        self.scheduler.acquire_locks()
+        self.scheduler.enqueue_scheduled_jobs()
+        return self.recover_abandoned()
+
+    def close(self):
+        self.scheduler.release_locks()
+
+    def recover_abandoned(self):
+        now = self.clock()
+        running, recovered = set(), []
+        for queue in self.queues:
+            registry = queue.started_job_registry
+            entries = [e for e in registry.get_job_and_execution_ids(cleanup=False) if e[0].startswith(JOB_ID_PREFIX)]
+            if not entries:
+                continue
+            with self.conn.pipeline(transaction=False) as pipe:
+                for job_id, _ in entries:
+                    pipe.exists(BEAT_KEY + job_id)
+                beating = pipe.execute()
+            dead = []
+            for entry, alive in zip(entries, beating):
+                running.add(entry)
+                if alive:
+                    self._silent_since.pop(entry, None)
+                elif now - self._silent_since.setdefault(entry, now) >= self.grace:
+                    dead.append(entry)
+            if dead:
+                recovered += self._recover(queue, registry, dead)
+        self._silent_since = {e: t for e, t in self._silent_since.items() if e in running}
+        return recovered
+
+    def _recover(self, queue, registry, dead):
+        """Report each dead scan, then let RQ's abandoned-job handling retry or fail it."""
+        for job_id, execution_id in dead:
+            try:
+                job = Job.fetch(job_id, connection=self.conn)
+            except NoSuchJobError:
+                continue
+            attempt = int(self.conn.hget(ATTEMPTS_KEY, job_id) or 0)
+            state = next_state(job)
+            worker = job.worker_name or "unknown"
+            error = f"worker {worker} died or was cut off during attempt {attempt}"
+            if state == FAILED:
+                error += "; no retries left (does this file kill its workers?)"
+            log.warning("recovering %s from %s: %s", job_id, queue.name, error)
+            events.emit(self.conn, events.Event(job_id, state, attempt, worker=worker, error=error))
+            # Mark the execution expired; RQ's cleanup then retries the job or moves it to failed.
+            self.conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)
+            self._silent_since.pop((job_id, execution_id), None)
+        registry.cleanup()
+        return [job_id for job_id, _ in dead]

@@ -1,0 +1,121 @@
+"""The status database: Peewee models behind a proxy, bound to SQLite or any database URL at run time.
+
+Only the mirror writes here. Nothing opens a connection at import time, so forking workers never
+inherit one.
+"""
+
+import datetime
+import json
+
+from peewee import (
+    BigIntegerField, CharField, DatabaseProxy, DateTimeField, ImproperlyConfigured, IntegerField, Model,
+    OperationalError,
+    SqliteDatabase, TextField,
+)
+from playhouse.db_url import connect as connect_url
+
+from .exceptions import ConfigError, ConnectionFailed
+
+db = DatabaseProxy()
+
+#: Per-connection SQLite settings: WAL lets readers (status, report, dashboard) run beside the writer.
+SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
+SQLITE_TIMEOUT = 30  # seconds a reader or writer waits for a lock
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+
+
+class Scan(BaseModel):
+    """One row per pushed file: its latest job, state, counts and failure reason."""
+
+    path = TextField(unique=True)
+    job_id = CharField(index=True)
+    queue = CharField(index=True)
+    status = CharField(index=True)
+    patterns = TextField()                  # JSON list
+    counts = TextField(null=True)           # JSON object: pattern -> matching lines
+    lines = BigIntegerField(null=True)
+    bytes = BigIntegerField(null=True)
+    compression = CharField(null=True)
+    error = TextField(null=True)
+    attempts = IntegerField(default=0)      # runs started
+    worker = CharField(null=True)
+    enqueued_at = DateTimeField()
+    started_at = DateTimeField(null=True)
+    ended_at = DateTimeField(null=True)
+    updated_at = DateTimeField()
+    # Order of the last event applied (see events.Event.order): older events are stale.
+    order_attempt = IntegerField(default=0)
+    order_phase = IntegerField(default=0)
+
+    class Meta:
+        table_name = "scans"
+
+    def to_dict(self):
+        return {
+            "path": self.path,
+            "status": self.status,
+            "counts": json.loads(self.counts) if self.counts else {},
+            "error": self.error,
+            "attempts": self.attempts,
+            "queue": self.queue,
+            "job_id": self.job_id,
+            "patterns": json.loads(self.patterns),
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "compression": self.compression,
+            "worker": self.worker,
+            "enqueued_at": isoformat(self.enqueued_at),
+            "started_at": isoformat(self.started_at),
+            "ended_at": isoformat(self.ended_at),
+        }
+
+
+class History(BaseModel):
+    """Every state change applied, one row per stream entry: a job's attempts, for the record."""
+
+    stream_id = CharField(unique=True)
+    job_id = CharField(index=True)
+    state = CharField()
+    attempt = IntegerField()
+    worker = CharField(null=True)
+    error = TextField(null=True)
+    at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "history"
+
+
+MODELS = (Scan, History)
+
+
+def open_database(target, create=True):
+    """Bind the models to `target` (a SQLite path or a database URL) and return the database."""
+    try:
+        if "://" in target:
+            extra = {"pragmas": SQLITE_PRAGMAS, "timeout": SQLITE_TIMEOUT} if target.startswith("sqlite") else {}
+            database = connect_url(target, **extra)
+        else:
+            database = SqliteDatabase(target, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_TIMEOUT)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"bad status database {target!r}: {exc}") from None
+    db.initialize(database)
+    try:
+        database.connect(reuse_if_open=True)
+        if create:
+            database.create_tables(MODELS, safe=True)
+    except (OperationalError, ImproperlyConfigured) as exc:
+        raise ConnectionFailed(f"cannot open status database {target}: {exc}") from None
+    return database
+
+
+def utc(timestamp):
+    """A naive UTC datetime for a Unix timestamp (the form every backend stores alike)."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).replace(tzinfo=None)
+
+
+def isoformat(value):
+    return value.isoformat(timespec="milliseconds") + "Z" if value else None

@@ -1,0 +1,123 @@
+"""The scan job under real `rq worker` processes: counting, priority, retries, bad input."""
+
+import gzip
+import os
+import subprocess
+import time
+
+import pytest
+
+
+def grep_count(path, pattern="ERROR"):
+    out = subprocess.run(["grep", "-a", "-c", "-F", "--", pattern, path], capture_output=True,
+                         env={"LC_ALL": "C", "PATH": os.environ["PATH"]})
+    return int(out.stdout)
+
+
+def test_counts_reach_the_report_like_grep(cluster, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_bytes(b"INFO ok\nERROR a\nERROR b ERROR\r\nwarn\x00ERROR\n\xffERROR last")
+    (logs / "empty.log").write_bytes(b"")
+    with gzip.open(logs / "old.log.1", "wb") as f:
+        f.write(b"ERROR zipped\nFATAL x\n" * 1000)
+    cluster.worker()
+    cluster.worker()
+    out = cluster.run("push", "--wait", "--pattern", "ERROR", "--pattern", "FATAL", str(logs), check=True)
+    assert "finished 3, failed 0" in out.stdout
+    rows = cluster.report()
+    assert set(rows) == {str(logs / n) for n in ("app.log", "empty.log", "old.log.1")}
+    assert rows[str(logs / "app.log")]["counts"] == {"ERROR": grep_count(str(logs / "app.log")), "FATAL": 0}
+    assert rows[str(logs / "app.log")]["counts"]["ERROR"] == 4
+    assert rows[str(logs / "old.log.1")]["counts"] == {"ERROR": 1000, "FATAL": 1000}
+    assert rows[str(logs / "empty.log")]["counts"] == {"ERROR": 0, "FATAL": 0}
+    for row in rows.values():
+        assert row["status"] == "finished" and row["attempts"] == 1 and row["error"] is None
+        assert row["queue"] == "default" and row["job_id"].startswith("lj-")
+
+
+def test_high_priority_runs_before_low(cluster, tmp_path):
+    files = {}
+    for queue in ("low", "high"):
+        for i in range(4):
+            path = tmp_path / f"{queue}{i}.log"
+            path.write_text("ERROR\n")
+            files[str(path)] = queue
+    cluster.run("push", "--priority", "low", *[p for p, q in files.items() if q == "low"], check=True)
+    cluster.run("push", "--priority", "high", *[p for p, q in files.items() if q == "high"], check=True)
+    cluster.worker()  # started only now: both queues are full when it looks
+    cluster.wait_for(lambda: all(r["status"] == "finished" for r in cluster.report().values())
+                     and len(cluster.report()) == 8, what="all scans finished")
+    rows = cluster.report()
+    order = sorted(rows.values(), key=lambda r: r["started_at"])
+    assert [r["queue"] for r in order] == ["high"] * 4 + ["low"] * 4
+
+
+def test_transient_failure_is_retried_at_its_interval_and_finishes(cluster, tmp_path):
+    # A timeout is an error that heals: the first attempt reads a 64 GB sparse file and is killed by
+    # its 1 s timeout; by the time the retry runs, the file has been replaced by a small one.
+    path = tmp_path / "slow.log"
+    with open(path, "wb") as f:
+        f.truncate(64 << 30)
+    cluster.worker()
+    cluster.mirror()
+    job_id = cluster.json("push", "--json", "--timeout", "1", "--retry-intervals", "3", str(path))["enqueued"][0]["job_id"]
+    cluster.wait_for(lambda: cluster.report().get(str(path), {}).get("status") == "started", what="attempt 1")
+    small = tmp_path / "small.log"
+    small.write_text("ERROR healed\nok\n")
+    os.replace(small, path)
+    row = cluster.wait_for(lambda: (r := cluster.report()[str(path)])["status"] == "finished" and r, timeout=60,
+                           what="the retry to finish")
+    assert row["attempts"] == 2 and row["counts"] == {"ERROR": 1} and row["error"] is None
+    history = [h for h in cluster.history(job_id)]
+    states = [h["state"] for h in history]
+    assert states == ["queued", "started", "scheduled", "started", "finished"], states
+    waited = _seconds(history[3]["at"]) - _seconds(history[2]["at"])
+    assert waited >= 2.5, f"retry ran {waited:.1f}s after the failure; its interval is 3s"
+    assert "JobTimeoutException" in history[2]["error"]
+
+
+def _seconds(iso):
+    from datetime import datetime
+    return datetime.fromisoformat(iso.rstrip("Z")).timestamp()
+
+
+def test_permanent_failures_fail_at_once_with_a_reason(cluster, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    os.mkfifo(bad / "fifo.log")
+    os.symlink("loop.log", bad / "loop.log")
+    (bad / "corrupt.log.gz").write_bytes(gzip.compress(b"ERROR\n" * 1000)[:-20] + b"garbage-garbage-garb")
+    (bad / "later-a-dir.log").write_text("ERROR\n")
+    (bad / "later-gone.log").write_text("ERROR\n")
+    (bad / "good.log").write_text("ERROR\n")
+    out = cluster.run("push", "--json", str(bad), check=True)
+    # Changed after the push, before any worker looks.
+    os.remove(bad / "later-a-dir.log")
+    os.mkdir(bad / "later-a-dir.log")
+    os.remove(bad / "later-gone.log")
+    cluster.worker()
+    started = time.monotonic()
+    cluster.wait_for(lambda: len([r for r in cluster.report().values() if r["status"] in ("finished", "failed")]) == 6,
+                     timeout=30, what="all six files to end")
+    assert time.monotonic() - started < 20, "permanent failures must not wait out retry intervals"
+    rows = {os.path.basename(p): r for p, r in cluster.report().items()}
+    expected = {"fifo.log": "not a regular file", "loop.log": "symlink", "corrupt.log.gz": "corrupt",
+                "later-a-dir.log": "directory", "later-gone.log": "no such file"}
+    for name, reason in expected.items():
+        row = rows[name]
+        assert row["status"] == "failed" and row["attempts"] == 1, (name, row)
+        assert reason in row["error"].lower() and "\n" not in row["error"], (name, row["error"])
+        assert "Traceback" not in row["error"]
+    assert rows["good.log"]["status"] == "finished"
+    assert out.returncode == 0
+
+
+def test_wait_exits_non_zero_when_a_file_failed(cluster, tmp_path):
+    (tmp_path / "ok.log").write_text("ERROR\n")
+    os.mkfifo(tmp_path / "pipe.log")
+    cluster.worker()
+    out = cluster.run("push", "--wait", str(tmp_path / "ok.log"), str(tmp_path / "pipe.log"))
+    assert out.returncode == 1
+    assert "finished 1, failed 1" in out.stdout
+    assert "pipe.log" in out.stdout and "not a regular file" in out.stdout

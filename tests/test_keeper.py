@@ -1,0 +1,83 @@
+"""Recovery with plain `rq worker`s: a work-horse or a whole worker SIGKILLed mid-scan loses nothing."""
+
+import os
+import time
+
+import psutil
+
+HUGE = 64 << 30  # a sparse file this big takes seconds to scan: time enough to kill its scanner
+
+
+def huge_file(path):
+    with open(path, "wb") as f:
+        f.truncate(HUGE)
+    return str(path)
+
+
+def heal(path):
+    """Replace the huge file by a small one, so the next attempt finishes at once."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write("ERROR 1\nERROR 2\nok\n")
+    os.replace(tmp, path)
+
+
+def horse_of(worker):
+    """The work-horse RQ forked for the job a worker is running."""
+    children = psutil.Process(worker.pid).children()
+    return children[0] if children else None
+
+
+def started(cluster, path):
+    return cluster.report().get(path, {}).get("status") == "started"
+
+
+def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):
+    path = huge_file(tmp_path / "big.log")
+    worker = cluster.worker()
+    cluster.mirror()
+    cluster.run("push", "--retry-intervals", "1", path, check=True)
+    cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
+    horse = cluster.wait_for(lambda: horse_of(worker), what="the work-horse")
+    heal(path)
+    horse.kill()  # as the OOM killer would
+    row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
+                           what="the retry to finish")
+    assert row["attempts"] == 2 and row["counts"] == {"ERROR": 2}
+    assert worker.poll() is None, "the worker itself survives its horse"
+
+
+def test_worker_killed_mid_scan_is_recovered_by_another_within_30s(cluster, tmp_path):
+    path = huge_file(tmp_path / "big.log")
+    doomed = cluster.worker(name="doomed")
+    cluster.mirror()
+    job_id = cluster.json("push", "--json", "--retry-intervals", "0", path)["enqueued"][0]["job_id"]
+    cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
+    cluster.worker(name="survivor")
+    heal(path)
+    cluster.kill_tree(doomed)  # the whole host dies: worker and work-horse
+    killed_at = time.monotonic()
+    row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
+                           what="recovery")
+    assert time.monotonic() - killed_at < 30 + 5  # back in its queue within 30 s, then a short scan
+    assert row["attempts"] == 2 and row["counts"] == {"ERROR": 2} and row["worker"] == "survivor"
+    history = cluster.history(job_id)
+    recovered = [h for h in history if h["error"] and "doomed died or was cut off" in h["error"]]
+    assert recovered and recovered[0]["attempt"] == 1
+    assert [h["state"] for h in history].count("finished") == 1
+
+
+def test_a_file_that_keeps_killing_its_workers_fails_after_its_budget(cluster, tmp_path):
+    path = huge_file(tmp_path / "poison.log")
+    cluster.mirror()
+    cluster.run("push", "--retries", "1", "--retry-intervals", "0", path, check=True)
+    for attempt in (1, 2):
+        worker = cluster.worker(name=f"victim{attempt}")
+        cluster.wait_for(lambda: cluster.report().get(path, {}).get("attempts") == attempt and started(cluster, path),
+                         timeout=60, what=f"attempt {attempt}")
+        cluster.kill_tree(worker)
+    row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "failed" and r, timeout=60,
+                           what="the poison file to fail")
+    assert row["attempts"] == 2
+    assert "victim2 died or was cut off during attempt 2" in row["error"]
+    assert "no retries left" in row["error"]

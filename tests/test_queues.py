@@ -1,0 +1,111 @@
+"""Path expansion and enqueueing: unit tests on the filesystem and fakeredis (no server needed)."""
+
+import io
+import os
+
+import fakeredis
+import pytest
+from rq import Queue
+
+from logjobs import queues
+from logjobs.defaults import EVENTS_KEY
+from logjobs.exceptions import PushRefused
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "a.log").write_text("ERROR one\n")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "b.log").write_text("x\n")
+    (tmp_path / "sub" / "deeper" / "c.log.gz").write_bytes(b"")
+    return tmp_path
+
+
+def test_expand_files_directories_globs_and_stdin(tree, monkeypatch):
+    monkeypatch.chdir(tree)
+    assert queues.expand(["a.log"]) == [str(tree / "a.log")]
+    assert queues.expand([str(tree / "sub")]) == [str(tree / "sub" / "b.log"), str(tree / "sub" / "deeper" / "c.log.gz")]
+    assert queues.expand(["**/*.log"]) == [str(tree / "a.log"), str(tree / "sub" / "b.log")]
+    stdin = io.StringIO(f"{tree / 'a.log'}\n\nsub/b.log\n")
+    assert queues.expand(["-"], stdin=stdin) == [str(tree / "a.log"), str(tree / "sub" / "b.log")]
+
+
+def test_expand_keeps_each_file_once_in_first_seen_order(tree):
+    paths = queues.expand([str(tree / "sub" / "b.log"), str(tree), str(tree / "a.log")])
+    assert paths[0] == str(tree / "sub" / "b.log")
+    assert len(paths) == len(set(paths)) == 3
+
+
+def test_expand_refuses_what_names_nothing(tree):
+    with pytest.raises(PushRefused, match="no such file or directory: .*missing.log"):
+        queues.expand([str(tree / "a.log"), str(tree / "missing.log")])
+    with pytest.raises(PushRefused, match="no file matches"):
+        queues.expand([str(tree / "*.nothing")])
+    with pytest.raises(PushRefused, match="no such file"):
+        queues.expand(["-"], stdin=io.StringIO(str(tree / "gone.log") + "\n"))
+
+
+def test_expand_leaves_odd_files_for_their_job_to_report(tree):
+    os.mkfifo(tree / "fifo")
+    os.symlink("loop", tree / "loop")
+    os.symlink(tree / "nowhere", tree / "dangling")
+    paths = queues.expand([str(tree / "fifo"), str(tree / "loop"), str(tree / "dangling")])
+    assert [os.path.basename(p) for p in paths] == ["fifo", "loop", "dangling"]
+
+
+def test_expand_does_not_follow_symlinked_directories(tree):
+    os.symlink(tree, tree / "sub" / "back")  # a loop, if followed
+    paths = queues.expand([str(tree / "sub")])
+    assert str(tree / "sub" / "back") in paths
+    assert len(paths) == 3
+
+
+def test_roots_refuse_paths_outside_them(tree, tmp_path_factory):
+    other = tmp_path_factory.mktemp("other")
+    (other / "x.log").write_text("ERROR\n")
+    os.symlink(other / "x.log", tree / "escape.log")
+    assert queues.expand([str(tree / "a.log")], roots=[str(tree)]) == [str(tree / "a.log")]
+    with pytest.raises(PushRefused, match="outside the allowed roots"):
+        queues.expand([str(other / "x.log")], roots=[str(tree)])
+    with pytest.raises(PushRefused, match="outside the allowed roots"):
+        queues.expand([str(tree / "escape.log")], roots=[str(tree)])
+
+
+def test_push_batches_into_one_transaction_per_batch(tree):
+    conn = fakeredis.FakeRedis()
+    calls = []
+    real_pipeline = conn.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        execute = pipe.execute
+        pipe.execute = lambda *a, **k: calls.append(len(pipe.command_stack)) or execute(*a, **k)
+        return pipe
+
+    conn.pipeline = counting_pipeline
+    paths = [str(tree / f"f{i}.log") for i in range(25)]
+    pushed = queues.push(conn, paths, queue="high", batch=10)
+    assert len(pushed.enqueued) == 25
+    transactions = [n for n in calls if n > 10]
+    assert len(transactions) == 3  # 10 + 10 + 5 files, each in one MULTI/EXEC
+    assert Queue("high", connection=conn).count == 25
+    assert conn.xlen(EVENTS_KEY) == 25
+
+
+def test_push_skips_files_already_in_flight(tree):
+    conn = fakeredis.FakeRedis()
+    first = queues.push(conn, [str(tree / "a.log")])
+    again = queues.push(conn, [str(tree / "a.log"), str(tree / "sub" / "b.log")])
+    assert again.skipped == first.enqueued
+    assert [p for p, _ in again.enqueued] == [str(tree / "sub" / "b.log")]
+
+
+def test_push_rejects_unknown_queue(tree):
+    with pytest.raises(PushRefused, match="unknown queue"):
+        queues.push(fakeredis.FakeRedis(), [str(tree / "a.log")], queue="urgent")
+
+
+def test_job_ids_are_valid_rq_ids_and_never_reused():
+    ids = {queues.job_id_for("/var/log/ünïcode file.log") for _ in range(100)}
+    assert len(ids) == 100
+    assert all(i.replace("-", "").replace("_", "").isalnum() and i.isascii() for i in ids)
