@@ -1,5 +1,6 @@
 """The `logjobs` command: parse, call one library function, format. Errors end in one line."""
 
+import dataclasses
 import functools
 import json
 import logging
@@ -40,6 +41,12 @@ def one_line_errors(command):
         except redis.RedisError as exc:
             settings = click.get_current_context().obj
             fail(f"lost Redis at {redact_url(settings.redis_url)}: {exc}")
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            logging.getLogger(__name__).debug("traceback", exc_info=True)
+            click.echo(f"logjobs: internal error: {type(exc).__name__}: {exc} (run with -v to see where)", err=True)
+            sys.exit(70)  # EX_SOFTWARE
     return wrapper
 
 
@@ -60,8 +67,9 @@ def cli(ctx, redis_url, db, config_file, verbose):
       logjobs mirror
       logjobs report --failed
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("peewee").setLevel(logging.INFO)  # its DEBUG is every SQL statement
     try:
         ctx.obj = Settings.load(config_file=config_file, redis_url=redis_url, db=db)
     except LogJobsError as exc:
@@ -76,12 +84,14 @@ def cli(ctx, redis_url, db, config_file, verbose):
 @click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
 @click.option("--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60].")
 @click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+@click.option("--split-size", "split_bytes", type=click.IntRange(0), metavar="BYTES",
+              help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
 @click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.pass_obj
 @one_line_errors
-def push(settings, queue, patterns, retries, retry_intervals, timeout, wait, as_json, paths):
+def push(settings, queue, patterns, retries, retry_intervals, timeout, split_bytes, wait, as_json, paths):
     """Enqueue a scan of each file: PATH is a file, a directory (recursive), a glob, or - for stdin.
 
     \b
@@ -89,23 +99,22 @@ def push(settings, queue, patterns, retries, retry_intervals, timeout, wait, as_
       logjobs push --priority high --pattern ERROR --pattern FATAL '/var/log/app/*.log'
       find /srv/logs -name '*.gz' | logjobs push --priority low -
     """
-    if retries is not None or retry_intervals is not None or timeout is not None:
-        settings = Settings.load(config_file=settings.config_file, redis_url=settings.redis_url, db=settings.db,
-                                 retry_max=retries, job_timeout=timeout,
-                                 retry_intervals=_parse_intervals(retry_intervals))
+    settings = dataclasses.replace(settings, **{k: v for k, v in {
+        "retry_max": retries, "job_timeout": timeout, "split_bytes": split_bytes,
+        "retry_intervals": _parse_intervals(retry_intervals)}.items() if v is not None})
     conn = connections.connect(settings.redis_url)
     files = queues.expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
     pushed = queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS,
                          retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
-                         timeout=settings.job_timeout)
+                         timeout=settings.job_timeout, split_bytes=settings.split_bytes)
     if not as_json:
-        click.echo(f"enqueued {len(pushed.enqueued)} file(s) into {queue}"
+        click.echo(f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
                    + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else ""))
-    outcome = _wait(conn, [job_id for _, job_id in pushed.enqueued], quiet=as_json) if wait else None
+    outcome = _wait(conn, pushed, quiet=as_json) if wait else None
     if as_json:
         doc = {"queue": queue,
-               "enqueued": [{"path": p, "job_id": j} for p, j in pushed.enqueued],
-               "skipped": [{"path": p, "job_id": j} for p, j in pushed.skipped]}
+               "enqueued": [{"path": p, "job_id": ids[0], "parts": len(ids)} for p, ids in pushed.files.items()],
+               "skipped": [{"path": p, "job_id": j} for p, j in pushed.skipped.items()]}
         if outcome is not None:
             doc["outcome"] = outcome
         click.echo(json.dumps(doc, indent=2))
@@ -122,24 +131,18 @@ def _parse_intervals(text):
         raise click.BadParameter(f"expected whole seconds like 10,30,60; got {text!r}", param_hint="--retry-intervals")
 
 
-def _wait(conn, job_ids, quiet, poll=0.5):
-    """Poll RQ until every job has ended; show a progress bar on stderr; return each job's outcome."""
-    state = dict.fromkeys(job_ids)
-    pending = list(job_ids)
-    with click.progressbar(length=len(job_ids), label="scanning", file=sys.stderr, show_pos=True,
+def _wait(conn, pushed, quiet, poll=0.5):
+    """Poll RQ until every job has ended; show a progress bar on stderr; return each file's outcome."""
+    pending, ended = pushed.job_ids, set()
+    with click.progressbar(length=len(pushed.files), label="scanning", file=sys.stderr, show_pos=True,
                            show_eta=True) as bar:
         while pending:
-            still = []
-            for job_id, status in zip(pending, queues.statuses(conn, pending)):
-                if status in ENDED:
-                    state[job_id] = status or "failed"
-                else:
-                    still.append(job_id)
-            bar.update(len(pending) - len(still))
-            pending = still
+            ended.update(j for j, status in zip(pending, queues.statuses(conn, pending)) if status in ENDED)
+            pending = [j for j in pending if j not in ended]
+            bar.update(sum(all(j in ended for j in ids) for ids in pushed.files.values()) - bar.pos)
             if pending:
                 time.sleep(poll)
-    outcome = queues.outcomes(conn, job_ids)
+    outcome = queues.outcomes(conn, pushed)
     if not quiet:
         done = sum(o["status"] == "finished" for o in outcome)
         click.echo(f"finished {done}, failed {len(outcome) - done}")

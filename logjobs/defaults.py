@@ -22,6 +22,13 @@ DEFAULT_RESULT_TTL = 7 * 24 * 3600
 DEFAULT_FAILURE_TTL = 30 * 24 * 3600
 #: Files enqueued per Redis transaction by `push`.
 DEFAULT_PUSH_BATCH = 1000
+#: Small files share a job, up to this many files and bytes: a work-horse per file costs milliseconds.
+DEFAULT_BATCH_FILES = 100
+DEFAULT_BATCH_BYTES = 64 << 20
+#: A plain file of twice this size or more is split into ranges of about this size, scanned in
+#: parallel (0: never split).
+DEFAULT_SPLIT_BYTES = 64 << 20
+MAX_PARTS = 64
 
 #: A running scan refreshes its heartbeat key this often (s); the key lives DEFAULT_BEAT_TTL.
 DEFAULT_BEAT_INTERVAL = 2
@@ -49,5 +56,6 @@ EVENTS_GROUP = "mirror"                       # its consumer group
 ATTEMPTS_KEY = KEY_PREFIX + "attempts"        # hash: job id -> runs started
 FILES_KEY = KEY_PREFIX + "files"              # hash: absolute path -> id of its latest job
 BEAT_KEY = KEY_PREFIX + "beat:"               # + job id: string with a short TTL while a scan runs
+DONE_KEY = KEY_PREFIX + "done:"               # + job id: hash, path -> JSON result or permanent error
 MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch
 JOB_ID_PREFIX = "lj-"

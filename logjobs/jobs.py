@@ -1,46 +1,137 @@
-"""The RQ job functions: thin wrappers that run the scanner and report state changes.
+"""The RQ job functions: thin wrappers that run the scanner and report each file's state changes.
 
-Workers import this module by dotted path (`logjobs.jobs.scan_file`); they need no logjobs settings.
-A failed scan always raises, so RQ's retry policy applies; a permanent failure first empties the
-job's retry budget, so it fails at once instead of burning retries on a file that cannot heal.
+Workers import them by dotted path; they need no logjobs settings. A job scans one file, one byte
+range of a big file, or a batch of small files (forking a work-horse per small file would cost more
+than scanning it). Files already done by an earlier attempt of the same job are skipped, so a retry
+rescans only what failed. A failed job always raises, so RQ's retry policy applies; when every
+failure in it is permanent, the job first empties its retry budget, so it fails at once instead of
+burning retries on files that cannot heal.
 """
 
+import json
 import logging
 import os
 import socket
 import threading
+import time
 
 import redis
 from rq import get_current_job
+from rq.timeouts import JobTimeoutException
 
 from . import events, scanner
 from .defaults import (
-    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, FAILED, FINISHED, QUEUED,
-    SCHEDULED, STARTED,
+    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, DEFAULT_FAILURE_TTL, DONE_KEY, FAILED,
+    FINISHED, QUEUED, SCHEDULED, STARTED,
 )
 from .exceptions import ScanError
 
 log = logging.getLogger(__name__)
 
+#: Finished files are reported at least this often (s) during a long batch.
+FLUSH_INTERVAL = 1.0
 
-def scan_file(path, patterns, start=0, end=None):
-    """Count the lines of `path` (or of its byte range) that contain each of `patterns`."""
+
+def scan_file(path, patterns, start=0, end=None, part=0):
+    """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern."""
+    return _run([(path, start, end, part)], patterns)
+
+
+def scan_files(paths, patterns):
+    """Count, in each of `paths`, the lines containing each pattern."""
+    return _run([(path, 0, None, 0) for path in paths], patterns)
+
+
+def done_paths(conn, job_id):
+    """The files an earlier attempt of the job finished, or failed for good."""
+    return {os.fsdecode(k) for k in conn.hkeys(DONE_KEY + job_id)}
+
+
+def files_of(job):
+    """(path, part) of each file a scan job covers, read from its arguments."""
+    if job.func_name == "logjobs.jobs.scan_files":
+        return [(path, 0) for path in job.args[0]]
+    path, _, start, end, part = (list(job.args) + [0, None, 0])[:5]
+    return [(path, part)]
+
+
+class ScanFailed(Exception):
+    """Some files of the job failed; raised so that RQ records the job failed (and retries it)."""
+
+
+def _run(tasks, patterns):
     job = get_current_job()
     conn = job.connection
+    done_key = DONE_KEY + job.id
     attempt = conn.hincrby(ATTEMPTS_KEY, job.id, 1)
     worker = os.environ.get("RQ_WORKER_ID") or job.worker_name or socket.gethostname()
-    events.emit(conn, events.Event(job.id, STARTED, attempt, worker=worker))
+    done = done_paths(conn, job.id)
+    todo = [t for t in tasks if t[0] not in done]
+    report = Reporter(conn, job.id, attempt, worker, done_key)
+    report.started(todo)
+    failures = {}
     with Heartbeat(conn, job.id, worker):
-        try:
-            result = scanner.scan(path, patterns, start, end)
-        except Exception as exc:
-            if isinstance(exc, ScanError) and exc.permanent:
-                job.retries_left = 0
-            events.emit(conn, events.Event(job.id, next_state(job), attempt, worker=worker, error=reason(exc)))
-            raise
-    result = result.to_dict()
-    events.emit(conn, events.Event(job.id, FINISHED, attempt, worker=worker, result=result))
-    return result
+        for i, (path, start, end, part) in enumerate(todo):
+            try:
+                result = scanner.scan(path, patterns, start, end).to_dict()
+            except JobTimeoutException as exc:
+                # The job's time is up: what it did not get to waits for the retry too.
+                failures.update(((p, pt), exc) for p, _, _, pt in todo[i:])
+                break
+            except Exception as exc:
+                failures[(path, part)] = exc
+            else:
+                report.finished(path, part, result)
+    if failures:
+        # Permanent failures are final now; the rest wait for the retry RQ is about to decide on.
+        if all(isinstance(e, ScanError) and e.permanent for e in failures.values()):
+            job.retries_left = 0
+        state = next_state(job)
+        for (path, part), exc in failures.items():
+            permanent = isinstance(exc, ScanError) and exc.permanent
+            report.failed(path, part, FAILED if permanent else state, reason(exc), final=permanent)
+    report.flush()
+    if failures:
+        (path, _), exc = next(iter(failures.items()))
+        more = f" (and {len(failures) - 1} more file(s))" if len(failures) > 1 else ""
+        raise ScanFailed(f"{path}: {reason(exc)}{more}") from exc
+    return {"files": len(tasks), "scanned": len(todo)}
+
+
+class Reporter:
+    """Sends a job's events, and records each file done, in few round trips."""
+
+    def __init__(self, conn, job_id, attempt, worker, done_key):
+        self.conn, self.job_id, self.attempt, self.worker, self.done_key = conn, job_id, attempt, worker, done_key
+        self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
+
+    def started(self, tasks):
+        self.pending += [events.Event(self.job_id, p, STARTED, self.attempt, part, worker=self.worker)
+                         for p, _, _, part in tasks]
+        self.flush()
+
+    def finished(self, path, part, result):
+        self.pending.append(events.Event(self.job_id, path, FINISHED, self.attempt, part, worker=self.worker,
+                                         result=result))
+        self.done[path] = {"result": result}
+        if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL:
+            self.flush()
+
+    def failed(self, path, part, state, error, final):
+        self.pending.append(events.Event(self.job_id, path, state, self.attempt, part, worker=self.worker,
+                                         error=error))
+        if final:
+            self.done[path] = {"error": error}
+
+    def flush(self):
+        with self.conn.pipeline(transaction=True) as pipe:
+            for event in self.pending:
+                events.emit(pipe, event)
+            if self.done:
+                pipe.hset(self.done_key, mapping={os.fsencode(p): json.dumps(v) for p, v in self.done.items()})
+                pipe.expire(self.done_key, DEFAULT_FAILURE_TTL)
+            pipe.execute()
+        self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
 
 
 def next_state(job):
@@ -60,7 +151,7 @@ def reason(exc):
 
 
 class Heartbeat:
-    """Refresh a short-lived key while a scan runs, so the keeper sees a dead host within seconds.
+    """Refresh a short-lived key while a job runs, so the keeper sees a dead host within seconds.
 
     RQ's own heartbeat comes from the worker's parent process every 30 s and only expires 60 s
     later; this one comes from the work-horse itself, every DEFAULT_BEAT_INTERVAL seconds.

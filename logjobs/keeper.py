@@ -18,7 +18,7 @@ from rq.scheduler import RQScheduler
 
 from . import events
 from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, QUEUES
-from .jobs import next_state
+from .jobs import done_paths, files_of, next_state
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,12 @@ class Keeper:
             if state == FAILED:
                 error += "; no retries left (does this file kill its workers?)"
             log.warning("recovering %s from %s: %s", job_id, queue.name, error)
-            events.emit(self.conn, events.Event(job_id, state, attempt, worker=worker, error=error))
+            done = done_paths(self.conn, job_id)
+            with self.conn.pipeline(transaction=True) as pipe:
+                for path, part in files_of(job):
+                    if path not in done:
+                        events.emit(pipe, events.Event(job_id, path, state, attempt, part, worker=worker, error=error))
+                pipe.execute()
             # Mark the execution expired; RQ's cleanup then retries the job or moves it to failed.
             self.conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)
             self._silent_since.pop((job_id, execution_id), None)

@@ -14,6 +14,7 @@ which applies only if nothing newer has arrived.
 
 import json
 import logging
+import os
 import time
 
 import redis
@@ -22,9 +23,9 @@ from peewee import PeeweeException
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from . import events
+from . import events, scanner
 from .defaults import (
-    ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
+    ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DONE_KEY, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
     EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, MIRROR_LOCK_KEY, QUEUED, SCHEDULED, STARTED,
 )
 from .exceptions import LogJobsError
@@ -140,16 +141,17 @@ class Mirror:
     # -- reconciling with RQ ---------------------------------------------------------------------
 
     def reconcile(self):
-        """Append an event for every unfinished row whose job RQ knows to be elsewhere; returns them."""
-        rows = list(Scan.select(Scan.job_id, Scan.attempts, Scan.order_attempt, Scan.order_phase)
-                    .where(Scan.status.not_in(FINAL_STATES)))
+        """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them."""
+        rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES))
+        todo = [(row.path, i, part) for row in rows for i, part in enumerate(json.loads(row.part_states))
+                if part is not None and part["state"] not in FINAL_STATES]
         found = []
-        for start in range(0, len(rows), self.batch):
-            chunk = rows[start:start + self.batch]
-            ids = [row.job_id for row in chunk]
+        for start in range(0, len(todo), self.batch):
+            chunk = todo[start:start + self.batch]
+            ids = [part["job_id"] for _, _, part in chunk]
             attempts = self.conn.hmget(ATTEMPTS_KEY, ids)
-            for row, status, attempt in zip(chunk, statuses(self.conn, ids), attempts):
-                event = _missed(self.conn, row, status, int(attempt or 0))
+            for (path, i, part), status, attempt in zip(chunk, statuses(self.conn, ids), attempts):
+                event = _missed(self.conn, path, i, part, status, int(attempt or 0))
                 if event is not None:
                     found.append(event)
         if found:
@@ -160,30 +162,35 @@ class Mirror:
         return found
 
 
-def _missed(conn, row, status, attempt):
-    """The event RQ's status of the row's job implies, if the row has nothing as new."""
-    attempt = max(attempt, row.attempts)
+def _missed(conn, path, index, part, status, attempt):
+    """The event RQ's status of the part's job implies, if the part has nothing as new."""
+    job_id, attempt = part["job_id"], max(attempt, part["attempt"])
     if status is None:
-        event = events.Event(row.job_id, FAILED, attempt, worker=RECONCILE,
-                             error="the job vanished from Redis (Redis restarted without persistence, "
-                                   "or the job expired); push the file again")
-    elif status == FINISHED:
-        event = events.Event(row.job_id, FINISHED, attempt, worker=RECONCILE)
-    elif status in _RQ_ENDED and attempt > 0:
-        event = events.Event(row.job_id, _RQ_ENDED[status], attempt, worker=RECONCILE)
+        state = FAILED
+    elif status == FINISHED or status in _RQ_ENDED and attempt > 0:
+        state = _RQ_ENDED.get(status, status)
     else:
         return None
-    if event.order <= (row.order_attempt, row.order_phase):
+    event = events.Event(job_id, path, state, attempt, index, worker=RECONCILE)
+    if event.order <= tuple(part["order"]):
         return None
-    # Only now is the whole job worth fetching: for its result, or the reason it ended.
-    try:
-        job = Job.fetch(row.job_id, connection=conn) if status is not None else None
-    except NoSuchJobError:
-        return None  # gone since its status was read: the next pass reports that
-    if job is not None and status == FINISHED:
-        event.result = job.return_value()
-    elif job is not None:
-        event.error = _rq_reason(job, status)
+    # Only now are the details worth fetching: the file's own record in the job, or why the job ended.
+    record = conn.hget(DONE_KEY + job_id, os.fsencode(path))
+    record = json.loads(record) if record else {}
+    if "result" in record:
+        event.state, event.result = FINISHED, record["result"]
+    elif "error" in record:
+        event.state, event.error = FAILED, record["error"]
+    elif status is None:
+        event.error = "the job vanished from Redis (Redis restarted without persistence, or the job expired); " \
+                      "push the file again"
+    elif state == FINISHED:
+        return None  # finished without a record of this file: its events are on their way
+    else:
+        try:
+            event.error = _rq_reason(Job.fetch(job_id, connection=conn), status)
+        except NoSuchJobError:
+            return None  # gone since its status was read: the next pass reports that
     return event
 
 
@@ -194,63 +201,87 @@ def _rq_reason(job, status):
 
 
 def apply(batch):
-    """Apply events to the rows they concern; call inside a transaction."""
-    paths = {e.path for e in batch if e.path}
-    job_ids = {e.job_id for e in batch}
-    by_path = {row.path: row for row in Scan.select().where(Scan.path.in_(paths) | Scan.job_id.in_(job_ids))}
-    by_job = {row.job_id: row for row in by_path.values()}
-    changed, history = {}, []
+    """Apply events to the rows of the files they concern; call inside a transaction."""
+    rows = {row.path: row for row in Scan.select().where(Scan.path.in_({e.path for e in batch}))}
+    parts = {path: json.loads(row.part_states) for path, row in rows.items()}
+    changed, history = set(), []
     for event in batch:
-        if event.path is not None:                  # a push: the file's row now follows this job
-            row = by_path.get(event.path) or Scan(path=event.path)
-            by_job.pop(row.job_id, None)
-            _reset(row, event)
-            by_path[event.path] = by_job[event.job_id] = row
+        if event.is_push:
+            if event.part == 0:  # a new scan of the file: its row starts over
+                rows[event.path] = _reset(rows.get(event.path) or Scan(path=event.path), event)
+                parts[event.path] = [None] * event.parts
+            parts[event.path][event.part] = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
+                                             "order": [0, 0], "at": event.at}
         else:
-            row = by_job.get(event.job_id)
-            if row is None or not _newer(event, row):
-                continue                              # stale: a superseded job, or an older attempt
-            _update(row, event)
-        changed[row.path] = row
-        history.append({"stream_id": event.stream_id, "job_id": event.job_id, "state": event.state,
-                        "attempt": event.attempt, "worker": event.worker, "error": event.error, "at": utc(event.at)})
-    for row in changed.values():
-        row.save()
+            state = parts.get(event.path, [])
+            part = state[event.part] if event.part < len(state) else None
+            if part is None or part["job_id"] != event.job_id or not _newer(event, part):
+                continue  # stale: a superseded scan, or an older attempt
+            _update(part, event)
+        changed.add(event.path)
+        history.append({"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path,
+                        "part": event.part, "state": event.state, "attempt": event.attempt,
+                        "worker": event.worker, "error": event.error, "at": utc(event.at)})
+    for path in changed:
+        _summarise(rows[path], parts[path])
+        rows[path].save()
     if history:
         History.insert_many(history).on_conflict_ignore().execute()
 
 
-def _newer(event, row):
-    current = (row.order_attempt, row.order_phase)
+def _newer(event, part):
+    current = tuple(part["order"])
     # A reconciler's guess yields to any event the job itself sent for the same step.
     return event.order > current if event.worker == RECONCILE else event.order >= current
 
 
 def _reset(row, event):
-    row.job_id, row.queue, row.status = event.job_id, event.queue, QUEUED
+    row.job_id, row.queue, row.status, row.parts = event.job_id, event.queue, QUEUED, event.parts
     row.patterns = json.dumps(event.patterns or [])
     row.counts = row.lines = row.bytes = row.compression = row.error = row.worker = None
     row.attempts = 0
     row.enqueued_at = row.updated_at = utc(event.at)
     row.started_at = row.ended_at = None
-    row.order_attempt, row.order_phase = event.order
+    return row
 
 
-def _update(row, event):
-    row.status = event.state
-    row.attempts = max(row.attempts, event.attempt)
-    row.order_attempt, row.order_phase = event.order
-    row.updated_at = utc(event.at)
+def _update(part, event):
+    part.update(state=event.state, attempt=max(part["attempt"], event.attempt), order=list(event.order), at=event.at)
     if event.worker and event.worker != RECONCILE:
-        row.worker = event.worker
+        part["worker"] = event.worker
     if event.state == STARTED:
-        row.started_at, row.ended_at = utc(event.at), None
+        part.setdefault("started_at", event.at)
     elif event.state == FINISHED:
-        result = event.result or {}
-        row.counts = json.dumps(result.get("counts", {}))
-        row.lines, row.bytes, row.compression = result.get("lines"), result.get("bytes"), result.get("compression")
-        row.error, row.ended_at = None, utc(event.at)
+        part["result"], part["error"], part["ended_at"] = event.result, None, event.at
     else:
-        row.error = event.error
+        part["error"] = event.error
         if event.state == FAILED:
-            row.ended_at = utc(event.at)
+            part["ended_at"] = event.at
+
+
+def _summarise(row, parts):
+    """The file's row from its parts: failed if one failed, finished when all have, else the furthest state."""
+    row.part_states = json.dumps(parts)
+    known = [p for p in parts if p is not None]
+    states = {p["state"] for p in known}
+    if FAILED in states:
+        row.status = FAILED
+    elif states == {FINISHED} and len(known) == row.parts:
+        row.status = FINISHED
+    elif STARTED in states or FINISHED in states:
+        row.status = STARTED  # under way: some parts ran, others wait
+    else:
+        row.status = SCHEDULED if SCHEDULED in states else QUEUED
+    row.attempts = max((p["attempt"] for p in known), default=0)
+    latest = max(known, key=lambda p: p.get("at", 0))
+    row.worker = latest.get("worker") or row.worker
+    row.updated_at = utc(latest["at"])
+    row.error = next((p["error"] for p in known if p["state"] == FAILED), None) or (
+        latest.get("error") if row.status != FINISHED else None)
+    starts = [p["started_at"] for p in known if p.get("started_at")]
+    row.started_at = utc(min(starts)) if starts else None
+    row.ended_at = utc(max(p["ended_at"] for p in known if p.get("ended_at"))) if row.status in FINAL_STATES else None
+    if row.status == FINISHED:
+        merged = scanner.merge(scanner.ScanResult.from_dict(p["result"]) for p in known if p.get("result"))
+        row.counts, row.lines, row.bytes, row.compression = (
+            json.dumps(merged.counts), merged.lines, merged.bytes, merged.compression)

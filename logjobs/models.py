@@ -29,7 +29,7 @@ class BaseModel(Model):
 
 
 class Scan(BaseModel):
-    """One row per pushed file: its latest job, state, counts and failure reason."""
+    """One row per pushed file: its latest scan's state, counts and failure reason (the sum of its parts)."""
 
     path = TextField(unique=True)
     job_id = CharField(index=True)
@@ -47,9 +47,10 @@ class Scan(BaseModel):
     started_at = DateTimeField(null=True)
     ended_at = DateTimeField(null=True)
     updated_at = DateTimeField()
-    # Order of the last event applied (see events.Event.order): older events are stale.
-    order_attempt = IntegerField(default=0)
-    order_phase = IntegerField(default=0)
+    parts = IntegerField(default=1)         # byte ranges the file was split into
+    # JSON list, one object per part: its job id, state, attempt, the order of the last event
+    # applied to it (see events.Event.order: older ones are stale), result, error, times.
+    part_states = TextField()
 
     class Meta:
         table_name = "scans"
@@ -64,6 +65,7 @@ class Scan(BaseModel):
             "queue": self.queue,
             "job_id": self.job_id,
             "patterns": json.loads(self.patterns),
+            "parts": self.parts,
             "lines": self.lines,
             "bytes": self.bytes,
             "compression": self.compression,
@@ -79,6 +81,8 @@ class History(BaseModel):
 
     stream_id = CharField(unique=True)
     job_id = CharField(index=True)
+    path = TextField(index=True)
+    part = IntegerField(default=0)
     state = CharField()
     attempt = IntegerField()
     worker = CharField(null=True)

@@ -2,17 +2,20 @@
 
 import dataclasses
 import glob
+import json
 import hashlib
 import os
 import secrets
+import stat
 
 from rq import Queue, Retry
 from rq.job import Job
 
-from . import events
+from . import events, scanner
 from .defaults import (
-    DEFAULT_FAILURE_TTL, DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, FILES_KEY, JOB_ID_PREFIX,
-    QUEUED, QUEUES,
+    DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS,
+    DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
+    DEFAULT_SPLIT_BYTES, DONE_KEY, FILES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
 )
 from .exceptions import PushRefused, ScanError
 
@@ -93,57 +96,116 @@ def _within(path, root):
     return os.path.commonpath([path, root]) == root
 
 
-def job_id_for(path):
-    """A fresh RQ job id for a scan of `path`: greppable by file, never reused (RQ ids do not dedupe)."""
-    digest = hashlib.sha1(os.fsencode(path)).hexdigest()[:16]
-    return f"{JOB_ID_PREFIX}{digest}-{secrets.token_hex(4)}"
+def new_job_id():
+    """A fresh RQ job id: RQ ids never dedupe, so an id is never reused."""
+    return JOB_ID_PREFIX + secrets.token_hex(8)
 
 
 @dataclasses.dataclass
 class Pushed:
-    """What `push` did: (path, job id) pairs enqueued, and those skipped as already in flight."""
+    """What `push` did: {path: [job id of each part]} enqueued, {path: job id} skipped as in flight."""
 
     queue: str
-    enqueued: list
-    skipped: list
+    files: dict
+    skipped: dict
+
+    @property
+    def job_ids(self):
+        return list(dict.fromkeys(j for ids in self.files.values() for j in ids))
 
 
-def push(conn, paths, queue=DEFAULT_QUEUE, patterns=("ERROR",), retry_max=3, retry_intervals=(10, 30, 60),
-         timeout=3600, batch=DEFAULT_PUSH_BATCH):
-    """Enqueue one scan job per path, one Redis transaction per `batch` files."""
+def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES, batch_bytes=DEFAULT_BATCH_BYTES):
+    """Group files into jobs: ("files", [paths]) for batches of small files, ("part", path, start, end,
+    part, parts) for each byte range of a big plain file."""
+    jobs, batch, batch_size = [], [], 0
+    for path in paths:
+        size = _regular_size(path)
+        if split_bytes and size >= 2 * split_bytes and _splittable(path):
+            # A range owns the lines that start in it, so cuts need not fall on line ends: no
+            # reading here. The last part reads to the end, as the file is when it runs.
+            n = min(MAX_PARTS, size // split_bytes)
+            cuts = [size * i // n for i in range(n)] + [None]
+            jobs += [("part", path, cuts[i], cuts[i + 1], i, n) for i in range(n)]
+            continue
+        if batch and (len(batch) >= batch_files or batch_size + size > batch_bytes):
+            jobs.append(("files", batch))
+            batch, batch_size = [], 0
+        batch.append(path)
+        batch_size += size
+    if batch:
+        jobs.append(("files", batch))
+    return jobs
+
+
+def _regular_size(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0  # its job reports why
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _splittable(path):
+    try:
+        return scanner.compression(path) is None
+    except ScanError:
+        return False  # scanned whole, its job reports why
+
+
+def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
+         retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH, **sizes):
+    """Enqueue scans of `paths`, skipping files whose scan is still queued or running.
+
+    Small files share a job; big ones are split into ranges scanned in parallel. One Redis
+    transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
+    """
     if queue not in QUEUES:
         raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}")
     rq_queue = Queue(queue, connection=conn)
     retry = Retry(max=retry_max, interval=list(retry_intervals) or 0) if retry_max else None
-    done = Pushed(queue, [], [])
-    for start in range(0, len(paths), batch):
-        chunk = paths[start:start + batch]
+    patterns = list(patterns)
+    done = Pushed(queue, {}, {})
+    for offset in range(0, len(paths), batch):
+        chunk = paths[offset:offset + batch]
         in_flight = _in_flight(conn, chunk)
+        done.skipped.update(in_flight)
         todo = [p for p in chunk if p not in in_flight]
-        done.skipped += [(p, in_flight[p]) for p in chunk if p in in_flight]
         if not todo:
             continue
-        ids = [job_id_for(p) for p in todo]
-        datas = [
-            Queue.prepare_data(
-                JOB_FUNC, args=(path, list(patterns)), job_id=job_id, timeout=timeout, retry=retry,
-                result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL, description=f"scan {path}",
-            )
-            for path, job_id in zip(todo, ids)
-        ]
+        datas, pushes, files = [], [], {}
+        for job in plan(todo, **sizes):
+            job_id = new_job_id()
+            if job[0] == "files":
+                paths_in_job = job[1]
+                args, description = (paths_in_job, patterns), f"scan {paths_in_job[0]}" + (
+                    f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
+                func = "logjobs.jobs.scan_files"
+                for path in paths_in_job:
+                    files[path] = [job_id]
+                    pushes.append(events.Event(job_id, path, QUEUED, parts=1, queue=queue, patterns=patterns))
+            else:
+                _, path, start, end, part, parts = job
+                args, description = (path, patterns, start, end, part), f"scan {path} part {part + 1}/{parts}"
+                func = "logjobs.jobs.scan_file"
+                files.setdefault(path, []).append(job_id)
+                pushes.append(events.Event(job_id, path, QUEUED, part=part, parts=parts, queue=queue,
+                                           patterns=patterns))
+            datas.append(Queue.prepare_data(func, args=args, job_id=job_id, timeout=timeout, retry=retry,
+                                            result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL,
+                                            description=description))
         with conn.pipeline(transaction=True) as pipe:
             rq_queue.enqueue_many(datas, pipeline=pipe)
-            pipe.hset(FILES_KEY, mapping=dict(zip(todo, ids)))
-            for path, job_id in zip(todo, ids):
-                events.emit(pipe, events.Event(job_id, QUEUED, path=path, queue=queue, patterns=list(patterns)))
+            pipe.hset(FILES_KEY, mapping={os.fsencode(p): ids[0] for p, ids in files.items()})
+            for event in pushes:
+                events.emit(pipe, event)
             pipe.execute()
-        done.enqueued += list(zip(todo, ids))
+        done.files.update(files)
     return done
 
 
 def _in_flight(conn, paths):
     """{path: job id} for the paths whose latest job will still run."""
-    ids = conn.hmget(FILES_KEY, paths)
+    ids = conn.hmget(FILES_KEY, [os.fsencode(p) for p in paths])
     known = [(p, i.decode()) for p, i in zip(paths, ids) if i]
     if not known:
         return {}
@@ -170,18 +232,28 @@ def failure_reason(job):
     return lines[-1].removeprefix(ScanError.__module__ + "." + ScanError.__name__ + ": ")
 
 
-def outcomes(conn, job_ids):
-    """Each job's path, RQ status, counts (when finished) and failure reason, straight from Redis."""
+def outcomes(conn, pushed):
+    """Each pushed file's status, counts and failure reason, straight from Redis (for `push --wait`)."""
+    job_ids = pushed.job_ids
+    jobs = dict(zip(job_ids, Job.fetch_many(job_ids, connection=conn)))
+    with conn.pipeline(transaction=False) as pipe:
+        for path, ids in pushed.files.items():
+            for job_id in ids:
+                pipe.hget(DONE_KEY + job_id, os.fsencode(path))
+        records = iter(pipe.execute())
     result = []
-    for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=conn)):
-        if job is None:
-            result.append({"path": None, "job_id": job_id, "status": "failed", "counts": {},
-                           "error": "the job vanished from Redis"})
-            continue
-        status = job.get_status(refresh=False)
-        status = getattr(status, "value", status)
-        finished = status == "finished"
-        value = job.return_value() if finished else None
-        result.append({"path": job.args[0], "job_id": job_id, "status": status,
-                       "counts": (value or {}).get("counts", {}), "error": None if finished else failure_reason(job)})
+    for path, ids in pushed.files.items():
+        parts = [(job_id, json.loads(r) if (r := next(records)) else None) for job_id in ids]
+        errors = [rec["error"] if rec else _job_failure(jobs[job_id]) for job_id, rec in parts
+                  if not rec or "error" in rec]
+        if errors:
+            result.append({"path": path, "job_id": ids[0], "status": "failed", "counts": {}, "error": errors[0]})
+        else:
+            merged = scanner.merge(scanner.ScanResult.from_dict(rec["result"]) for _, rec in parts)
+            result.append({"path": path, "job_id": ids[0], "status": "finished", "counts": merged.counts,
+                           "error": None})
     return result
+
+
+def _job_failure(job):
+    return "the job vanished from Redis" if job is None else failure_reason(job)

@@ -50,6 +50,7 @@ _SOURCES = {
     "retry_max": ("LOGJOBS_RETRY_MAX", _int("retry_max")),
     "retry_intervals": ("LOGJOBS_RETRY_INTERVALS", _intervals),
     "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout")),
+    "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes")),
     "dashboard_user": ("LOGJOBS_DASHBOARD_USER", str),
     "dashboard_password": ("LOGJOBS_DASHBOARD_PASSWORD", str),
 }
@@ -65,6 +66,7 @@ class Settings:
     retry_max: int = defaults.DEFAULT_RETRY_MAX
     retry_intervals: tuple = defaults.DEFAULT_RETRY_INTERVALS
     job_timeout: int = defaults.DEFAULT_JOB_TIMEOUT
+    split_bytes: int = defaults.DEFAULT_SPLIT_BYTES
     dashboard_user: str | None = None
     dashboard_password: str | None = None
     config_file: str | None = None

@@ -4,7 +4,7 @@ from peewee import fn
 from rq import Queue, Worker
 
 from .defaults import QUEUES, STATES
-from .models import History, Scan
+from .models import History, Scan, isoformat
 
 
 def status():
@@ -42,14 +42,14 @@ def show(key):
     row = Scan.get_or_none((Scan.path == key) | (Scan.job_id == key))
     if row is None:
         return None
-    return dict(row.to_dict(), history=history(row.job_id))
+    return dict(row.to_dict(), history=history(row.path))
 
 
-def history(job_id):
-    """Every state change of one job, oldest first."""
-    query = History.select().where(History.job_id == job_id).order_by(History.at, History.id)
+def history(path):
+    """Every state change of every scan of one file, oldest first."""
+    query = History.select().where(History.path == path).order_by(History.at, History.id)
     return [
-        {"state": h.state, "attempt": h.attempt, "worker": h.worker, "error": h.error,
-         "at": h.at.isoformat(timespec="milliseconds") + "Z"}
+        {"job_id": h.job_id, "part": h.part, "state": h.state, "attempt": h.attempt, "worker": h.worker,
+         "error": h.error, "at": isoformat(h.at)}
         for h in query
     ]

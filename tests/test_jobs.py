@@ -61,8 +61,9 @@ def test_transient_failure_is_retried_at_its_interval_and_finishes(cluster, tmp_
         f.truncate(64 << 30)
     cluster.worker()
     cluster.mirror()
-    job_id = cluster.json("push", "--json", "--timeout", "1", "--retry-intervals", "3", str(path))["enqueued"][0]["job_id"]
-    cluster.wait_for(lambda: cluster.report().get(str(path), {}).get("status") == "started", what="attempt 1")
+    job_id = cluster.json("push", "--json", "--split-size", "0", "--timeout", "1", "--retry-intervals", "3", str(path))["enqueued"][0]["job_id"]
+    # Attempt 1 is "started" for only a second; any sign of it will do.
+    cluster.wait_for(lambda: cluster.report().get(str(path), {}).get("attempts", 0) >= 1, what="attempt 1")
     small = tmp_path / "small.log"
     small.write_text("ERROR healed\nok\n")
     os.replace(small, path)
@@ -73,7 +74,8 @@ def test_transient_failure_is_retried_at_its_interval_and_finishes(cluster, tmp_
     states = [h["state"] for h in history]
     assert states == ["queued", "started", "scheduled", "started", "finished"], states
     waited = _seconds(history[3]["at"]) - _seconds(history[2]["at"])
-    assert waited >= 2.5, f"retry ran {waited:.1f}s after the failure; its interval is 3s"
+    # RQ scores scheduled jobs in whole seconds (timegm), so a 3 s interval can end up to 1 s early.
+    assert waited >= 2.0, f"retry ran {waited:.1f}s after the failure; its interval is 3s"
     assert "JobTimeoutException" in history[2]["error"]
 
 

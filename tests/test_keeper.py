@@ -36,7 +36,7 @@ def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):
     path = huge_file(tmp_path / "big.log")
     worker = cluster.worker()
     cluster.mirror()
-    cluster.run("push", "--retry-intervals", "1", path, check=True)
+    cluster.run("push", "--split-size", "0", "--retry-intervals", "1", path, check=True)
     cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
     horse = cluster.wait_for(lambda: horse_of(worker), what="the work-horse")
     heal(path)
@@ -51,7 +51,7 @@ def test_worker_killed_mid_scan_is_recovered_by_another_within_30s(cluster, tmp_
     path = huge_file(tmp_path / "big.log")
     doomed = cluster.worker(name="doomed")
     cluster.mirror()
-    job_id = cluster.json("push", "--json", "--retry-intervals", "0", path)["enqueued"][0]["job_id"]
+    job_id = cluster.json("push", "--json", "--split-size", "0", "--retry-intervals", "0", path)["enqueued"][0]["job_id"]
     cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
     cluster.worker(name="survivor")
     heal(path)
@@ -70,7 +70,7 @@ def test_worker_killed_mid_scan_is_recovered_by_another_within_30s(cluster, tmp_
 def test_a_file_that_keeps_killing_its_workers_fails_after_its_budget(cluster, tmp_path):
     path = huge_file(tmp_path / "poison.log")
     cluster.mirror()
-    cluster.run("push", "--retries", "1", "--retry-intervals", "0", path, check=True)
+    cluster.run("push", "--split-size", "0", "--retries", "1", "--retry-intervals", "0", path, check=True)
     for attempt in (1, 2):
         worker = cluster.worker(name=f"victim{attempt}")
         cluster.wait_for(lambda: cluster.report().get(path, {}).get("attempts") == attempt and started(cluster, path),

@@ -29,42 +29,67 @@ def row(path="/l/a.log"):
     return Scan.get(Scan.path == path)
 
 
-def push_event(job_id, path="/l/a.log"):
-    return events.Event(job_id, "queued", path=path, queue="high", patterns=["ERROR"])
+P = "/l/a.log"
+
+
+def push_event(job_id, path=P, part=0, parts=1):
+    return events.Event(job_id, path, "queued", part=part, parts=parts, queue="high", patterns=["ERROR"])
+
+
+RESULT = {"counts": {}, "lines": 0, "bytes": 0, "compression": None}
+
+
+def ev(job_id, state, attempt, part=0, **kw):
+    return events.Event(job_id, P, state, attempt, part, **kw)
 
 
 def test_events_apply_in_attempt_order_and_late_ones_are_ignored(database):
-    feed(push_event("j1"), events.Event("j1", "started", 1, worker="a"))
-    feed(events.Event("j1", "queued", 1, worker="keeper", error="worker a died"),
-         events.Event("j1", "started", 2, worker="b"))
+    feed(push_event("j1"), ev("j1", "started", 1, worker="a"))
+    feed(ev("j1", "queued", 1, worker="keeper", error="worker a died"),
+         ev("j1", "started", 2, worker="b"))
     # Attempt 1's worker comes back from a partition with its result: attempt 2 is newer.
-    feed(events.Event("j1", "finished", 1, worker="a", result={"counts": {"ERROR": 7}}))
+    feed(ev("j1", "finished", 1, worker="a", result=dict(RESULT, counts={"ERROR": 7})))
     assert row().status == "started" and row().worker == "b"
-    feed(events.Event("j1", "finished", 2, worker="b", result={"counts": {"ERROR": 7}, "lines": 9, "bytes": 90}))
+    feed(ev("j1", "finished", 2, worker="b", result={"counts": {"ERROR": 7}, "lines": 9, "bytes": 90}))
     r = row().to_dict()
     assert (r["status"], r["attempts"], r["counts"], r["error"], r["worker"]) == ("finished", 2, {"ERROR": 7}, None, "b")
     assert Scan.select().count() == 1
 
 
 def test_reconciler_guesses_yield_to_the_jobs_own_events(database):
-    feed(push_event("j1"), events.Event("j1", "started", 1),
-         events.Event("j1", "scheduled", 1, error="OSError: EIO"))
-    feed(events.Event("j1", "scheduled", 1, worker=RECONCILE, error="a guess"))
+    feed(push_event("j1"), ev("j1", "started", 1),
+         ev("j1", "scheduled", 1, error="OSError: EIO"))
+    feed(ev("j1", "scheduled", 1, worker=RECONCILE, error="a guess"))
     assert row().error == "OSError: EIO"
-    feed(events.Event("j1", "failed", 1, worker=RECONCILE, error="the job vanished from Redis"))
+    feed(ev("j1", "failed", 1, worker=RECONCILE, error="the job vanished from Redis"))
     assert row().status == "failed" and row().error.startswith("the job vanished")
 
 
 def test_a_new_push_supersedes_the_old_jobs_events(database):
-    feed(push_event("old"), events.Event("old", "started", 1))
+    feed(push_event("old"), ev("old", "started", 1))
     feed(push_event("new"))
-    feed(events.Event("old", "finished", 1, result={"counts": {"ERROR": 1}}))
+    feed(ev("old", "finished", 1, result=RESULT))
     r = row()
     assert (r.job_id, r.status, r.attempts, r.counts) == ("new", "queued", 0, None)
 
 
+def test_a_split_file_is_finished_when_every_part_is_and_counts_add_up(database):
+    feed(push_event("p0", parts=3), push_event("p1", part=1, parts=3), push_event("p2", part=2, parts=3))
+    result = {"counts": {"ERROR": 2}, "lines": 10, "bytes": 100, "compression": None}
+    feed(ev("p1", "started", 1, part=1), ev("p1", "finished", 1, part=1, result=result),
+         ev("p0", "started", 1), ev("p0", "finished", 1, result=result))
+    assert row().status == "started"  # part 2 still queued: the file is under way
+    feed(ev("p2", "started", 1, part=2), ev("p2", "scheduled", 1, part=2, error="OSError: EIO"),
+         ev("p2", "started", 2, part=2), ev("p2", "finished", 2, part=2, result=result))
+    r = row().to_dict()
+    assert (r["status"], r["counts"], r["lines"], r["bytes"], r["attempts"]) == ("finished", {"ERROR": 6}, 30, 300, 2)
+    feed(push_event("q0", parts=2), push_event("q1", part=1, parts=2), ev("q1", "failed", 1, part=1, error="gone"))
+    r = row().to_dict()
+    assert (r["status"], r["error"], r["parts"], r["counts"]) == ("failed", "gone", 2, {})
+
+
 def test_reapplying_a_batch_changes_nothing(database):
-    batch = [push_event("j1"), events.Event("j1", "started", 1), events.Event("j1", "finished", 1, result={"counts": {}})]
+    batch = [push_event("j1"), ev("j1", "started", 1), ev("j1", "finished", 1, result=RESULT)]
     feed(*batch)
     before = row().to_dict()
     with db.atomic():
@@ -134,7 +159,7 @@ def finished_count(cluster):
 def assert_consistent(path):
     with sqlite3.connect(path) as c:
         assert c.execute("pragma integrity_check").fetchone()[0] == "ok"
-        dup = c.execute("select job_id, attempt, state, count(*) from history group by job_id, attempt, state "
+        dup = c.execute("select path, part, attempt, state, count(*) from history group by job_id, path, part, attempt, state "
                         "having count(*) > 1 and state != 'queued'").fetchall()
         assert dup == [], f"state changes applied twice: {dup[:5]}"
         bad = c.execute("select path, status, attempts from scans where status != 'finished' or attempts != 1").fetchall()

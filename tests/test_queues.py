@@ -84,20 +84,37 @@ def test_push_batches_into_one_transaction_per_batch(tree):
 
     conn.pipeline = counting_pipeline
     paths = [str(tree / f"f{i}.log") for i in range(25)]
-    pushed = queues.push(conn, paths, queue="high", batch=10)
-    assert len(pushed.enqueued) == 25
+    pushed = queues.push(conn, paths, queue="high", batch=10, batch_files=4)
+    assert len(pushed.files) == 25
     transactions = [n for n in calls if n > 10]
     assert len(transactions) == 3  # 10 + 10 + 5 files, each in one MULTI/EXEC
-    assert Queue("high", connection=conn).count == 25
+    assert Queue("high", connection=conn).count == 3 + 3 + 2  # at most 4 files a job
     assert conn.xlen(EVENTS_KEY) == 25
+
+
+def test_plan_batches_small_files_and_splits_big_ones(tmp_path):
+    small = [tmp_path / f"s{i}.log" for i in range(5)]
+    for p in small:
+        p.write_bytes(b"x\n" * 500)  # 1000 bytes
+    big = tmp_path / "big.log"
+    big.write_bytes(b"ERROR line\n" * 1000)  # 11000 bytes
+    jobs = queues.plan([str(p) for p in small[:3]] + [str(big)] + [str(p) for p in small[3:]],
+                       split_bytes=2000, batch_files=10, batch_bytes=2500)
+    files = [j[1] for j in jobs if j[0] == "files"]
+    assert files == [[str(small[0]), str(small[1])], [str(small[2]), str(small[3])], [str(small[4])]]
+    parts = [j for j in jobs if j[0] == "part"]
+    assert len(parts) == 5 and all(p[5] == 5 for p in parts)
+    assert [p[4] for p in parts] == [0, 1, 2, 3, 4]
+    assert parts[0][2] == 0 and parts[-1][3] is None
+    assert all(a[3] == b[2] for a, b in zip(parts, parts[1:]))  # contiguous
 
 
 def test_push_skips_files_already_in_flight(tree):
     conn = fakeredis.FakeRedis()
     first = queues.push(conn, [str(tree / "a.log")])
     again = queues.push(conn, [str(tree / "a.log"), str(tree / "sub" / "b.log")])
-    assert again.skipped == first.enqueued
-    assert [p for p, _ in again.enqueued] == [str(tree / "sub" / "b.log")]
+    assert again.skipped == {p: ids[0] for p, ids in first.files.items()}
+    assert list(again.files) == [str(tree / "sub" / "b.log")]
 
 
 def test_push_rejects_unknown_queue(tree):
@@ -106,6 +123,6 @@ def test_push_rejects_unknown_queue(tree):
 
 
 def test_job_ids_are_valid_rq_ids_and_never_reused():
-    ids = {queues.job_id_for("/var/log/ünïcode file.log") for _ in range(100)}
+    ids = {queues.new_job_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(i.replace("-", "").replace("_", "").isalnum() and i.isascii() for i in ids)
