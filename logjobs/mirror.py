@@ -219,9 +219,13 @@ def apply(batch):
                 continue  # stale: a superseded scan, or an older attempt
             _update(part, event)
         changed.add(event.path)
+        part = parts[event.path][event.part]
+        finished = event.state == FINISHED and event.result is not None
         history.append({"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path,
-                        "part": event.part, "state": event.state, "attempt": event.attempt,
-                        "worker": event.worker, "error": event.error, "at": utc(event.at)})
+                        "part": event.part, "queue": rows[event.path].queue, "state": event.state,
+                        "attempt": event.attempt, "worker": event.worker, "error": event.error, "at": utc(event.at),
+                        "duration": event.at - part["started_at"] if finished and "started_at" in part else None,
+                        "counts": json.dumps(event.result["counts"]) if finished else None})
     for path in changed:
         _summarise(rows[path], parts[path])
         rows[path].save()
@@ -250,7 +254,7 @@ def _update(part, event):
     if event.worker and event.worker != RECONCILE:
         part["worker"] = event.worker
     if event.state == STARTED:
-        part.setdefault("started_at", event.at)
+        part["started_at"] = event.at  # of the latest attempt
     elif event.state == FINISHED:
         part["result"], part["error"], part["ended_at"] = event.result, None, event.at
     else:

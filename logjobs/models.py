@@ -8,7 +8,7 @@ import datetime
 import json
 
 from peewee import (
-    BigIntegerField, CharField, DatabaseProxy, DateTimeField, ImproperlyConfigured, IntegerField, Model,
+    BigIntegerField, CharField, DatabaseProxy, DateTimeField, FloatField, ImproperlyConfigured, IntegerField, Model,
     OperationalError,
     SqliteDatabase, TextField,
 )
@@ -83,11 +83,14 @@ class History(BaseModel):
     job_id = CharField(index=True)
     path = TextField(index=True)
     part = IntegerField(default=0)
-    state = CharField()
+    queue = CharField()
+    state = CharField(index=True)
     attempt = IntegerField()
     worker = CharField(null=True)
     error = TextField(null=True)
     at = DateTimeField(index=True)
+    duration = FloatField(null=True)        # s, on `finished`: how long the part's scan took
+    counts = TextField(null=True)           # JSON, on `finished`: the part's matching lines per pattern
 
     class Meta:
         table_name = "history"
