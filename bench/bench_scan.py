@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Time logjobs' scanner against `grep -c -F` (and zgrep) on generated logs, side by side.
+
+    python bench/bench_scan.py --size-mb 850 --rounds 5     # the perf target: ratio <= 2
+    python bench/bench_scan.py --size-mb 8 --rounds 3       # a smoke run: a few seconds
+
+Corpora are seeded, so runs compare: "dense" (25% of lines hold ERROR), "sparse" (1%), and a gzip
+of dense. Each tool runs in its own process so its peak RSS is its own; times are medians.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATTERN = "ERROR"
+CORPORA = {"dense": 0.25, "sparse": 0.01}
+
+# Runs in a fresh interpreter: VmHWM is then the scanner's own peak (ru_maxrss would inherit ours).
+PROBE = """
+import json, sys, time
+from logjobs import scanner
+path, pattern, rounds, kernel = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if kernel == "stdlib":
+    scanner._sz = scanner._igzip = None
+times = []
+for _ in range(rounds):
+    t = time.perf_counter()
+    r = scanner.scan(path, [pattern])
+    times.append(time.perf_counter() - t)
+with open("/proc/self/status") as f:
+    rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+print(json.dumps({"times": times, "count": r.counts[pattern], "rss": rss}))
+"""
+
+
+def log_lines(rnd, n, dense):
+    """Realistic 100-150 byte log lines; ERROR in `dense` of them, INFO elsewhere.
+
+    No WARN/DEBUG: their E and R would slow grep's skip loop, flattering the ratio."""
+    words = ("request user session cache db timeout retry upstream payload token worker queue job "
+             "latency shard replica commit rollback handshake").split()
+    out = []
+    for _ in range(n):
+        level = "ERROR" if rnd.random() < dense else "INFO"
+        head = (f"2024-05-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:"
+                f"{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z web-{rnd.randint(1, 9)} "
+                f"app[{rnd.randint(100, 99999)}]: {level} ")
+        want = rnd.randint(100, 150) - len(head) - 1
+        msg = ""
+        while len(msg) < want:
+            msg += rnd.choice(words) + " "
+        out.append((head + msg[:want] + "\n").encode())
+    return out
+
+
+def generate(path, size, dense, seed):
+    """Write about `size` bytes drawn from a seeded pool of lines; kept for reuse across runs."""
+    if os.path.exists(path) and os.path.getsize(path) >= size:
+        return
+    rnd = random.Random(seed)
+    pool = log_lines(rnd, 50_000, dense)
+    with open(path + ".tmp", "wb") as f:
+        written = 0
+        while written < size - 200:
+            block = b"".join(rnd.choices(pool, k=30_000))
+            if written + len(block) > size:
+                block = block[:block.rfind(b"\n", 0, size - written) + 1]
+            f.write(block)
+            written += len(block)
+    os.replace(path + ".tmp", path)
+
+
+def compress(src, dst):
+    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        return
+    try:
+        from isal import igzip as gz
+    except ImportError:
+        gz = gzip
+    with open(src, "rb") as fin, gz.open(dst + ".tmp", "wb", compresslevel=1) as fout:
+        shutil.copyfileobj(fin, fout, 4 << 20)
+    os.replace(dst + ".tmp", dst)
+
+
+def time_grep(tool, path, rounds):
+    """Median wall time, count, and peak RSS (when /usr/bin/time is there to read it)."""
+    argv = [tool, "-a", "-c", "-F", "--", PATTERN, path]
+    env = {**os.environ, "LC_ALL": "C"}
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        out = subprocess.run(argv, capture_output=True, env=env, check=False)
+        times.append(time.perf_counter() - t)
+    rss = None
+    if os.path.exists("/usr/bin/time"):
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, env=env, text=True)
+        rss = int(r.stderr.split()[-1]) * 1024
+    return statistics.median(times), int(out.stdout), rss
+
+
+def time_scan(path, rounds, kernel):
+    out = subprocess.run([sys.executable, "-c", PROBE, path, PATTERN, str(rounds), kernel], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return statistics.median(r["times"]), r["count"], r["rss"]
+
+
+def mb(n):
+    return "-" if n is None else f"{n / 2**20:.0f}MB"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=256, help="size of each plain corpus (default 256)")
+    ap.add_argument("--rounds", type=int, default=5, help="timed runs per tool; medians are shown")
+    ap.add_argument("--dir", help="where corpora live (kept and reused); default a temporary directory")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-stdlib", action="store_true", help="skip the pure-stdlib fallback path")
+    args = ap.parse_args()
+
+    workdir = args.dir or tempfile.mkdtemp(prefix="logjobs-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    size = args.size_mb * 2**20
+    try:
+        cases = []
+        for name, dense in CORPORA.items():
+            path = os.path.join(workdir, f"{name}-{args.size_mb}mb-s{args.seed}-v2.log")
+            generate(path, size, dense, args.seed)
+            cases.append((name, path, "grep"))
+        compress(cases[0][1], cases[0][1] + ".gz")
+        cases.append(("dense.gz", cases[0][1] + ".gz", "zgrep"))
+
+        kernels = ["native"] + ([] if args.no_stdlib else ["stdlib"])
+        print(f"{args.rounds} rounds, medians; pattern {PATTERN!r}; corpora in {workdir}")
+        head = f"{'corpus':9} {'MB':>6} {'matches':>9} {'grep s':>7} {'rss':>6}"
+        for k in kernels:
+            head += f" | {k + ' s':>9} {'ratio':>6} {'rss':>6}"
+        print(head)
+        for name, path, tool in cases:
+            g_time, g_count, g_rss = time_grep(tool, path, args.rounds)
+            row = f"{name:9} {os.path.getsize(path) / 2**20:6.0f} {g_count:9} {g_time:7.3f} {mb(g_rss):>6}"
+            for k in kernels:
+                s_time, s_count, s_rss = time_scan(path, args.rounds, k)
+                if s_count != g_count:
+                    sys.exit(f"MISMATCH on {name} ({k}): logjobs {s_count} != {tool} {g_count}")
+                row += f" | {s_time:9.3f} {s_time / g_time:6.2f} {mb(s_rss):>6}"
+            print(row, flush=True)
+    finally:
+        if not args.dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""The scanner counts exactly like `LC_ALL=C grep -a -c -F` (and zgrep/bzgrep/xzgrep), in bounded memory."""
+
+import bz2
+import contextlib
+import gzip
+import json
+import lzma
+import os
+import pathlib
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from logjobs import scanner
+from logjobs.exceptions import ScanError
+from logjobs.scanner import ScanResult, merge, scan, split_ranges
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNELS = ["simd", "stdlib"] if scanner._sz is not None else ["stdlib"]
+PATTERNS = [
+    "ERROR", "E", "OR\r", "ERRORERROR", "aa", "", "ERROR\nwarn", "x\n", "café",
+    os.fsdecode(b"\xff\xfe"), "\x01", "absent-zzz",
+]
+GREP = {None: "grep", "gzip": "zgrep", "bzip2": "bzgrep", "xz": "xzgrep"}
+CORPUS = [
+    "mixed.log", "no_final_newline.log", "crlf.log", "empty.log", "only_newline.log", "blank_lines.log",
+    "single_no_newline.log", "overlaps.log", "long_line.log", "long_then_short.log", "multi_member.gz",
+    "multi_stream.bz2", "multi_stream.xz", "long_line.xz", "empty.gz", "plain_named.gz",
+    "gzip_named.log", "starts_like_bzip2.log",
+]
+FRAGMENTS = [
+    b"ERROR", b"ERR", b"OR", b"E", b"\r", b"\x00", b"\xff\xfe", b"\xff", b"caf\xc3\xa9", b"aaa",
+    b"warn", b"x", b"\x01", b" ", b"lorem ipsum dolor ", b"ERRORERROR",
+]
+
+
+@contextlib.contextmanager
+def kernel(name):
+    """Force the stdlib path by hiding stringzilla and isal, as on a machine without them."""
+    saved = scanner._sz, scanner._igzip
+    if name == "stdlib":
+        scanner._sz = scanner._igzip = None
+    try:
+        yield
+    finally:
+        scanner._sz, scanner._igzip = saved
+
+
+def awkward_lines(rnd, n):
+    return [b"".join(rnd.choice(FRAGMENTS) for _ in range(rnd.randint(0, 12))) for _ in range(n)]
+
+
+def build_corpus(d):
+    """name -> (bytes on disk, compression, chunk sizes that force straddling)."""
+    rnd = random.Random(7)
+    text = b"\n".join(awkward_lines(rnd, 3000)) + b"\n"
+    long_line = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz ") for _ in range(3 * 2**20))
+    small, big = (7, 64, scanner.DEFAULT_CHUNK_SIZE), (64, 4099, scanner.DEFAULT_CHUNK_SIZE)
+    files = {
+        "mixed.log": (text, None, small),
+        "no_final_newline.log": (text + b"ERROR tail", None, small),
+        "crlf.log": (text.replace(b"\n", b"\r\n"), None, small),
+        "empty.log": (b"", None, small),
+        "only_newline.log": (b"\n", None, small),
+        "blank_lines.log": (b"\n\n\n", None, small),
+        "single_no_newline.log": (b"xx ERROR", None, small),
+        "overlaps.log": (b"aaaa\nERRORERRORERROR\naa\na\n", None, small),
+        "long_line.log": (long_line + b"ERROR", None, big),
+        "long_then_short.log": (b"E" + long_line + b"RROR\nERROR\n" + long_line[:1000], None, big),
+        "multi_member.gz": (gzip.compress(text[:5001]) + gzip.compress(text[5001:] + b"E"), "gzip", small),
+        "multi_stream.bz2": (bz2.compress(text[:777]) + bz2.compress(text[777:]), "bzip2", small),
+        "multi_stream.xz": (lzma.compress(text[:333]) + lzma.compress(text[333:]), "xz", small),
+        "long_line.xz": (lzma.compress(long_line + b"ERROR\nE"), "xz", big),
+        "empty.gz": (gzip.compress(b""), "gzip", small),
+        "plain_named.gz": (text, None, small),
+        "gzip_named.log": (gzip.compress(text), "gzip", small),
+        "starts_like_bzip2.log": (b"BZh9 is not bzip2\n" + text, None, small),
+    }
+    for name, (data, _, _) in files.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    return files
+
+
+def grep_count(path, pattern, compression):
+    """What the real tool prints; "" as pattern gives the line count."""
+    argv = [GREP[compression], "-a", "-c", "-F", "--", os.fsencode(pattern), path]
+    stdin = None
+    if compression == "bzip2" and pattern == "":
+        # Debian's bzgrep mistakes an empty pattern for a missing one; run the pipe it stands for
+        argv = ["grep", "-a", "-c", "-F", "--", ""]
+        stdin = subprocess.run(["bzip2", "-dc", path], capture_output=True, check=True).stdout
+    env = {**os.environ, "LC_ALL": "C"}
+    out = subprocess.run(argv, input=stdin, capture_output=True, env=env, check=False)
+    assert out.returncode in (0, 1), out.stderr
+    return int(out.stdout)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    files = build_corpus(d)
+    assert sorted(files) == sorted(CORPUS)
+    jobs = [(name, p) for name in files for p in PATTERNS]
+    with ThreadPoolExecutor(4) as pool:  # the z*grep wrappers are shell scripts: slow to start
+        found = pool.map(lambda job: grep_count(str(d / job[0]), job[1], files[job[0]][1]), jobs)
+    expected = {name: {} for name in files}
+    for (name, p), n in zip(jobs, found):
+        expected[name][p] = n
+    return d, files, expected
+
+
+def reference(data, patterns):
+    """A slow, obviously right model of grep -c -F on bytes."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    alts = {p: os.fsencode(p).split(b"\n") for p in patterns}
+    return {p: sum(any(a in line for a in alts[p]) for line in lines) for p in patterns}, len(lines)
+
+
+@pytest.mark.parametrize("name", CORPUS)
+@pytest.mark.parametrize("kern", KERNELS)
+def test_counts_match_grep(corpus, name, kern):
+    d, files, expected = corpus
+    data, compression, chunk_sizes = files[name]
+    for chunk_size in chunk_sizes:
+        with kernel(kern):
+            r = scan(str(d / name), PATTERNS, chunk_size=chunk_size)
+        assert r.counts == expected[name], (name, chunk_size)
+        assert r.lines == expected[name][""]
+        assert r.compression == compression
+        if compression is None:
+            assert r.bytes == len(data)
+
+
+def test_corpus_is_awkward(corpus):
+    """Guard against a corpus that would let a sloppy scanner pass: the hard cases must be present."""
+    d, files, expected = corpus
+    assert expected["long_line.log"] == {**expected["long_line.log"], "ERROR": 1, "": 1}
+    assert expected["long_then_short.log"]["ERROR"] == 1 and expected["long_then_short.log"]["E"] == 2
+    assert expected["overlaps.log"]["aa"] == 2 and expected["overlaps.log"]["ERRORERROR"] == 1
+    assert expected["plain_named.gz"] == expected["mixed.log"] == expected["gzip_named.log"]
+    assert expected["crlf.log"]["OR\r"] > expected["mixed.log"]["OR\r"]
+    assert expected["mixed.log"][os.fsdecode(b"\xff\xfe")] > 0
+
+
+def test_surrogate_escaped_pattern_keeps_its_key(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(b"\xff\xfe x\nplain\n\xff\xfe\n")
+    pattern = os.fsdecode(b"\xff\xfe")
+    assert scan(str(p), [pattern]).counts == {pattern: 2}
+
+
+def test_result_is_json_simple(corpus):
+    d, _, _ = corpus
+    r = scan(str(d / "multi_member.gz"), ["ERROR"])
+    back = json.loads(json.dumps(r.to_dict()))
+    assert back == {"counts": {"ERROR": r.counts["ERROR"]}, "lines": r.lines, "bytes": r.bytes,
+                    "compression": "gzip"}
+    assert ScanResult.from_dict(back) == r
+
+
+@pytest.mark.parametrize("kern", KERNELS)
+def test_random_partitions_merge_to_single_pass(corpus, kern):
+    d, files, expected = corpus
+    rnd = random.Random(11)
+    for name, chunk_sizes in [("mixed.log", [5, 64, 10000]), ("no_final_newline.log", [5, 64, 10000]),
+                              ("crlf.log", [5, 64, 10000]), ("long_then_short.log", [4099, 2**16])]:
+        path, size = str(d / name), len(files[name][0])
+        for _ in range(6):
+            cuts = sorted(rnd.sample(range(1, size), rnd.randint(1, 12)))
+            bounds = [0, *cuts, size]
+            with kernel(kern):
+                parts = [scan(path, PATTERNS, s, e, chunk_size=rnd.choice(chunk_sizes))
+                         for s, e in zip(bounds, bounds[1:])]
+            total = merge(parts)
+            assert total.counts == expected[name]
+            assert (total.lines, total.bytes) == (expected[name][""], size)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"a", b"b", b"ab", b"\n", b"\r\n", b"\x00", b"aab", b"ba"]), max_size=60)
+    .map(b"".join),
+    chunk_size=st.integers(1, 9),
+    rnd=st.randoms(use_true_random=False),
+)
+def test_any_partition_any_chunk_size_is_exact(tmp_path_factory, data, chunk_size, rnd):
+    path = tmp_path_factory.mktemp("h") / "f.log"
+    path.write_bytes(data)
+    patterns = ["a", "ab", "aa", "ba", "", "b\nab", "\x00"]
+    counts, lines = reference(data, patterns)
+    cuts = sorted(rnd.sample(range(len(data) + 1), rnd.randint(0, min(5, len(data) + 1))))
+    bounds = [0, *cuts, len(data)]
+    for kern in KERNELS:
+        with kernel(kern):
+            whole = scan(str(path), patterns, chunk_size=chunk_size)
+            total = merge(scan(str(path), patterns, s, e, chunk_size) for s, e in zip(bounds, bounds[1:]))
+        assert (whole.counts, whole.lines, whole.bytes) == (counts, lines, len(data))
+        assert total == whole
+
+
+def test_range_owns_lines_by_first_byte(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(b"ERROR one\nERROR two\nthree\n")  # lines start at 0, 10, 20
+    assert scan(str(p), ["ERROR"], 0, 1).counts == {"ERROR": 1}
+    assert scan(str(p), ["ERROR"], 1, 10).lines == 0
+    assert scan(str(p), ["ERROR"], 1, 11).counts == {"ERROR": 1}
+    assert scan(str(p), ["ERROR"], 10, 10).lines == 0
+    r = scan(str(p), ["ERROR"], 5, 21)
+    assert (r.counts, r.lines, r.bytes) == ({"ERROR": 1}, 2, 16)
+
+
+def test_split_ranges_cover_the_file_on_line_starts(corpus):
+    d, files, expected = corpus
+    data = files["mixed.log"][0]
+    path = str(d / "mixed.log")
+    ranges = split_ranges(path, 7, min_part=1000)
+    assert len(ranges) == 7
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(s < e and data[s - 1:s] in (b"", b"\n") for s, e in ranges)
+    assert merge(scan(path, PATTERNS, s, e) for s, e in ranges).counts == expected["mixed.log"]
+    assert split_ranges(path, 7, min_part=len(data)) == [(0, len(data))]
+    assert split_ranges(str(d / "empty.log"), 4) == [(0, 0)]
+    assert split_ranges(str(d / "multi_member.gz"), 4) == [(0, None)]
+    assert split_ranges(str(d / "long_line.log"), 4, min_part=1000) == [(0, len(files["long_line.log"][0]))]
+
+
+def test_byte_range_of_compressed_file_is_refused(corpus):
+    d, _, _ = corpus
+    with pytest.raises(ValueError):
+        scan(str(d / "multi_member.gz"), ["ERROR"], 10, None)
+    with pytest.raises(ValueError):
+        scan(str(d / "multi_stream.xz"), ["ERROR"], 0, 100)
+
+
+MEMORY_PROBE = textwrap.dedent("""
+    import os, resource, sys
+    from logjobs.scanner import scan
+
+    def peak():
+        # ru_maxrss survives fork+exec, so it may still hold the (big) pytest parent's peak; VmHWM does not
+        if os.path.exists("/proc/self/status"):
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    path, small, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    scan(small, ["ERROR", "zz", "a\\nb"], chunk_size=chunk)  # warm up imports and allocator
+    before = peak()
+    r = scan(path, ["ERROR", "zz", "a\\nb"], chunk_size=chunk)
+    print(peak() - before, r.counts["ERROR"], r.lines)
+""")
+
+
+@pytest.mark.parametrize("shape", ["one_huge_line", "normal_lines", "gzip_huge_line"])
+def test_memory_stays_bounded(tmp_path, shape):
+    chunk, size = 2**20, 40 * 2**20
+    line = b"request ok " * 11 + b"\n"
+    body = {
+        "one_huge_line": lambda: b"x" * size + b"ERROR",
+        "normal_lines": lambda: line * (size // len(line)) + b"ERROR\n",
+        "gzip_huge_line": lambda: gzip.compress(b"y" * size + b"ERROR", 1),
+    }[shape]()
+    path = tmp_path / "big"
+    path.write_bytes(body)
+    small = tmp_path / "small.log"
+    small.write_bytes(line * 1000)
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), str(small), str(chunk)], cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    growth, hits = int(out[0]), int(out[1])
+    assert hits == 1
+    assert growth < 6 * chunk, f"peak RSS grew by {growth / chunk:.1f} chunks"
+
+
+def assert_scan_error(path, permanent, *words):
+    with pytest.raises(ScanError) as e:
+        scan(str(path), ["ERROR"])
+    msg = str(e.value)
+    assert e.value.permanent is permanent
+    assert "\n" not in msg and str(path) in msg
+    for w in words:
+        assert w in msg
+    return msg
+
+
+def test_missing_file(tmp_path):
+    assert_scan_error(tmp_path / "nope.log", True, "no such file")
+    assert_scan_error(tmp_path / "nope" / "x.log", True, "no such file")
+
+
+def test_directory(tmp_path):
+    assert_scan_error(tmp_path, True, "directory")
+
+
+def test_path_with_newline_stays_one_line(tmp_path):
+    p = tmp_path / "a\nb.log"
+    with pytest.raises(ScanError) as e:
+        scan(str(p), ["x"])
+    assert "\n" not in str(e.value) and "a\\nb.log" in str(e.value)
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code = ("import sys; from logjobs.scanner import scan; from logjobs.exceptions import ScanError\n"
+            "try: scan(sys.argv[1], ['x'])\n"
+            "except ScanError as e: print(e.permanent, e)")
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=20)
+    assert out.stdout.startswith("True ") and "not a regular file (FIFO)" in out.stdout, out
+    assert str(fifo) in out.stdout
+
+
+def test_socket_and_device(tmp_path):
+    sock = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        assert_scan_error(sock, True, "not a regular file (socket)")
+    assert_scan_error("/dev/null", True, "not a regular file (character device)")
+
+
+def test_symlink_loop(tmp_path):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    assert_scan_error(tmp_path / "a", True, "symlink loop")
+
+
+def test_unreadable_file():
+    if not hasattr(os, "setuid"):
+        pytest.skip("no setuid on this platform")
+    code = ("import os, sys; from logjobs.scanner import scan; from logjobs.exceptions import ScanError\n"
+            "if os.getuid() == 0: os.setuid(65534)\n"  # root reads anything; nobody must be refused
+            "try: scan(sys.argv[1], ['x'])\n"
+            "except ScanError as e: print(e.permanent, e)")
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)  # the file itself is what nobody may not read
+        for q in (d, *map(str, pathlib.Path(d).parents)):
+            if not os.stat(q).st_mode & 0o001:
+                pytest.skip(f"{q} is not searchable by others: nobody could not even reach the file")
+        p = os.path.join(d, "secret.log")
+        with open(p, "wb") as f:
+            f.write(b"ERROR\n")
+        os.chmod(p, 0)
+        out = subprocess.run([sys.executable, "-c", code, p], cwd=ROOT, capture_output=True, text=True,
+                             timeout=20)
+    assert out.stdout.strip() == f"True {p}: permission denied", out
+
+
+@pytest.mark.parametrize("name, data, compression", [
+    ("bad.gz", gzip.compress(b"ERROR\n" * 1000)[:10] + b"\x00garbage" * 50, "gzip"),
+    ("truncated.gz", gzip.compress(b"ERROR\n" * 1000)[:-12], "gzip"),
+    ("trailing_garbage.gz", gzip.compress(b"ERROR\n") + b"not gzip", "gzip"),
+    ("truncated.xz", lzma.compress(os.urandom(4000))[:-50], "xz"),
+    ("bad.bz2", bz2.compress(b"ERROR\n" * 1000)[:20] + b"\xff" * 100, "bzip2"),
+    ("truncated.bz2", bz2.compress(os.urandom(4000))[:-30], "bzip2"),
+])
+def test_corrupt_archive(tmp_path, name, data, compression):
+    p = tmp_path / name
+    p.write_bytes(data)
+    assert_scan_error(p, True, f"corrupt {compression} data")
+
+
+def test_io_error_is_transient(tmp_path, monkeypatch):
+    p = tmp_path / "f.log"
+    p.write_bytes(b"ERROR\n" * 10)
+
+    def failing(*args):
+        yield b"ERROR\n"
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(scanner, "_owned", failing)
+    assert_scan_error(p, False, "Input/output error")
+
+
+def test_simd_path_is_live_where_installed():
+    """The parity tests above only cover the fast path if the import-time self-check accepted it."""
+    pytest.importorskip("stringzilla")
+    assert scanner._sz is not None
+
+
+def test_compression_is_told_by_content(corpus):
+    d, _, _ = corpus
+    found = {name: scanner.compression(d / name) for name in
+             ("gzip_named.log", "plain_named.gz", "multi_stream.bz2", "multi_stream.xz",
+              "starts_like_bzip2.log")}
+    assert found == {"gzip_named.log": "gzip", "plain_named.gz": None, "multi_stream.bz2": "bzip2",
+                     "multi_stream.xz": "xz", "starts_like_bzip2.log": None}
+    with pytest.raises(ScanError) as e:
+        scanner.compression(d / "nope")
+    assert e.value.permanent
