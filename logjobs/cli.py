@@ -132,14 +132,13 @@ def _parse_intervals(text):
 
 
 def _wait(conn, pushed, quiet, poll=0.5):
-    """Poll RQ until every job has ended; show a progress bar on stderr; return each file's outcome."""
+    """Poll RQ until every job has ended, showing progress on stderr; return each file's outcome."""
     pending, ended = pushed.job_ids, set()
-    with click.progressbar(length=len(pushed.files), label="scanning", file=sys.stderr, show_pos=True,
-                           show_eta=True) as bar:
+    with Progress(len(pushed.files), "scanning") as progress:
         while pending:
             ended.update(j for j, status in zip(pending, queues.statuses(conn, pending)) if status in ENDED)
             pending = [j for j in pending if j not in ended]
-            bar.update(sum(all(j in ended for j in ids) for ids in pushed.files.values()) - bar.pos)
+            progress.show(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
             if pending:
                 time.sleep(poll)
     outcome = queues.outcomes(conn, pushed)
@@ -150,6 +149,46 @@ def _wait(conn, pushed, quiet, poll=0.5):
             if o["status"] != "finished":
                 click.echo(f"  failed: {o['path']}: {o['error']}")
     return outcome
+
+
+class Progress:
+    """A progress bar with rate and ETA on a terminal; a plain line every few seconds elsewhere."""
+
+    PLAIN_EVERY = 5.0
+
+    def __init__(self, total, label, stream=sys.stderr):
+        self.total, self.label, self.stream = total, label, stream
+        self.started = self.last_line = time.monotonic()
+        self.done = 0
+        self.tty = stream.isatty()
+        self.bar = click.progressbar(length=total, label=label, file=stream, show_pos=True, show_eta=True,
+                                     item_show_func=lambda rate: rate) if self.tty else None
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.bar:
+            self.bar.__exit__(*exc_info)
+        elif self.total:
+            self._line()
+
+    def rate(self):
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def show(self, done):
+        step, self.done = done - self.done, done
+        if self.bar:
+            self.bar.update(step, f"{self.rate():.0f} files/s")
+        elif time.monotonic() - self.last_line >= self.PLAIN_EVERY:
+            self._line()
+
+    def _line(self):
+        self.last_line = time.monotonic()
+        click.echo(f"{self.label}: {self.done}/{self.total} files, {self.rate():.0f} files/s", file=self.stream)
 
 
 @cli.command()
@@ -186,32 +225,66 @@ def mirror(settings, once):
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until interrupted.")
+@click.option("--interval", type=click.FloatRange(0.2), default=2.0, show_default=True, help="Seconds between redraws.")
 @click.pass_obj
 @one_line_errors
-def status(settings, as_json):
+def status(settings, as_json, watch, interval):
     """Job counts by state and by queue, and the workers seen, from the status database.
+
+    Live facts come from Redis when it answers: jobs waiting per queue, workers alive.
 
     \b
     Example:
       logjobs status
       logjobs status --json | jq .jobs.failed
+      logjobs status --watch --interval 1
     """
-    doc = _read(settings, views.status)
+    if not watch:
+        doc = _status(settings)
+        click.echo(json.dumps(doc, indent=2) if as_json else _format_status(doc))
+        return
+    previous, tty = None, sys.stdout.isatty()
+    try:
+        while True:
+            doc, now = _status(settings), time.monotonic()
+            ended = doc["jobs"]["finished"] + doc["jobs"]["failed"]
+            doc["rate"] = (ended - previous[1]) / (now - previous[0]) if previous else 0.0
+            previous = (now, ended)
+            if as_json:
+                click.echo(json.dumps(doc))
+            elif tty:
+                click.clear()
+                click.echo(_format_status(doc) + f"\nrate:    {doc['rate']:.1f} files/s ended"
+                           + "".join(f"\nfailed:  {f['path']}: {f['error']}" for f in doc["recent_failures"]))
+            else:
+                jobs = doc["jobs"]
+                click.echo(f"{time.strftime('%H:%M:%S')} " + " ".join(f"{k}={v}" for k, v in jobs.items())
+                           + f" rate={doc['rate']:.1f}/s")
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _status(settings):
+    doc = _read(settings, lambda: dict(views.status(), recent_failures=views.recent_failures()))
     try:
         doc.update(views.live(connections.connect(settings.redis_url)))
     except (LogJobsError, redis.RedisError) as exc:
         doc["redis_error"] = str(exc)
-    if as_json:
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo("jobs:    " + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items()) + f"  (total {doc['total']})")
-    click.echo("queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items()))
+    return doc
+
+
+def _format_status(doc):
+    lines = ["jobs:    " + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items()) + f"  (total {doc['total']})",
+             "queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items())]
     if "waiting" in doc:
-        click.echo("waiting: " + "  ".join(f"{k} {v}" for k, v in doc["waiting"].items()))
-        click.echo(f"workers: {len(doc['workers_alive'])} alive"
-                   + "".join(f"\n  {w['name']} ({w['state']})" for w in doc["workers_alive"]))
+        lines.append("waiting: " + "  ".join(f"{k} {v}" for k, v in doc["waiting"].items()))
+        lines.append(f"workers: {len(doc['workers_alive'])} alive"
+                     + "".join(f"\n  {w['name']} ({w['state']})" for w in doc["workers_alive"]))
     else:
-        click.echo(f"redis:   unreachable ({doc['redis_error']})")
+        lines.append(f"redis:   unreachable ({doc['redis_error']})")
+    return "\n".join(lines)
 
 
 @cli.command()

@@ -1,10 +1,16 @@
 """The read side: plain dicts from the status database (and live RQ facts) for the CLI and web pages."""
 
-from peewee import fn
+import bisect
+import datetime
+import heapq
+import json
+import time
+
+from peewee import SqliteDatabase, fn
 from rq import Queue, Worker
 
-from .defaults import QUEUES, STATES
-from .models import History, Scan, isoformat
+from .defaults import FINAL_STATES, FINISHED, QUEUES, STARTED, STATES
+from .models import History, Scan, db, isoformat, utc
 
 
 def status():
@@ -27,6 +33,12 @@ def live(conn):
         for w in Worker.all(connection=conn)
     ]
     return {"waiting": waiting, "workers_alive": sorted(workers, key=lambda w: w["name"])}
+
+
+def recent_failures(limit=5):
+    """The files that failed last, newest first."""
+    query = Scan.select().where(Scan.status == "failed").order_by(Scan.updated_at.desc()).limit(limit)
+    return [{"path": r.path, "error": r.error, "attempts": r.attempts, "at": isoformat(r.updated_at)} for r in query]
 
 
 def report(failed_only=False):
@@ -53,3 +65,137 @@ def history(path):
          "error": h.error, "at": isoformat(h.at)}
         for h in query
     ]
+
+
+# -- the dashboard's pages and metrics ---------------------------------------------------------------
+
+#: The keeper's reason for a scan whose worker vanished (keeper.Keeper._recover): marks a recovery.
+RECOVERY_MARK = "died or was cut off"
+#: Upper bounds (s) of the scan duration histogram's buckets.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
+#: Time units the timeline may count by, with their length (s) and SQLite's strftime form of a bucket.
+_UNITS = (("second", 1, "%Y-%m-%d %H:%M:%S"), ("minute", 60, "%Y-%m-%d %H:%M:00"),
+          ("hour", 3600, "%Y-%m-%d %H:00:00"), ("day", 86400, "%Y-%m-%d 00:00:00"))
+
+
+def matches(row):
+    """A file's matching lines summed over its patterns: its 'errors'."""
+    return sum(row["counts"].values())
+
+
+def files(queue=None, state=None, path=None, limit=50, offset=0):
+    """A page of files, in path order, filtered by queue, state and a path substring; with the total."""
+    query = Scan.select()
+    if queue:
+        query = query.where(Scan.queue == queue)
+    if state:
+        query = query.where(Scan.status == state)
+    if path:
+        query = query.where(Scan.path.contains(path))
+    rows = [row.to_dict() for row in query.order_by(Scan.path).limit(limit).offset(offset)]
+    for row in rows:
+        row["matches"] = matches(row)
+    return {"total": query.count(), "rows": rows}
+
+
+def by_queue():
+    """{queue: {state: files}} for every queue and state, zeros included."""
+    table = {queue: dict.fromkeys(STATES, 0) for queue in QUEUES}
+    for queue, state, n in Scan.select(Scan.queue, Scan.status, fn.COUNT(Scan.id)).group_by(
+            Scan.queue, Scan.status).tuples():
+        table.setdefault(queue, dict.fromkeys(STATES, 0))[state] = n
+    return table
+
+
+def top_files(limit=10):
+    """The finished files with the most matching lines, most first."""
+    query = Scan.select(Scan.path, Scan.counts, Scan.queue).where(
+        (Scan.status == "finished") & Scan.counts.is_null(False)).tuples()
+    scored = ((sum(json.loads(counts).values()), path, queue, json.loads(counts))
+              for path, counts, queue in query.iterator())
+    return [{"path": p, "queue": q, "matches": n, "counts": c}
+            for n, p, q, c in heapq.nlargest(limit, scored, key=lambda t: t[0]) if n]
+
+
+def throughput(windows=(60, 300, 900), now=None):
+    """Files finished, and their bytes, in each trailing window (s) and overall, with rates."""
+    now = utc(time.time()) if now is None else now
+    result = []
+    for seconds in (*windows, None):
+        query = Scan.select(fn.COUNT(Scan.id), fn.SUM(Scan.bytes), fn.MIN(Scan.started_at)).where(
+            Scan.status == "finished")
+        if seconds:
+            query = query.where(Scan.ended_at >= now - datetime.timedelta(seconds=seconds))
+        n, size, first = query.tuples().get()
+        span = seconds or ((now - first).total_seconds() if first else 0)
+        result.append({"window": seconds, "files": n, "bytes": size or 0,
+                       "files_per_min": n * 60 / span if span else 0.0,
+                       "bytes_per_s": (size or 0) / span if span else 0.0})
+    return result
+
+
+def timeline(max_buckets=120):
+    """State changes per time bucket and state, oldest first: the unit grows with the history's span."""
+    first, last = History.select(fn.MIN(History.at), fn.MAX(History.at)).tuples().get()
+    if first is None:
+        return {"unit": "second", "labels": [], "series": {state: [] for state in STATES}}
+    first, last = _datetime(first), _datetime(last)
+    span = (last - first).total_seconds()
+    unit, width, fmt = next((u for u in _UNITS if span / u[1] < max_buckets), _UNITS[-1])
+    start = _floor(max(first, last - datetime.timedelta(seconds=width * (max_buckets - 1))), width)
+    bucket = (fn.strftime(fmt, History.at) if isinstance(db.obj, SqliteDatabase)
+              else fn.date_trunc(unit, History.at))
+    labels, step = [], start
+    while step <= last:
+        labels.append(step.strftime("%Y-%m-%d %H:%M:%S"))
+        step += datetime.timedelta(seconds=width)
+    index = {label: i for i, label in enumerate(labels)}
+    series = {state: [0] * len(labels) for state in STATES}
+    query = History.select(bucket, History.state, fn.COUNT(History.id)).where(History.at >= start).group_by(
+        bucket, History.state).tuples()
+    for at, state, n in query:
+        i = index.get(_datetime(at).strftime("%Y-%m-%d %H:%M:%S"))
+        if i is not None:
+            series.setdefault(state, [0] * len(labels))[i] += n
+    return {"unit": unit, "labels": labels, "series": series}
+
+
+def _datetime(value):
+    """A naive UTC datetime from what a backend returned: a datetime, or SQLite's text form."""
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None)
+    return datetime.datetime.fromisoformat(value)
+
+
+def _floor(value, width):
+    return value - datetime.timedelta(seconds=(value - value.replace(hour=0, minute=0, second=0, microsecond=0))
+                                      .total_seconds() % width)
+
+
+def history_totals(after_id=0, buckets=DURATION_BUCKETS):
+    """What the history rows after `after_id` add to the dashboard's counters (the table is append-only,
+    so a caller can keep running totals): scans ended per queue and final state, retries, recoveries
+    of abandoned scans, matching lines per pattern, and scan durations per queue bucketed by `buckets`."""
+    totals = {"last_id": after_id, "jobs": {}, "retries": {}, "recoveries": {}, "matched": {}, "durations": {}}
+    query = History.select(History.id, History.queue, History.state, History.attempt, History.error,
+                           History.duration, History.counts).where(History.id > after_id).order_by(History.id)
+    for id_, queue, state, attempt, error, duration, counts in query.tuples().iterator():
+        totals["last_id"] = id_
+        if state in FINAL_STATES:
+            per_queue = totals["jobs"].setdefault(queue, {})
+            per_queue[state] = per_queue.get(state, 0) + 1
+        if state == STARTED and attempt > 1:
+            totals["retries"][queue] = totals["retries"].get(queue, 0) + 1
+        if error and RECOVERY_MARK in error:
+            totals["recoveries"][queue] = totals["recoveries"].get(queue, 0) + 1
+        if state == FINISHED and counts:
+            for pattern, n in json.loads(counts).items():
+                totals["matched"][pattern] = totals["matched"].get(pattern, 0) + n
+        if state == FINISHED and duration is not None:
+            hist = totals["durations"].setdefault(queue, {"buckets": [0] * len(buckets), "sum": 0.0, "count": 0})
+            i = bisect.bisect_left(buckets, duration)
+            if i < len(buckets):
+                hist["buckets"][i] += 1
+            hist["sum"] += duration
+            hist["count"] += 1
+    return totals

@@ -1,0 +1,100 @@
+"""The command line as a user meets it: help, documentation, and one-line errors with exit status 2."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from rq import Queue
+
+from logjobs.cli import cli
+from logjobs.embedded import free_port
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")
+COMMANDS = sorted(cli.commands)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "logjobs" in result.output.split("Example:")[1]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_and_option_is_documented(command):
+    with open(DOCS) as f:
+        doc = f.read()
+    section = re.search(rf"^## `logjobs {command}\b.*?(?=^## |\Z)", doc, re.M | re.S)
+    assert section, f"docs/cli.md has no '## `logjobs {command}' section"
+    for param in cli.commands[command].params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--"):
+                assert opt in section.group(0), f"{opt} of `logjobs {command}` is not in docs/cli.md"
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "logjobs", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "logjobs" in out.stdout
+
+
+def one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_push_with_redis_down_names_the_url_and_enqueues_nothing(cluster, tmp_path):
+    (tmp_path / "a.log").write_text("ERROR\n")
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "logjobs"), "--redis-url", url, "push",
+                             str(tmp_path / "a.log")], capture_output=True, text=True, env=cluster.env, timeout=60)
+    one_line_error(result, "cannot reach Redis at redis://:***@127.0.0.1")
+    assert "secret" not in result.stderr
+
+
+def test_refused_push_enqueues_nothing(cluster, tmp_path, conn):
+    (tmp_path / "a.log").write_text("ERROR\n")
+    one_line_error(cluster.run("push", str(tmp_path / "a.log"), str(tmp_path / "missing.log")),
+                   "no such file or directory", "missing.log")
+    one_line_error(cluster.run("push", str(tmp_path / "*.nope")), "no file matches")
+    cluster.env["LOGJOBS_ROOTS"] = "/var/log"
+    one_line_error(cluster.run("push", str(tmp_path / "a.log")), "outside the allowed roots")
+    assert all(Queue(q, connection=conn).count == 0 for q in ("high", "default", "low"))
+    assert not conn.exists("logjobs:events")
+
+
+def test_stdin_paths(cluster, tmp_path):
+    for name in ("a.log", "b.log"):
+        (tmp_path / name).write_text("ERROR\n")
+    result = cluster.run("push", "--json", "-", input=f"{tmp_path / 'a.log'}\n{tmp_path / 'b.log'}\n", check=True)
+    assert '"parts": 1' in result.stdout and "b.log" in result.stdout
+
+
+def test_bad_settings_are_one_line_errors(cluster, tmp_path):
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[logjobs]\nretry_intervals = soon\n")
+    one_line_error(cluster.run("--config", str(bad), "status"), "retry_intervals must be whole seconds")
+    bad.write_text("[logjobs]\ncolour = blue\n")
+    one_line_error(cluster.run("--config", str(bad), "status"), "unknown setting 'colour'")
+    one_line_error(cluster.run("--config", str(tmp_path / "none.ini"), "status"), "cannot read config file")
+    one_line_error(cluster.run("--redis-url", "http://x", "push", str(bad)), "Redis URL")
+
+
+def test_report_before_any_mirror_says_what_to_do(cluster):
+    one_line_error(cluster.run("report"), "no status database", "logjobs mirror")
+
+
+def test_status_json_shape(cluster, tmp_path):
+    (tmp_path / "a.log").write_text("ERROR\n")
+    cluster.worker()
+    cluster.run("push", "--priority", "high", "--wait", str(tmp_path / "a.log"), check=True)
+    cluster.run("mirror", "--once", check=True)
+    doc = cluster.json("status", "--json")
+    assert doc["jobs"]["finished"] == 1 and set(doc["jobs"]) >= {"queued", "started", "finished", "failed"}
+    assert doc["queues"] == {"high": 1, "default": 0, "low": 0}
+    assert doc["workers"] and doc["waiting"] == {"high": 0, "default": 0, "low": 0}

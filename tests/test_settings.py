@@ -1,0 +1,47 @@
+"""Settings resolve in one order: flag > environment > config file > default."""
+
+import pytest
+
+from logjobs import defaults
+from logjobs.exceptions import ConfigError
+from logjobs.settings import Settings, redact_url
+
+
+def test_precedence(tmp_path):
+    ini = tmp_path / "logjobs.ini"
+    ini.write_text("[logjobs]\nredis_url = redis://file:6379/0\ndb = /file.db\nretry_max = 5\n"
+                   "retry_intervals = 1, 2\n")
+    env = {"LOGJOBS_CONFIG": str(ini), "LOGJOBS_DB": "/env.db", "LOGJOBS_RETRY_MAX": "4"}
+    s = Settings.load(environ=env, retry_max=2)
+    assert (s.redis_url, s.db, s.retry_max, s.retry_intervals) == ("redis://file:6379/0", "/env.db", 2, (1, 2))
+    assert s.job_timeout == defaults.DEFAULT_JOB_TIMEOUT
+    assert Settings.load(environ={}) == Settings()
+
+
+def test_roots_are_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = Settings.load(environ={"LOGJOBS_ROOTS": "logs:/var/log"})
+    assert s.roots == (str(tmp_path / "logs"), "/var/log")
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("LOGJOBS_RETRY_MAX", "-1", "cannot be negative"),
+    ("LOGJOBS_JOB_TIMEOUT", "1h", "whole number"),
+    ("LOGJOBS_RETRY_INTERVALS", "10,x", "whole seconds"),
+])
+def test_bad_values(var, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(environ={var: value})
+
+
+def test_redaction():
+    assert redact_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+    assert redact_url("unix:///tmp/redis.sock") == "unix:///tmp/redis.sock"
+
+
+def test_the_example_config_file_loads():
+    import os
+    example = os.path.join(os.path.dirname(__file__), "..", "conf", "logjobs.ini")
+    s = Settings.load(config_file=example, environ={})
+    assert s.redis_url == "redis://127.0.0.1:6379/0" and s.retry_intervals == (10, 30, 60)
+    assert s.roots == ("/var/log", "/srv/logs") and s.split_bytes == 64 << 20
