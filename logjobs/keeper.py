@@ -24,22 +24,31 @@ log = logging.getLogger(__name__)
 
 
 class Keeper:
-    """Enqueues due retries and recovers abandoned scans; call `tick()` every second or so."""
+    """Enqueues due retries and recovers abandoned scans, in every queue; call `tick()` every second or so."""
 
-    def __init__(self, conn, queues=QUEUES, grace=DEFAULT_ABANDON_GRACE, clock=time.monotonic):
+    def __init__(self, conn, grace=DEFAULT_ABANDON_GRACE, clock=time.monotonic):
         self.conn, self.grace, self.clock = conn, grace, clock
-        self.queues = [Queue(name, connection=conn) for name in queues]
-        self.scheduler = RQScheduler(list(queues), connection=conn)
+        self.queues, self.scheduler = [], None
         self._silent_since = {}  # (job id, execution id) -> when its heartbeat was first seen missing
 
     def tick(self):
         """One pass; returns the ids of the jobs recovered."""
+        self._follow_queues()
         self.scheduler.acquire_locks()
         self.scheduler.enqueue_scheduled_jobs()
         return self.recover_abandoned()
 
     def close(self):
-        self.scheduler.release_locks()
+        if self.scheduler is not None:
+            self.scheduler.release_locks()
+
+    def _follow_queues(self):
+        """Watch every queue RQ knows (priority queues, and any a user or `selftest` made)."""
+        names = sorted(set(QUEUES) | {q.name for q in Queue.all(connection=self.conn)})
+        if [q.name for q in self.queues] != names:
+            self.close()
+            self.queues = [Queue(name, connection=self.conn) for name in names]
+            self.scheduler = RQScheduler(names, connection=self.conn)
 
     def recover_abandoned(self):
         now = self.clock()
