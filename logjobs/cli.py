@@ -86,12 +86,15 @@ def cli(ctx, redis_url, db, config_file, verbose):
 @click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
 @click.option("--split-size", "split_bytes", type=click.IntRange(0), metavar="BYTES",
               help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
+@click.option("--batch-files", type=click.IntRange(1), metavar="N",
+              help="Small files per job, at most [default: 100].")
 @click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.pass_obj
 @one_line_errors
-def push(settings, queue, patterns, retries, retry_intervals, timeout, split_bytes, wait, as_json, paths):
+def push(settings, queue, patterns, retries, retry_intervals, timeout, split_bytes, batch_files, wait, as_json,
+         paths):
     """Enqueue a scan of each file: PATH is a file, a directory (recursive), a glob, or - for stdin.
 
     \b
@@ -100,13 +103,14 @@ def push(settings, queue, patterns, retries, retry_intervals, timeout, split_byt
       find /srv/logs -name '*.gz' | logjobs push --priority low -
     """
     settings = dataclasses.replace(settings, **{k: v for k, v in {
-        "retry_max": retries, "job_timeout": timeout, "split_bytes": split_bytes,
+        "retry_max": retries, "job_timeout": timeout, "split_bytes": split_bytes, "batch_files": batch_files,
         "retry_intervals": _parse_intervals(retry_intervals)}.items() if v is not None})
     conn = connections.connect(settings.redis_url)
     files = queues.expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
     pushed = queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS,
                          retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
-                         timeout=settings.job_timeout, split_bytes=settings.split_bytes)
+                         timeout=settings.job_timeout, split_bytes=settings.split_bytes,
+                         batch_files=settings.batch_files)
     if not as_json:
         click.echo(f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
                    + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else ""))
@@ -209,17 +213,17 @@ def mirror(settings, once):
     from .mirror import Mirror
     from .models import open_database
 
-    open_database(settings.db)
     conn = connections.connect(settings.redis_url, check=once)
+    open_database(settings.db)
     if once:
         applied = Mirror(conn).once()
-        click.echo(f"applied {applied} event(s); {settings.db} is up to date")
+        click.echo(f"applied {applied} event(s); {redact_url(settings.db)} is up to date")
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("logjobs").setLevel(logging.INFO)
-    logging.getLogger(__name__).info("mirroring %s into %s", redact_url(settings.redis_url), settings.db)
+    logging.getLogger(__name__).info("mirroring %s into %s", redact_url(settings.redis_url), redact_url(settings.db))
     Mirror(conn).run(stop)
 
 

@@ -48,7 +48,8 @@ class Keeper:
         if [q.name for q in self.queues] != names:
             self.close()
             self.queues = [Queue(name, connection=self.conn) for name in names]
-            self.scheduler = RQScheduler(names, connection=self.conn)
+            # RQScheduler installs its own log handler: keep it as quiet as our own logger.
+            self.scheduler = RQScheduler(names, connection=self.conn, logging_level=log.getEffectiveLevel())
 
     def recover_abandoned(self):
         now = self.clock()

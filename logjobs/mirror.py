@@ -84,7 +84,7 @@ class Mirror:
             except (redis.RedisError, PeeweeException) as exc:
                 log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, exc, backoff)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, 10.0)
         self.keeper.close()
 
     # -- applying events -------------------------------------------------------------------------

@@ -162,7 +162,8 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     if queue not in QUEUES:
         raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}")
     rq_queue = Queue(queue, connection=conn)
-    retry = Retry(max=retry_max, interval=list(retry_intervals) or 0) if retry_max else None
+    # A retried job has waited its turn once already: it goes back to the front of its queue.
+    retry = Retry(max=retry_max, interval=list(retry_intervals) or 0, enqueue_at_front=True) if retry_max else None
     patterns = list(patterns)
     done = Pushed(queue, {}, {})
     for offset in range(0, len(paths), batch):

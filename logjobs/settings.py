@@ -51,6 +51,7 @@ _SOURCES = {
     "retry_intervals": ("LOGJOBS_RETRY_INTERVALS", _intervals),
     "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout")),
     "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes")),
+    "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files")),
     "dashboard_user": ("LOGJOBS_DASHBOARD_USER", str),
     "dashboard_password": ("LOGJOBS_DASHBOARD_PASSWORD", str),
 }
@@ -67,6 +68,7 @@ class Settings:
     retry_intervals: tuple = defaults.DEFAULT_RETRY_INTERVALS
     job_timeout: int = defaults.DEFAULT_JOB_TIMEOUT
     split_bytes: int = defaults.DEFAULT_SPLIT_BYTES
+    batch_files: int = defaults.DEFAULT_BATCH_FILES
     dashboard_user: str | None = None
     dashboard_password: str | None = None
     config_file: str | None = None

@@ -6,7 +6,7 @@ import heapq
 import json
 import time
 
-from peewee import SqliteDatabase, fn
+from peewee import SQL, SqliteDatabase, fn
 from rq import Queue, Worker
 
 from .defaults import FINAL_STATES, FINISHED, QUEUES, STARTED, STATES
@@ -83,8 +83,9 @@ def matches(row):
     return sum(row["counts"].values())
 
 
-def files(queue=None, state=None, path=None, limit=50, offset=0):
-    """A page of files, in path order, filtered by queue, state and a path substring; with the total."""
+def files(queue=None, state=None, path=None, order="path", limit=50, offset=0):
+    """A page of files, filtered by queue, state and a path substring, with the total; in path order,
+    or most recently changed first (`order="recent"`)."""
     query = Scan.select()
     if queue:
         query = query.where(Scan.queue == queue)
@@ -92,7 +93,8 @@ def files(queue=None, state=None, path=None, limit=50, offset=0):
         query = query.where(Scan.status == state)
     if path:
         query = query.where(Scan.path.contains(path))
-    rows = [row.to_dict() for row in query.order_by(Scan.path).limit(limit).offset(offset)]
+    ordering = (Scan.updated_at.desc(), Scan.path) if order == "recent" else (Scan.path,)
+    rows = [row.to_dict() for row in query.order_by(*ordering).limit(limit).offset(offset)]
     for row in rows:
         row["matches"] = matches(row)
     return {"total": query.count(), "rows": rows}
@@ -109,12 +111,11 @@ def by_queue():
 
 def top_files(limit=10):
     """The finished files with the most matching lines, most first."""
-    query = Scan.select(Scan.path, Scan.counts, Scan.queue).where(
-        (Scan.status == "finished") & Scan.counts.is_null(False)).tuples()
-    scored = ((sum(json.loads(counts).values()), path, queue, json.loads(counts))
-              for path, counts, queue in query.iterator())
-    return [{"path": p, "queue": q, "matches": n, "counts": c}
-            for n, p, q, c in heapq.nlargest(limit, scored, key=lambda t: t[0]) if n]
+    query = Scan.select(Scan.path, Scan.queue, Scan.counts).where(
+        (Scan.status == FINISHED) & Scan.counts.is_null(False)).tuples()
+    rows = ({"path": path, "queue": queue, "counts": json.loads(counts)} for path, queue, counts in query.iterator())
+    top = heapq.nlargest(limit, ((matches(row), row["path"], row) for row in rows))
+    return [dict(row, matches=n) for n, _, row in top if n]
 
 
 def throughput(windows=(60, 300, 900), now=None):
@@ -127,37 +128,42 @@ def throughput(windows=(60, 300, 900), now=None):
         if seconds:
             query = query.where(Scan.ended_at >= now - datetime.timedelta(seconds=seconds))
         n, size, first = query.tuples().get()
+        size = int(size or 0)  # PostgreSQL sums to a Decimal
         span = seconds or ((now - first).total_seconds() if first else 0)
-        result.append({"window": seconds, "files": n, "bytes": size or 0,
-                       "files_per_min": n * 60 / span if span else 0.0,
-                       "bytes_per_s": (size or 0) / span if span else 0.0})
+        result.append({"window": seconds, "files": n, "bytes": size,
+                       "files_per_min": n * 60 / span if span else 0.0, "bytes_per_s": size / span if span else 0.0})
     return result
 
 
-def timeline(max_buckets=120):
-    """State changes per time bucket and state, oldest first: the unit grows with the history's span."""
+def timeline(max_buckets=120, min_buckets=30, now=None):
+    """State changes per time bucket and state, up to now: {"unit", "labels" (UTC bucket starts), "series":
+    [{"state", "counts"}]}. The unit (second, minute, hour, day) grows with the history's span."""
     first, last = History.select(fn.MIN(History.at), fn.MAX(History.at)).tuples().get()
     if first is None:
-        return {"unit": "second", "labels": [], "series": {state: [] for state in STATES}}
-    first, last = _datetime(first), _datetime(last)
-    span = (last - first).total_seconds()
+        return {"unit": "second", "labels": [], "series": [{"state": s, "counts": []} for s in STATES]}
+    now = utc(time.time()) if now is None else now
+    first, end = _datetime(first), max(_datetime(last), now)
+    span = (end - first).total_seconds()
     unit, width, fmt = next((u for u in _UNITS if span / u[1] < max_buckets), _UNITS[-1])
-    start = _floor(max(first, last - datetime.timedelta(seconds=width * (max_buckets - 1))), width)
-    bucket = (fn.strftime(fmt, History.at) if isinstance(db.obj, SqliteDatabase)
-              else fn.date_trunc(unit, History.at))
+    first, end = _floor(first, width), _floor(end, width)
+    buckets = min(max_buckets, max(min_buckets, int((end - first).total_seconds()) // width + 1))
+    start = end - datetime.timedelta(seconds=width * (buckets - 1))
     labels, step = [], start
-    while step <= last:
+    while step <= end:
         labels.append(step.strftime("%Y-%m-%d %H:%M:%S"))
         step += datetime.timedelta(seconds=width)
     index = {label: i for i, label in enumerate(labels)}
     series = {state: [0] * len(labels) for state in STATES}
+    # Literals, not parameters: the GROUP BY must repeat the SELECT's expression exactly.
+    bucket = (fn.strftime(SQL(f"'{fmt}'"), History.at) if isinstance(db.obj, SqliteDatabase)
+              else fn.date_trunc(SQL(f"'{unit}'"), History.at))
     query = History.select(bucket, History.state, fn.COUNT(History.id)).where(History.at >= start).group_by(
         bucket, History.state).tuples()
     for at, state, n in query:
         i = index.get(_datetime(at).strftime("%Y-%m-%d %H:%M:%S"))
         if i is not None:
             series.setdefault(state, [0] * len(labels))[i] += n
-    return {"unit": unit, "labels": labels, "series": series}
+    return {"unit": unit, "labels": labels, "series": [{"state": s, "counts": c} for s, c in series.items()]}
 
 
 def _datetime(value):
@@ -172,15 +178,25 @@ def _floor(value, width):
                                       .total_seconds() % width)
 
 
-def history_totals(after_id=0, buckets=DURATION_BUCKETS):
+def history_totals(after_id=0, after_stream_id=None, buckets=DURATION_BUCKETS):
     """What the history rows after `after_id` add to the dashboard's counters (the table is append-only,
     so a caller can keep running totals): scans ended per queue and final state, retries, recoveries
-    of abandoned scans, matching lines per pattern, and scan durations per queue bucketed by `buckets`."""
-    totals = {"last_id": after_id, "jobs": {}, "retries": {}, "recoveries": {}, "matched": {}, "durations": {}}
-    query = History.select(History.id, History.queue, History.state, History.attempt, History.error,
-                           History.duration, History.counts).where(History.id > after_id).order_by(History.id)
-    for id_, queue, state, attempt, error, duration, counts in query.tuples().iterator():
-        totals["last_id"] = id_
+    of abandoned scans, matching lines per pattern, and scan durations per queue bucketed by `buckets`.
+    `restarted` says the row `after_id` is not the one seen before (`after_stream_id`): a new
+    database, so everything is counted from its first row."""
+    if after_id:
+        seen = History.select(History.stream_id).where(History.id == after_id).scalar()
+        restarted = seen is None or seen != after_stream_id
+    else:
+        restarted = False
+    after_id = 0 if restarted else after_id
+    totals = {"last_id": after_id, "last_stream_id": None if restarted else after_stream_id,
+              "restarted": restarted, "jobs": {}, "retries": {}, "recoveries": {}, "matched": {}, "durations": {}}
+    query = History.select(History.id, History.stream_id, History.queue, History.state, History.attempt,
+                           History.error, History.duration, History.counts).where(
+        History.id > after_id).order_by(History.id)
+    for id_, stream_id, queue, state, attempt, error, duration, counts in query.tuples().iterator():
+        totals["last_id"], totals["last_stream_id"] = id_, stream_id
         if state in FINAL_STATES:
             per_queue = totals["jobs"].setdefault(queue, {})
             per_queue[state] = per_queue.get(state, 0) + 1

@@ -1,19 +1,70 @@
 """Fixtures: a private redis-server per test, and real `rq worker` / `logjobs` processes around it."""
 
+import glob
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import psutil
 import pytest
 import redis
 
-from logjobs.embedded import RedisServer
+from logjobs.embedded import RedisServer, free_port
 
 BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A private PostgreSQL server on a free port, for the session (never the machine's own)."""
+    if os.environ.get("LOGJOBS_TEST_POSTGRES_URL"):
+        yield os.environ["LOGJOBS_TEST_POSTGRES_URL"]
+        return
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    bindir = bindirs[-1] if bindirs else os.path.dirname(shutil.which("initdb") or "")
+    if not bindir:
+        pytest.skip("no PostgreSQL server binaries (initdb): apt-get install postgresql")
+    user = None
+    if os.getuid() == 0:  # initdb refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a 'postgres' user to run PostgreSQL as")
+    data = tempfile.mkdtemp(prefix="logjobs-pg-")
+    if user:
+        os.chown(data, user.pw_uid, user.pw_gid)
+    as_user = (lambda: (os.setgid(user.pw_gid), os.setuid(user.pw_uid))) if user else None
+    subprocess.run([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, preexec_fn=as_user)
+    port = free_port()
+    server = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", data, "-p", str(port), "-k", data,
+                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_user)
+    import psycopg2
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            admin = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+            break
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise
+            time.sleep(0.2)
+    admin.autocommit = True
+    admin.cursor().execute("CREATE DATABASE logjobs")
+    admin.close()
+    yield f"postgresql://postgres@127.0.0.1:{port}/logjobs"
+    server.terminate()
+    server.wait(30)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
@@ -30,13 +81,36 @@ def conn(redis_server):
     client.close()
 
 
+class Supervised(threading.Thread):
+    """Restart a process whenever it exits, as systemd's Restart=always does (RestartSec=1)."""
+
+    def __init__(self, cluster, start):
+        super().__init__(daemon=True)
+        self.cluster, self.start_process = cluster, start
+        self.proc, self.restarts, self.stopping = start(), 0, threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(0.2):
+            if self.proc.poll() is not None:
+                self.stopping.wait(1)
+                if not self.stopping.is_set():
+                    self.restarts += 1
+                    self.proc = self.start_process()
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+        if self.proc.poll() is None:
+            self.cluster.kill_tree(self.proc, signal.SIGTERM)
+
+
 class Cluster:
     """The processes a user runs, started the way a user starts them, around one private Redis."""
 
     def __init__(self, server, tmp_path):
         self.server, self.tmp = server, tmp_path
         self.db = str(tmp_path / "status.db")
-        self.procs = []
+        self.procs, self.supervisors = [], []
         self.env = dict(os.environ, LOGJOBS_REDIS_URL=server.url, RQ_REDIS_URL=server.url, LOGJOBS_DB=self.db,
                         PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
         self.env.pop("LOGJOBS_CONFIG", None)
@@ -65,6 +139,13 @@ class Cluster:
         name = name or f"w{len(self.procs)}"
         return self.spawn([os.path.join(BIN, "rq"), "worker", "--name", name, *(queues or ("high", "default", "low"))],
                           name)
+
+    def supervised(self, start):
+        """Run `start()` (e.g. `lambda: cluster.worker(name="w1")`) under a restarting supervisor."""
+        supervisor = Supervised(self, start)
+        supervisor.start()
+        self.supervisors.append(supervisor)
+        return supervisor
 
     def mirror(self):
         return self.spawn([os.path.join(BIN, "logjobs"), "-v", "mirror"], f"mirror{len(self.procs)}")
@@ -100,6 +181,8 @@ class Cluster:
         proc.wait(10)
 
     def stop_all(self):
+        for supervisor in self.supervisors:
+            supervisor.stop()
         for proc in self.procs:
             if proc.poll() is None:
                 self.kill_tree(proc, signal.SIGTERM)

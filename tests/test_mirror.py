@@ -1,5 +1,6 @@
 """The mirror: event ordering, crash and restart, two mirrors at once, reconciliation with RQ."""
 
+import os
 import sqlite3
 import time
 
@@ -164,3 +165,22 @@ def assert_consistent(path):
         assert dup == [], f"state changes applied twice: {dup[:5]}"
         bad = c.execute("select path, status, attempts from scans where status != 'finished' or attempts != 1").fetchall()
         assert bad == [], bad[:5]
+
+
+def test_the_pipeline_on_postgresql(cluster, tmp_path, postgres_url):
+    from logjobs.models import MODELS
+
+    database = open_database(postgres_url)
+    database.drop_tables(MODELS)
+    database.close()
+    cluster.env["LOGJOBS_DB"] = postgres_url
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(30):
+        (logs / f"{i}.log").write_text("ERROR\n" * i)
+    cluster.worker()
+    cluster.mirror()
+    cluster.run("push", "--wait", "--batch-files", "7", str(logs), check=True)
+    rows = cluster.wait_for(lambda: (r := cluster.json("report", "--json")) and all(
+        x["status"] == "finished" for x in r) and len(r) == 30 and r, what="30 finished rows")
+    assert {os.path.basename(r["path"]): r["counts"]["ERROR"] for r in rows} == {f"{i}.log": i for i in range(30)}

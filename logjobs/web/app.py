@@ -1,0 +1,70 @@
+"""The dashboard: one Flask app (rq-dashboard at /rq, logjobs' pages, /metrics), served by waitress."""
+
+import dataclasses
+import secrets
+import sys
+
+import redis
+import waitress
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from .. import connections
+from ..exceptions import ConfigError
+from ..settings import Settings, redact_url
+from . import metrics, pages, rqdashboard, security
+from .status import StatusDatabase
+
+#: Requests served at once; rq-dashboard polls every 2.5 s per open tab.
+THREADS = 8
+
+
+@dataclasses.dataclass
+class Context:
+    """What every request needs, kept in app.extensions["logjobs"]."""
+
+    settings: Settings
+    redis: redis.Redis
+    status: StatusDatabase
+    registry: CollectorRegistry
+
+
+def create_app(settings):
+    """The WSGI app for `settings`. Connects to nothing until a request needs it."""
+    app = Flask(__name__)
+    app.config.update(
+        # Per process: a restart ends every session, and with it every CSRF token.
+        SECRET_KEY=secrets.token_bytes(32),
+        SESSION_COOKIE_NAME="logjobs_session",
+        SESSION_COOKIE_SAMESITE="Strict",
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session: an rq-dashboard tab may stay open for hours
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.HistoryCollector())
+    conn = connections.connect(settings.redis_url, check=False)
+    app.extensions["logjobs"] = Context(settings, conn, StatusDatabase(settings.db), registry)
+    security.protect(app, settings)
+    rqdashboard.mount(app, settings, conn)
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(metrics.blueprint)
+    return app
+
+
+def serve(settings, host, port):
+    """Serve the dashboard until interrupted; ConfigError if `host` is not loopback and no credentials are set."""
+    security.check_bind(host, settings)
+    app = create_app(settings)
+    try:
+        server = waitress.create_server(app, host=host, port=port, threads=THREADS, ident="logjobs")
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+    shown = f"[{host}]" if ":" in host else host
+    print(f"logjobs dashboard on http://{shown}:{port}/ (rq-dashboard at {rqdashboard.PREFIX}/, metrics at /metrics; "
+          f"Redis {settings.redacted_redis_url()}, database {redact_url(settings.db)}"
+          f"{', basic auth' if settings.dashboard_user else ''})", file=sys.stderr, flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

@@ -1,0 +1,127 @@
+"""logjobs' own pages, read from the status database (which outlives Redis's TTLs), and the Retry action."""
+
+import logging
+
+import redis
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from .. import queues, views
+from ..defaults import FAILED, QUEUES, STATES
+from ..exceptions import LogJobsError
+from .status import serve_from_database
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 50
+#: Seconds between reloads of a page whose "live" switch is on.
+REFRESH = 3
+
+blueprint = Blueprint("pages", __name__)
+serve_from_database(blueprint)
+
+
+def _context():
+    return current_app.extensions["logjobs"]
+
+
+@blueprint.after_request
+def _policy(response):
+    # logjobs' pages run no inline script, so they can forbid it (rq-dashboard's pages cannot).
+    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+    return response
+
+
+@blueprint.context_processor
+def _common():
+    return {"queues": QUEUES, "states": STATES, "refresh": REFRESH}
+
+
+@blueprint.app_template_filter("filesize")
+def _filesize(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+@blueprint.app_template_filter("when")
+def _when(iso):
+    """'2024-05-01T12:00:00.123Z' as '2024-05-01 12:00:00'."""
+    return iso[:19].replace("T", " ")
+
+
+@blueprint.route("/")
+def overview():
+    """Counts by state and queue, what Redis holds now, the timeline, throughput, top files, failures."""
+    ctx = _context()
+    try:
+        live = views.live(ctx.redis)
+    except redis.RedisError as exc:
+        live = {"error": f"cannot reach Redis at {ctx.settings.redacted_redis_url()}: {type(exc).__name__}"}
+    return render_template(
+        "overview.html", status=views.status(), by_queue=views.by_queue(), live=live, timeline=views.timeline(),
+        throughput=views.throughput(), top=views.top_files(), failures=views.files(state=FAILED, order="recent",
+                                                                                 limit=10))
+
+
+@blueprint.route("/files")
+def files():
+    """Per-file results, filtered by queue, state and path."""
+    filters, page = _filters(), max(request.args.get("page", 1, type=int), 1)
+    found = views.files(**filters, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
+    return render_template("files.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
+
+
+@blueprint.route("/failures")
+def failures():
+    """Failed files, newest first, with their reasons and attempts, and a Retry button each."""
+    filters, page = dict(_filters(), state=FAILED), max(request.args.get("page", 1, type=int), 1)
+    found = views.files(**filters, order="recent", limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
+    return render_template("failures.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
+
+
+@blueprint.route("/file")
+def file():
+    """One file: its latest scan, and every state change of every scan of it."""
+    row = views.show(request.args.get("path", ""))
+    if row is None:
+        abort(404)
+    return render_template("file.html", row=row)
+
+
+@blueprint.route("/retry", methods=["POST"])
+def retry():
+    """Push a failed file again, into its queue with its patterns (CSRF-checked, like every POST)."""
+    path = request.form.get("path", "")
+    row = views.show(path)
+    if row is None:
+        abort(404)
+    back = redirect(url_for(".file", path=path), code=303)
+    if row["status"] != FAILED:
+        flash(f"{path} is {row['status']}, not failed: nothing to retry", "warning")
+        return back
+    settings = _context().settings
+    try:
+        pushed = queues.push(_context().redis, [path], queue=row["queue"], patterns=row["patterns"],
+                             retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
+                             timeout=settings.job_timeout, split_bytes=settings.split_bytes)
+    except LogJobsError as exc:
+        flash(f"not retried: {exc}", "danger")
+        return back
+    except redis.RedisError as exc:
+        flash(f"not retried: cannot reach Redis at {settings.redacted_redis_url()}: {type(exc).__name__}", "danger")
+        return back
+    if pushed.skipped:
+        flash(f"{path} is already queued or running as {pushed.skipped[path]}", "warning")
+    else:
+        log.info("retry: %s pushed again into %s as %s", path, row["queue"], pushed.files[path][0])
+        flash(f"retrying {path} in {row['queue']} as job {pushed.files[path][0]}", "success")
+    return back
+
+
+def _filters():
+    """The queue, state and path filters of the query string; unknown queues and states are ignored."""
+    queue, state = request.args.get("queue"), request.args.get("state")
+    return {"queue": queue if queue in QUEUES else None, "state": state if state in STATES else None,
+            "path": request.args.get("path", "").strip() or None}

@@ -1,0 +1,46 @@
+"""rq-dashboard's blueprint, mounted under /rq and given logjobs' Redis connection.
+
+rq-dashboard would rebuild a connection from its config's URL on every request and print that URL
+(masked by its own pattern) in its pages; instead it gets the one connection logjobs opens, and its
+config holds only the redacted URL, so no password can reach a page.
+"""
+
+import rq_dashboard
+from flask import abort, request, url_for
+from markupsafe import Markup
+from rq.exceptions import NoSuchJobError
+from rq_dashboard import web as rq_web
+
+PREFIX = "/rq"
+#: rq-dashboard's navbar brand, which links nowhere: it becomes the way back to logjobs' pages.
+BRAND = '<a class="navbar-brand">RQ-dashboard</a>'
+HOME = Markup('<a class="navbar-brand" href="{}">&larr; logjobs</a><span class="navbar-brand">RQ</span>')
+
+
+def mount(app, settings, conn):
+    """Register rq-dashboard at PREFIX, on `conn`: the single Redis logjobs is configured with."""
+    app.config.update(RQ_DASHBOARD_REDIS_URL=(settings.redacted_redis_url(),), RQ_DASHBOARD_POLL_INTERVAL=2500)
+    app.redis_conn = conn
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
+    hooks = app.before_request_funcs[rq_dashboard.blueprint.name]
+    hooks.remove(rq_web.push_rq_connection)
+    hooks.append(_one_instance)
+    app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).append(_link_home)
+    # A job page for a job Redis no longer has: rq-dashboard would answer 500.
+    app.register_error_handler(NoSuchJobError, lambda exc: (
+        "this job is no longer in Redis; logjobs' file pages keep its history\n", 404,
+        {"Content-Type": "text/plain; charset=utf-8"}))
+
+
+def _one_instance():
+    """Serve instance 0 (the configured Redis) only; rq-dashboard supports lists of them."""
+    if (request.view_args or {}).get("instance_number", 0) != 0:
+        abort(404)
+
+
+def _link_home(response):
+    """Turn rq-dashboard's navbar brand into a link back to logjobs' overview."""
+    if response.mimetype == "text/html" and not response.direct_passthrough:
+        home = HOME.format(url_for("pages.overview"))
+        response.set_data(response.get_data(as_text=True).replace(BRAND, home, 1))
+    return response

@@ -1,0 +1,69 @@
+"""The status database as the web app reads it: opened on first use, one connection per request thread.
+
+Opened lazily so the dashboard can start before the mirror has created the database.
+"""
+
+import logging
+import os
+import threading
+
+from flask import current_app
+from peewee import PeeweeException
+
+from ..exceptions import LogJobsError
+from ..models import open_database
+from ..settings import redact_url
+
+log = logging.getLogger(__name__)
+
+
+class NoDatabase(LogJobsError):
+    """The status database does not exist (yet)."""
+
+
+class StatusDatabase:
+    def __init__(self, target):
+        self.target, self.database, self._lock = target, None, threading.Lock()
+
+    def connect(self):
+        """This thread's connection, binding the models on first use; NoDatabase if there is none."""
+        if self.database is None:
+            with self._lock:
+                if self.database is None:
+                    if "://" not in self.target and not os.path.exists(self.target):
+                        raise NoDatabase(f"no status database at {self.target} yet: start `logjobs mirror`")
+                    self.database = open_database(self.target, create=False)
+                    return self.database
+        self.database.connect(reuse_if_open=True)
+        return self.database
+
+    def close(self):
+        if self.database is not None and not self.database.is_closed():
+            self.database.close()
+
+
+def serve_from_database(blueprint):
+    """Give each request of `blueprint` a database connection, and turn database trouble into a 503."""
+    blueprint.before_request(_connect)
+    blueprint.teardown_request(lambda exc: _status().close())
+    blueprint.register_error_handler(LogJobsError, _unavailable)
+    blueprint.register_error_handler(PeeweeException, _unavailable)
+
+
+def _status():
+    return current_app.extensions["logjobs"].status
+
+
+def _connect():
+    _status().connect()
+
+
+def _unavailable(exc):
+    target = _status().target
+    # A database URL may carry a password, and messages may quote the URL.
+    message = (str(exc).splitlines() or [type(exc).__name__])[0].replace(target, redact_url(target))
+    level = logging.DEBUG if isinstance(exc, NoDatabase) else logging.WARNING
+    log.log(level, "status database %s: %s: %s", redact_url(target), type(exc).__name__, message)
+    if not isinstance(exc, LogJobsError):
+        message = f"the status database failed: {type(exc).__name__}: {message}"
+    return f"{message}\n", 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"}

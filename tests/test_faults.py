@@ -1,0 +1,124 @@
+"""Whole-system faults with real processes: Redis restarting, a soak of random worker SIGKILLs."""
+
+import json
+import os
+import random
+import statistics
+import sqlite3
+import time
+from datetime import datetime, timezone
+
+from logjobs.queues import statuses
+
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
+
+
+def corpus(root, small=200, sparse=6, sparse_bytes=1 << 30):
+    """Small logs with known counts, and sparse files that take a few seconds each to scan."""
+    root.mkdir()
+    expected = {}
+    for i in range(small):
+        path = root / f"small-{i:03}.log"
+        path.write_text("ERROR x\nINFO y\n" * (i % 11) + "tail ERROR")
+        expected[str(path)] = i % 11 + 1
+    for i in range(sparse):
+        path = root / f"sparse-{i}.log"
+        with open(path, "wb") as f:
+            f.truncate(sparse_bytes)
+        expected[str(path)] = 0
+    return expected
+
+
+def final_rows(cluster):
+    return {p: r for p, r in cluster.report().items() if r["status"] in ("finished", "failed")}
+
+
+def assert_exactly_once(cluster, expected, conn):
+    """Every file finished with its right counts, the database agreeing with RQ's view of every job."""
+    rows = cluster.report()
+    assert set(rows) == set(expected)
+    rq_states = dict(zip(rows, statuses(conn, [r["job_id"] for r in rows.values()])))
+    assert set(rq_states.values()) == {"finished"}, [i for i in rq_states.items() if i[1] != "finished"][:5]
+    wrong = {p: (r["status"], r["counts"], r["error"]) for p, r in rows.items()
+             if r["status"] != "finished" or r["counts"] != {"ERROR": expected[p]}}
+    assert not wrong, list(wrong.items())[:5]
+    with sqlite3.connect(cluster.db) as c:
+        finals = c.execute("select path, part, count(distinct attempt) from history where state = 'finished' "
+                           "and worker != 'reconcile' group by path, part").fetchall()
+    return rows, finals
+
+
+def test_redis_restart_mid_run_loses_no_job(cluster, tmp_path, conn):
+    expected = corpus(tmp_path / "logs")
+    workers = [cluster.supervised(lambda n=n: cluster.worker(name=f"w{n}-{time.monotonic_ns()}")) for n in range(2)]
+    cluster.supervised(cluster.mirror)
+    cluster.run("push", "--batch-files", "5", "--retry-intervals", "1", str(tmp_path / "logs"), check=True)
+    cluster.wait_for(lambda: len(final_rows(cluster)) >= 20, what="some scans done")
+    cluster.server.stop()  # SIGTERM: Redis writes its append-only file and exits
+    time.sleep(3)
+    cluster.server.start()
+    cluster.wait_for(lambda: len(final_rows(cluster)) == len(expected), timeout=180, interval=1,
+                     what="every file to end after the restart")
+    assert_exactly_once(cluster, expected, conn)
+    assert all(w.restarts <= 3 for w in workers), [w.restarts for w in workers]  # no crash loop
+
+
+def test_soak_random_worker_kills(cluster, tmp_path, conn):
+    """500+ jobs, three workers, one SIGKILLed (with its work-horse) every few seconds and replaced."""
+    expected = corpus(tmp_path / "logs", small=500, sparse=30, sparse_bytes=512 << 20)
+    workers = {f"soak{n}": cluster.worker(name=f"soak{n}") for n in range(3)}
+    cluster.mirror()
+    pushed = cluster.json("push", "--json", "--batch-files", "1", "--retries", "10", "--retry-intervals", "0",
+                          str(tmp_path / "logs"))
+    assert len(pushed["enqueued"]) == len(expected)
+    rng, kills, serial = random.Random(42), [], 3
+    deadline = time.monotonic() + 300
+    while len(final_rows(cluster)) < len(expected) and time.monotonic() < deadline:
+        time.sleep(rng.uniform(2, 4))
+        if len(kills) < 12:
+            name = rng.choice(sorted(workers))
+            cluster.kill_tree(workers.pop(name))
+            kills.append((name, time.time()))
+            workers[f"soak{serial}"] = cluster.worker(name=f"soak{serial}")
+            serial += 1
+    rows, finals = assert_exactly_once(cluster, expected, conn)
+    duplicates = [f for f in finals if f[2] != 1]
+    requeued, restarted = _recoveries(cluster, kills)
+    summary = {"files": len(expected), "jobs": len(expected), "kills": len(kills),
+               "recovered_jobs": len(requeued),
+               "requeued_s_median": round(statistics.median(requeued), 1) if requeued else None,
+               "requeued_s_worst": round(max(requeued), 1) if requeued else None,
+               "restarted_s_median": round(statistics.median(restarted), 1) if restarted else None,
+               "restarted_s_worst": round(max(restarted), 1) if restarted else None,
+               "files_finished_more_than_once": len(duplicates),
+               "rows_not_finished": sum(r["status"] != "finished" for r in rows.values())}
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with open(os.path.join(ARTIFACTS, "soak.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print("soak:", summary)
+    assert summary["rows_not_finished"] == 0 and not duplicates
+    assert len(kills) >= 8
+    assert requeued and max(requeued) < 30  # the promise: back in its queue within 30 s
+
+
+def _recoveries(cluster, kills):
+    """Seconds from each kill to the keeper requeueing a job the killed worker held, and to its restart."""
+    killed_at = dict(kills)
+    requeued, restarted = [], []
+    with sqlite3.connect(cluster.db) as c:
+        lost = c.execute("select job_id, attempt, worker, min(at) from history "
+                         "where error like '%died or was cut off%' group by job_id, attempt, worker")
+        for job_id, attempt, worker, at in lost.fetchall():
+            if worker not in killed_at:
+                continue
+            requeued.append(_seconds(at) - killed_at[worker])
+            again = c.execute("select min(at) from history where job_id = ? and state = 'started' and attempt > ?",
+                              (job_id, attempt)).fetchone()[0]
+            if again:
+                restarted.append(_seconds(again) - killed_at[worker])
+    return requeued, restarted
+
+
+def _seconds(value):
+    """A history timestamp (naive UTC, as SQLite returns it) as seconds since the epoch."""
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
