@@ -9,10 +9,8 @@ of dense. Each tool runs in its own process so its peak RSS is its own; times ar
 """
 
 import argparse
-import gzip
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -20,9 +18,9 @@ import sys
 import tempfile
 import time
 
+from corpus import CORPORA, PATTERN, big_log, compress
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATTERN = "ERROR"
-CORPORA = {"dense": 0.25, "sparse": 0.01}
 
 # Runs in a fresh interpreter: VmHWM is then the scanner's own peak (ru_maxrss would inherit ours).
 PROBE = """
@@ -42,55 +40,6 @@ print(json.dumps({"times": times, "count": r.counts[pattern], "rss": rss}))
 """
 
 
-def log_lines(rnd, n, dense):
-    """Realistic 100-150 byte log lines; ERROR in `dense` of them, INFO elsewhere.
-
-    No WARN/DEBUG: their E and R would slow grep's skip loop, flattering the ratio."""
-    words = ("request user session cache db timeout retry upstream payload token worker queue job "
-             "latency shard replica commit rollback handshake").split()
-    out = []
-    for _ in range(n):
-        level = "ERROR" if rnd.random() < dense else "INFO"
-        head = (f"2024-05-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:"
-                f"{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z web-{rnd.randint(1, 9)} "
-                f"app[{rnd.randint(100, 99999)}]: {level} ")
-        want = rnd.randint(100, 150) - len(head) - 1
-        msg = ""
-        while len(msg) < want:
-            msg += rnd.choice(words) + " "
-        out.append((head + msg[:want] + "\n").encode())
-    return out
-
-
-def generate(path, size, dense, seed):
-    """Write about `size` bytes drawn from a seeded pool of lines; kept for reuse across runs."""
-    if os.path.exists(path) and os.path.getsize(path) >= size:
-        return
-    rnd = random.Random(seed)
-    pool = log_lines(rnd, 50_000, dense)
-    with open(path + ".tmp", "wb") as f:
-        written = 0
-        while written < size - 200:
-            block = b"".join(rnd.choices(pool, k=30_000))
-            if written + len(block) > size:
-                block = block[:block.rfind(b"\n", 0, size - written) + 1]
-            f.write(block)
-            written += len(block)
-    os.replace(path + ".tmp", path)
-
-
-def compress(src, dst):
-    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
-        return
-    try:
-        from isal import igzip as gz
-    except ImportError:
-        gz = gzip
-    with open(src, "rb") as fin, gz.open(dst + ".tmp", "wb", compresslevel=1) as fout:
-        shutil.copyfileobj(fin, fout, 4 << 20)
-    os.replace(dst + ".tmp", dst)
-
-
 def time_grep(tool, path, rounds):
     """Median wall time, count, and peak RSS (when /usr/bin/time is there to read it)."""
     argv = [tool, "-a", "-c", "-F", "--", PATTERN, path]
@@ -100,11 +49,17 @@ def time_grep(tool, path, rounds):
         t = time.perf_counter()
         out = subprocess.run(argv, capture_output=True, env=env, check=False)
         times.append(time.perf_counter() - t)
-    rss = None
-    if os.path.exists("/usr/bin/time"):
-        r = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, env=env, text=True)
-        rss = int(r.stderr.split()[-1]) * 1024
-    return statistics.median(times), int(out.stdout), rss
+    return statistics.median(times), int(out.stdout), peak_rss(argv, env)
+
+
+def peak_rss(argv, env=None):
+    """Peak RSS (bytes) of a run of a native program, read by /usr/bin/time; None without it.
+
+    Not wait4's ru_maxrss: it counts the Python process the child was forked from."""
+    if not os.path.exists("/usr/bin/time"):
+        return None
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, env=env, text=True)
+    return int(r.stderr.split()[-1]) * 1024
 
 
 def time_scan(path, rounds, kernel):
@@ -129,13 +84,10 @@ def main():
 
     workdir = args.dir or tempfile.mkdtemp(prefix="logjobs-bench-")
     os.makedirs(workdir, exist_ok=True)
-    size = args.size_mb * 2**20
     try:
         cases = []
-        for name, dense in CORPORA.items():
-            path = os.path.join(workdir, f"{name}-{args.size_mb}mb-s{args.seed}-v2.log")
-            generate(path, size, dense, args.seed)
-            cases.append((name, path, "grep"))
+        for name in CORPORA:
+            cases.append((name, big_log(workdir, name, args.size_mb, args.seed), "grep"))
         compress(cases[0][1], cases[0][1] + ".gz")
         cases.append(("dense.gz", cases[0][1] + ".gz", "zgrep"))
 

@@ -14,7 +14,7 @@ import time
 import click
 import redis
 
-from . import __version__, connections, queues, views
+from . import __version__, connections, queues
 from .defaults import DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, QUEUES
 from .exceptions import LogJobsError
 from .settings import Settings, redact_url
@@ -271,6 +271,8 @@ def status(settings, as_json, watch, interval):
 
 
 def _status(settings):
+    from . import views
+
     doc = _read(settings, lambda: dict(views.status(), recent_failures=views.recent_failures()))
     try:
         doc.update(views.live(connections.connect(settings.redis_url)))
@@ -304,6 +306,8 @@ def report(settings, as_json, failed_only):
       logjobs report
       logjobs report --failed --json | jq -r '.[] | "\\(.path): \\(.error)"'
     """
+    from . import views
+
     rows = _read(settings, views.report, failed_only)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -334,6 +338,8 @@ def show(settings, key, as_json):
       logjobs show /var/log/app/api.log
       logjobs show lj-3f2a9c0d1e2b4a5c-0a1b2c3d --json
     """
+    from . import views
+
     doc = _read(settings, views.show, os.path.abspath(key) if os.sep in key else key)
     if doc is None:
         raise LogJobsError(f"no scan of {key} in {settings.db}; `logjobs report` lists them")

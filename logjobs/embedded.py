@@ -38,10 +38,13 @@ def free_port():
 
 
 class RedisServer:
-    """A redis-server on 127.0.0.1 and a free port, its data (AOF, when `persist`) kept in `directory`."""
+    """A redis-server on 127.0.0.1 and a free port, its data (AOF, when `persist`) kept in `directory`.
 
-    def __init__(self, directory, port=None, persist=True, host="127.0.0.1"):
-        self.directory, self.persist, self.host = str(directory), persist, host
+    `also_bind` adds addresses to listen on (the tests' network namespaces reach it there).
+    """
+
+    def __init__(self, directory, port=None, persist=True, host="127.0.0.1", also_bind=()):
+        self.directory, self.persist, self.host, self.also_bind = str(directory), persist, host, tuple(also_bind)
         self.port = port or free_port()
         self.process = None
 
@@ -52,7 +55,7 @@ class RedisServer:
     def start(self, timeout=10):
         os.makedirs(self.directory, exist_ok=True)
         args = [
-            find_redis_server(), "--port", str(self.port), "--bind", self.host, "--dir", self.directory,
+            find_redis_server(), "--port", str(self.port), "--bind", self.host, *self.also_bind, "--dir", self.directory,
             "--save", "", "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
             "--protected-mode", "no", "--logfile", os.path.join(self.directory, "redis.log"),
         ]

@@ -9,7 +9,6 @@ partition) can be told apart from a newer one: see `Event.order`.
 
 import dataclasses
 import json
-import os
 import time
 
 from .defaults import EVENTS_KEY, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
@@ -47,41 +46,19 @@ class Event:
             return (0, 0)
         return (self.attempt, _PHASE[self.state])
 
-    def to_fields(self):
-        # Bytes, so a file name that is not UTF-8 survives any client's encoding settings.
-        fields = {"job_id": self.job_id, "path": os.fsencode(self.path), "state": self.state, "attempt": self.attempt,
-                  "part": self.part, "at": repr(self.at)}
-        for name in ("parts", "queue", "worker", "error"):
-            value = getattr(self, name)
-            if value is not None:
-                fields[name] = value
-        for name in ("patterns", "result"):
-            value = getattr(self, name)
-            if value is not None:
-                fields[name] = json.dumps(value)
-        return fields
-
-    @classmethod
-    def from_fields(cls, stream_id, fields):
-        f = {k.decode(): v.decode("utf-8", "surrogateescape") for k, v in fields.items()}
-        return cls(
-            job_id=f["job_id"],
-            path=f["path"],
-            state=f["state"],
-            attempt=int(f.get("attempt", 0)),
-            part=int(f.get("part", 0)),
-            at=float(f.get("at", 0)),
-            parts=int(f["parts"]) if "parts" in f else None,
-            queue=f.get("queue"),
-            patterns=json.loads(f["patterns"]) if "patterns" in f else None,
-            worker=f.get("worker"),
-            error=f.get("error"),
-            result=json.loads(f["result"]) if "result" in f else None,
-            stream_id=stream_id.decode() if isinstance(stream_id, bytes) else stream_id,
-        )
+    def to_dict(self):
+        """JSON-simple, without the defaults (lone surrogates of non-UTF-8 file names survive JSON)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if v is not None and k != "stream_id" and not (k in ("attempt", "part") and v == 0)}
 
 
-def emit(conn, event):
-    """Append `event` to the stream (`conn` may be a pipeline, to make it part of a transaction)."""
+def emit(conn, *evs):
+    """Append events to the stream as one entry (`conn` may be a pipeline, to join a transaction)."""
     # No MAXLEN: an entry the mirror has not applied must never be trimmed; it trims applied ones.
-    return conn.xadd(EVENTS_KEY, event.to_fields())
+    return conn.xadd(EVENTS_KEY, {"events": json.dumps([e.to_dict() for e in evs])})
+
+
+def read(entry_id, fields):
+    """The events of one stream entry; each gets a stream id of its own, `<entry id>/<index>`."""
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return [Event(**d, stream_id=f"{entry_id}/{i}") for i, d in enumerate(json.loads(fields[b"events"]))]

@@ -125,8 +125,8 @@ class Reporter:
 
     def flush(self):
         with self.conn.pipeline(transaction=True) as pipe:
-            for event in self.pending:
-                events.emit(pipe, event)
+            if self.pending:
+                events.emit(pipe, *self.pending)
             if self.done:
                 pipe.hset(self.done_key, mapping={os.fsencode(p): json.dumps(v) for p, v in self.done.items()})
                 pipe.expire(self.done_key, DEFAULT_FAILURE_TTL)

@@ -90,11 +90,10 @@ class Keeper:
                 error += "; no retries left (does this file kill its workers?)"
             log.warning("recovering %s from %s: %s", job_id, queue.name, error)
             done = done_paths(self.conn, job_id)
-            with self.conn.pipeline(transaction=True) as pipe:
-                for path, part in files_of(job):
-                    if path not in done:
-                        events.emit(pipe, events.Event(job_id, path, state, attempt, part, worker=worker, error=error))
-                pipe.execute()
+            lost = [events.Event(job_id, path, state, attempt, part, worker=worker, error=error)
+                    for path, part in files_of(job) if path not in done]
+            if lost:
+                events.emit(self.conn, *lost)
             # Mark the execution expired; RQ's cleanup then retries the job or moves it to failed.
             self.conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)
             self._silent_since.pop((job_id, execution_id), None)

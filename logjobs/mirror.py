@@ -98,10 +98,11 @@ class Mirror:
             entries = self._read("0") or self._read(">")
             if not entries:
                 return applied
-            batch = [events.Event.from_fields(stream_id, fields) for stream_id, fields in entries]
+            # An entry trimmed while pending comes back without fields: nothing to apply, only to ack.
+            batch = [event for entry_id, fields in entries if fields for event in events.read(entry_id, fields)]
             with db.atomic():
                 apply(batch)
-            ids = [e.stream_id for e in batch]
+            ids = [entry_id for entry_id, _ in entries]
             with self.conn.pipeline(transaction=True) as pipe:
                 pipe.xack(EVENTS_KEY, EVENTS_GROUP, *ids)
                 pipe.xtrim(EVENTS_KEY, minid=ids[-1])
@@ -117,7 +118,7 @@ class Mirror:
 
     def _read(self, start):
         reply = self.conn.xreadgroup(EVENTS_GROUP, CONSUMER, {EVENTS_KEY: start}, count=self.batch)
-        return [(i, f) for _, entries in reply for i, f in entries if f] if reply else []
+        return [(i, f) for _, entries in reply for i, f in entries] if reply else []
 
     def _ensure_group(self):
         try:
@@ -127,16 +128,16 @@ class Mirror:
                 raise
 
     def wait_for_events(self, timeout):
-        """Sleep until an event is appended after the last one applied, or `timeout` seconds pass."""
-        self.conn.xread({EVENTS_KEY: "$"}, block=int(timeout * 1000), count=1)
+        """Sleep until an entry is appended that no mirror has read yet, or `timeout` seconds pass."""
+        # From the group's last delivered entry, not "$": an entry appended while this mirror was
+        # busy must wake it at once.
+        group = self._group()
+        last = group["last-delivered-id"] if group else "0-0"
+        self.conn.xread({EVENTS_KEY: last}, block=int(timeout * 1000), count=1)
 
-    def lag(self):
-        """Events appended but not yet applied."""
+    def _group(self):
         groups = self.conn.xinfo_groups(EVENTS_KEY) if self.conn.exists(EVENTS_KEY) else []
-        group = next((g for g in groups if g["name"] in (EVENTS_GROUP, EVENTS_GROUP.encode())), None)
-        if group is None:
-            return self.conn.xlen(EVENTS_KEY)
-        return (group.get("lag") or 0) + group["pending"]
+        return next((g for g in groups if g["name"] in (EVENTS_GROUP, EVENTS_GROUP.encode())), None)
 
     # -- reconciling with RQ ---------------------------------------------------------------------
 
@@ -155,10 +156,7 @@ class Mirror:
                 if event is not None:
                     found.append(event)
         if found:
-            with self.conn.pipeline(transaction=False) as pipe:
-                for event in found:
-                    events.emit(pipe, event)
-                pipe.execute()
+            events.emit(self.conn, *found)
         return found
 
 
@@ -206,31 +204,50 @@ def apply(batch):
     parts = {path: json.loads(row.part_states) for path, row in rows.items()}
     changed, history = set(), []
     for event in batch:
+        applied = True
         if event.is_push:
             if event.part == 0:  # a new scan of the file: its row starts over
                 rows[event.path] = _reset(rows.get(event.path) or Scan(path=event.path), event)
                 parts[event.path] = [None] * event.parts
-            parts[event.path][event.part] = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
-                                             "order": [0, 0], "at": event.at}
+            parts[event.path][event.part] = part = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
+                                                    "order": [0, 0], "at": event.at}
+        elif event.path not in rows:
+            continue  # of a file this database never saw pushed
         else:
-            state = parts.get(event.path, [])
+            state = parts[event.path]
             part = state[event.part] if event.part < len(state) else None
-            if part is None or part["job_id"] != event.job_id or not _newer(event, part):
-                continue  # stale: a superseded scan, or an older attempt
-            _update(part, event)
-        changed.add(event.path)
-        part = parts[event.path][event.part]
-        finished = event.state == FINISHED and event.result is not None
+            # Stale (a superseded scan, an older attempt): recorded, but it changes nothing.
+            applied = part is not None and part["job_id"] == event.job_id and _newer(event, part)
+            if applied:
+                _update(part, event)
+        if applied:
+            changed.add(event.path)
+        finished = applied and event.state == FINISHED and event.result is not None
         history.append({"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path,
                         "part": event.part, "queue": rows[event.path].queue, "state": event.state,
                         "attempt": event.attempt, "worker": event.worker, "error": event.error, "at": utc(event.at),
                         "duration": event.at - part["started_at"] if finished and "started_at" in part else None,
-                        "counts": json.dumps(event.result["counts"]) if finished else None})
+                        "counts": json.dumps(event.result["counts"]) if finished else None, "applied": applied})
     for path in changed:
         _summarise(rows[path], parts[path])
-        rows[path].save()
-    if history:
-        History.insert_many(history).on_conflict_ignore().execute()
+    _executemany(Scan, [[getattr(rows[p], f.name) for f in _ROW_FIELDS] for p in changed], _ROW_FIELDS,
+                 lambda q: q.on_conflict(conflict_target=[Scan.path], preserve=_ROW_UPDATES))
+    _executemany(History, [[h.get(f.name) for f in _HISTORY_FIELDS] for h in history], _HISTORY_FIELDS,
+                 lambda q: q.on_conflict_ignore())
+
+
+def _executemany(model, rows, fields, conflict):
+    """Insert many rows with one prepared statement: Peewee would build the SQL anew for every value,
+    which costs several times what the database does. `fields` are in the model's order, as Peewee
+    writes the statement's columns."""
+    if rows:
+        sql, _ = conflict(model.insert({f: None for f in fields})).sql()
+        db.cursor().executemany(sql, [[f.db_value(v) for f, v in zip(fields, row)] for row in rows])
+
+
+_ROW_FIELDS = [f for f in Scan._meta.sorted_fields if f.name != "id"]
+_ROW_UPDATES = [f for f in _ROW_FIELDS if f.name != "path"]
+_HISTORY_FIELDS = [f for f in History._meta.sorted_fields if f.name != "id"]
 
 
 def _newer(event, part):

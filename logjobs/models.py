@@ -8,7 +8,7 @@ import datetime
 import json
 
 from peewee import (
-    BigIntegerField, CharField, DatabaseProxy, DateTimeField, FloatField, ImproperlyConfigured, IntegerField, Model,
+    BigIntegerField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField, ImproperlyConfigured, IntegerField, Model,
     OperationalError,
     SqliteDatabase, TextField,
 )
@@ -91,6 +91,9 @@ class History(BaseModel):
     at = DateTimeField(index=True)
     duration = FloatField(null=True)        # s, on `finished`: how long the part's scan took
     counts = TextField(null=True)           # JSON, on `finished`: the part's matching lines per pattern
+    # False for an event that came too late to change the row (an older attempt, a superseded scan):
+    # kept for the record, left out of every count.
+    applied = BooleanField(default=True)
 
     class Meta:
         table_name = "history"

@@ -8,7 +8,7 @@ import os
 import secrets
 import stat
 
-from rq import Queue, Retry
+from rq import Queue, Retry, Worker
 from rq.job import Job
 
 from . import events, scanner
@@ -114,16 +114,17 @@ class Pushed:
         return list(dict.fromkeys(j for ids in self.files.values() for j in ids))
 
 
-def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES, batch_bytes=DEFAULT_BATCH_BYTES):
+def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES, batch_bytes=DEFAULT_BATCH_BYTES,
+         max_parts=MAX_PARTS):
     """Group files into jobs: ("files", [paths]) for batches of small files, ("part", path, start, end,
-    part, parts) for each byte range of a big plain file."""
+    part, parts) for each byte range of a big plain file (at most `max_parts`, none under `split_bytes`)."""
     jobs, batch, batch_size = [], [], 0
     for path in paths:
         size = _regular_size(path)
         if split_bytes and size >= 2 * split_bytes and _splittable(path):
             # A range owns the lines that start in it, so cuts need not fall on line ends: no
             # reading here. The last part reads to the end, as the file is when it runs.
-            n = min(MAX_PARTS, size // split_bytes)
+            n = max(2, min(max_parts, size // split_bytes))
             cuts = [size * i // n for i in range(n)] + [None]
             jobs += [("part", path, cuts[i], cuts[i + 1], i, n) for i in range(n)]
             continue
@@ -162,6 +163,8 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     if queue not in QUEUES:
         raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}")
     rq_queue = Queue(queue, connection=conn)
+    # A part per worker: more parts would not run sooner, and each costs a work-horse.
+    sizes.setdefault("max_parts", min(MAX_PARTS, max(2, Worker.count(connection=conn, queue=rq_queue))))
     # A retried job has waited its turn once already: it goes back to the front of its queue.
     retry = Retry(max=retry_max, interval=list(retry_intervals) or 0, enqueue_at_front=True) if retry_max else None
     patterns = list(patterns)
@@ -197,8 +200,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
         with conn.pipeline(transaction=True) as pipe:
             rq_queue.enqueue_many(datas, pipeline=pipe)
             pipe.hset(FILES_KEY, mapping={os.fsencode(p): ids[0] for p, ids in files.items()})
-            for event in pushes:
-                events.emit(pipe, event)
+            events.emit(pipe, *pushes)
             pipe.execute()
         done.files.update(files)
     return done

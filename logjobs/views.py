@@ -62,7 +62,7 @@ def history(path):
     query = History.select().where(History.path == path).order_by(History.at, History.id)
     return [
         {"job_id": h.job_id, "part": h.part, "state": h.state, "attempt": h.attempt, "worker": h.worker,
-         "error": h.error, "at": isoformat(h.at)}
+         "error": h.error, "at": isoformat(h.at), "applied": h.applied}
         for h in query
     ]
 
@@ -157,8 +157,8 @@ def timeline(max_buckets=120, min_buckets=30, now=None):
     # Literals, not parameters: the GROUP BY must repeat the SELECT's expression exactly.
     bucket = (fn.strftime(SQL(f"'{fmt}'"), History.at) if isinstance(db.obj, SqliteDatabase)
               else fn.date_trunc(SQL(f"'{unit}'"), History.at))
-    query = History.select(bucket, History.state, fn.COUNT(History.id)).where(History.at >= start).group_by(
-        bucket, History.state).tuples()
+    query = History.select(bucket, History.state, fn.COUNT(History.id)).where(
+        (History.at >= start) & History.applied).group_by(bucket, History.state).tuples()
     for at, state, n in query:
         i = index.get(_datetime(at).strftime("%Y-%m-%d %H:%M:%S"))
         if i is not None:
@@ -193,10 +193,12 @@ def history_totals(after_id=0, after_stream_id=None, buckets=DURATION_BUCKETS):
     totals = {"last_id": after_id, "last_stream_id": None if restarted else after_stream_id,
               "restarted": restarted, "jobs": {}, "retries": {}, "recoveries": {}, "matched": {}, "durations": {}}
     query = History.select(History.id, History.stream_id, History.queue, History.state, History.attempt,
-                           History.error, History.duration, History.counts).where(
+                           History.error, History.duration, History.counts, History.applied).where(
         History.id > after_id).order_by(History.id)
-    for id_, stream_id, queue, state, attempt, error, duration, counts in query.tuples().iterator():
+    for id_, stream_id, queue, state, attempt, error, duration, counts, applied in query.tuples().iterator():
         totals["last_id"], totals["last_stream_id"] = id_, stream_id
+        if not applied:
+            continue
         if state in FINAL_STATES:
             per_queue = totals["jobs"].setdefault(queue, {})
             per_queue[state] = per_queue.get(state, 0) + 1

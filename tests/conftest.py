@@ -126,19 +126,21 @@ class Cluster:
     def json(self, *args):
         return json.loads(self.run(*args, check=True).stdout)
 
-    def spawn(self, args, name):
+    def spawn(self, args, name, env=None):
         log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=self.tmp)
+        proc = subprocess.Popen(args, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=self.tmp)
         log.close()
         self.procs.append(proc)
         return proc
 
-    def worker(self, *queues, name=None):
-        """A plain `rq worker high default low`, configured only by RQ_REDIS_URL."""
+    def worker(self, *queues, name=None, netns=None, url=None):
+        """A plain `rq worker high default low`, configured only by RQ_REDIS_URL (in network namespace
+        `netns`, reaching Redis at `url`, if given)."""
         name = name or f"w{len(self.procs)}"
-        return self.spawn([os.path.join(BIN, "rq"), "worker", "--name", name, *(queues or ("high", "default", "low"))],
-                          name)
+        args = [os.path.join(BIN, "rq"), "worker", "--name", name, *(queues or ("high", "default", "low"))]
+        return self.spawn((["ip", "netns", "exec", netns] if netns else []) + args, name,
+                          env=dict(self.env, RQ_REDIS_URL=url) if url else None)
 
     def supervised(self, start):
         """Run `start()` (e.g. `lambda: cluster.worker(name="w1")`) under a restarting supervisor."""

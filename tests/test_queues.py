@@ -7,7 +7,7 @@ import fakeredis
 import pytest
 from rq import Queue
 
-from logjobs import queues
+from logjobs import events, queues
 from logjobs.defaults import EVENTS_KEY
 from logjobs.exceptions import PushRefused
 
@@ -79,17 +79,20 @@ def test_push_batches_into_one_transaction_per_batch(tree):
     def counting_pipeline(*args, **kwargs):
         pipe = real_pipeline(*args, **kwargs)
         execute = pipe.execute
-        pipe.execute = lambda *a, **k: calls.append(len(pipe.command_stack)) or execute(*a, **k)
+        pipe.execute = lambda *a, **k: calls.append((pipe.transaction, [str(c[0][0]).upper() for c in pipe.command_stack])) \
+            or execute(*a, **k)
         return pipe
 
     conn.pipeline = counting_pipeline
     paths = [str(tree / f"f{i}.log") for i in range(25)]
     pushed = queues.push(conn, paths, queue="high", batch=10, batch_files=4)
     assert len(pushed.files) == 25
-    transactions = [n for n in calls if n > 10]
+    transactions = [names for atomic, names in calls if atomic and "XADD" in names]
     assert len(transactions) == 3  # 10 + 10 + 5 files, each in one MULTI/EXEC
     assert Queue("high", connection=conn).count == 3 + 3 + 2  # at most 4 files a job
-    assert conn.xlen(EVENTS_KEY) == 25
+    entries = conn.xrange(EVENTS_KEY)
+    assert len(entries) == 3  # one stream entry per transaction, carrying each file's event
+    assert sorted(e.path for i, f in entries for e in events.read(i, f)) == sorted(paths)
 
 
 def test_plan_batches_small_files_and_splits_big_ones(tmp_path):

@@ -1,0 +1,93 @@
+"""A worker host cut off by a network partition: its job is recovered elsewhere, and when the host
+comes back its late result neither duplicates nor overwrites the newer one.
+
+Hosts are network namespaces joined by veth pairs to the namespace that runs Redis (this one); the
+test needs root and `ip netns`, and sends traffic only to the namespaces it makes.
+"""
+
+import os
+import secrets
+import subprocess
+
+import psutil
+import pytest
+
+from logjobs.embedded import RedisServer
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/sbin/ip") and not os.path.exists("/sbin/ip"),
+                                reason="network namespaces need root and iproute2")
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def hosts():
+    """Two worker hosts, a and b: {name: (namespace, our veth end, address of Redis as it sees it)}."""
+    tag = secrets.token_hex(2)
+    made = {}
+    try:
+        for i, name in enumerate(("a", "b"), start=1):
+            ns, here, there = f"lj{tag}{name}", f"lj{tag}{name}0", f"lj{tag}{name}1"
+            subnet = f"10.231.{int(tag, 16) % 100 * 2 + i}"
+            ip("netns", "add", ns)
+            made[name] = (ns, here, f"{subnet}.1")
+            ip("link", "add", here, "type", "veth", "peer", "name", there)
+            ip("link", "set", there, "netns", ns)
+            ip("addr", "add", f"{subnet}.1/24", "dev", here)
+            ip("-n", ns, "addr", "add", f"{subnet}.2/24", "dev", there)
+            for args in (["link", "set", here, "up"], ["-n", ns, "link", "set", there, "up"],
+                         ["-n", ns, "link", "set", "lo", "up"]):
+                ip(*args)
+        yield made
+    finally:
+        for ns, here, _ in made.values():
+            subprocess.run(["ip", "link", "del", here], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.fixture
+def redis_server(tmp_path, hosts):
+    """Redis on loopback and on our end of each host's link (overrides the plain fixture)."""
+    server = RedisServer(tmp_path / "redis", also_bind=[addr for _, _, addr in hosts.values()]).start()
+    yield server
+    server.stop()
+
+
+def test_partitioned_host_is_recovered_and_its_late_result_ignored(cluster, hosts, tmp_path):
+    path = str(tmp_path / "big.log")
+    with open(path, "wb") as f:
+        f.truncate(4 << 30)  # zeros: seconds to scan
+    port = cluster.server.port
+    ns_a, link_a, addr_a = hosts["a"]
+    ns_b, _, addr_b = hosts["b"]
+    host_a = cluster.worker(name="host-a", netns=ns_a, url=f"redis://{addr_a}:{port}/0")
+    cluster.mirror()
+    cluster.run("push", "--split-size", "0", "--retry-intervals", "0", path, check=True)
+    cluster.wait_for(lambda: cluster.report().get(path, {}).get("status") == "started", what="host a to start")
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write("ERROR one\nERROR two\n")
+    os.replace(tmp, path)  # host a goes on reading the old file; the retry reads this one
+    ip("link", "set", link_a, "down")  # the partition: a's packets go nowhere, its TCP connections hang
+    # Host a's scan is paused for the length of the partition, so that it ends (and reports) only
+    # after the partition heals, whatever this machine's speed: that is the case to check.
+    horse = cluster.wait_for(lambda: psutil.Process(host_a.pid).children(), what="host a's work-horse")[0]
+    horse.suspend()
+    cluster.worker(name="host-b", netns=ns_b, url=f"redis://{addr_b}:{port}/0")
+    row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
+                           what="host b to finish the recovered job")
+    assert (row["worker"], row["attempts"], row["counts"]) == ("host-b", 2, {"ERROR": 2})
+    ip("link", "set", link_a, "up")
+    horse.resume()
+
+    def late_result():
+        return [h for h in cluster.json("show", "--json", path)["history"]
+                if h["worker"] == "host-a" and h["state"] == "finished"]
+
+    late = cluster.wait_for(late_result, timeout=120, interval=1, what="host a's late result")
+    assert late[0]["attempt"] == 1 and late[0]["applied"] is False
+    rows = cluster.report()
+    assert len(rows) == 1
+    assert (rows[path]["worker"], rows[path]["attempts"], rows[path]["counts"]) == ("host-b", 2, {"ERROR": 2})
