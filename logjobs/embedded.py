@@ -43,8 +43,9 @@ class RedisServer:
     `also_bind` adds addresses to listen on (the tests' network namespaces reach it there).
     """
 
-    def __init__(self, directory, port=None, persist=True, host="127.0.0.1", also_bind=()):
+    def __init__(self, directory, port=None, persist=True, host="127.0.0.1", also_bind=(), extra=()):
         self.directory, self.persist, self.host, self.also_bind = str(directory), persist, host, tuple(also_bind)
+        self.extra = tuple(extra)  # more redis-server arguments, e.g. ("--replicaof", host, port)
         self.port = port or free_port()
         self.process = None
 
@@ -57,7 +58,7 @@ class RedisServer:
         args = [
             find_redis_server(), "--port", str(self.port), "--bind", self.host, *self.also_bind, "--dir", self.directory,
             "--save", "", "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
-            "--protected-mode", "no", "--logfile", os.path.join(self.directory, "redis.log"),
+            "--protected-mode", "no", "--logfile", os.path.join(self.directory, "redis.log"), *self.extra,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)

@@ -50,6 +50,9 @@ class Keeper:
             self.queues = [Queue(name, connection=self.conn) for name in names]
             # RQScheduler installs its own log handler: keep it as quiet as our own logger.
             self.scheduler = RQScheduler(names, connection=self.conn, logging_level=log.getEffectiveLevel())
+            # It would rebuild a client from our client's pool settings, which fails for a client
+            # that follows Redis Sentinel; ours serves it as well.
+            self.scheduler._connection = self.conn
 
     def recover_abandoned(self):
         now = self.clock()

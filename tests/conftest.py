@@ -180,7 +180,15 @@ class Cluster:
                 p.send_signal(sig)
             except psutil.NoSuchProcess:
                 pass
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # a warm shutdown that takes too long ends cold
+            for p in family:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            proc.wait(10)
 
     def stop_all(self):
         for supervisor in self.supervisors:
@@ -189,10 +197,7 @@ class Cluster:
             if proc.poll() is None:
                 self.kill_tree(proc, signal.SIGTERM)
         for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill_tree(proc)
+            proc.wait(20)
 
     def logs(self):
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))
