@@ -87,7 +87,7 @@ def cli(ctx, redis_url, db, config_file, verbose):
 @click.option("--split-size", "split_bytes", type=click.IntRange(0), metavar="BYTES",
               help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
 @click.option("--batch-files", type=click.IntRange(1), metavar="N",
-              help="Small files per job, at most [default: 100].")
+              help="Small files per job, at most [default: 500].")
 @click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")

@@ -22,8 +22,9 @@ DEFAULT_RESULT_TTL = 7 * 24 * 3600
 DEFAULT_FAILURE_TTL = 30 * 24 * 3600
 #: Files enqueued per Redis transaction by `push`.
 DEFAULT_PUSH_BATCH = 1000
-#: Small files share a job, up to this many files and bytes: a work-horse per file costs milliseconds.
-DEFAULT_BATCH_FILES = 100
+#: Small files share a job, up to this many files and bytes (and spread over the workers): a
+#: work-horse per job costs tens of milliseconds.
+DEFAULT_BATCH_FILES = 500
 DEFAULT_BATCH_BYTES = 64 << 20
 #: A plain file of twice this size or more is split into ranges of about this size, scanned in
 #: parallel (0: never split).

@@ -163,8 +163,11 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     if queue not in QUEUES:
         raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}")
     rq_queue = Queue(queue, connection=conn)
-    # A part per worker: more parts would not run sooner, and each costs a work-horse.
-    sizes.setdefault("max_parts", min(MAX_PARTS, max(2, Worker.count(connection=conn, queue=rq_queue))))
+    # A part per worker, and small files spread over the workers: more jobs would not run sooner, and
+    # each costs a work-horse (a fork and the job's imports: tens of milliseconds).
+    workers = max(2, Worker.count(connection=conn, queue=rq_queue))
+    sizes.setdefault("max_parts", min(MAX_PARTS, workers))
+    batch_files = sizes.pop("batch_files", DEFAULT_BATCH_FILES)
     # A retried job has waited its turn once already: it goes back to the front of its queue.
     retry = Retry(max=retry_max, interval=list(retry_intervals) or 0, enqueue_at_front=True) if retry_max else None
     patterns = list(patterns)
@@ -177,7 +180,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
         if not todo:
             continue
         datas, pushes, files = [], [], {}
-        for job in plan(todo, **sizes):
+        for job in plan(todo, batch_files=min(batch_files, -(-len(todo) // workers)), **sizes):
             job_id = new_job_id()
             if job[0] == "files":
                 paths_in_job = job[1]
