@@ -15,6 +15,7 @@ which applies only if nothing newer has arrived.
 import json
 import logging
 import os
+import socket
 import time
 
 import redis
@@ -26,7 +27,7 @@ from rq.job import Job
 from . import events, scanner
 from .defaults import (
     ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DONE_KEY, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
-    EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, MIRROR_LOCK_KEY, QUEUED, SCHEDULED, STARTED,
+    EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, QUEUED, SCHEDULED, STARTED,
 )
 from .exceptions import LogJobsError
 from .keeper import Keeper
@@ -79,6 +80,7 @@ class Mirror:
                         next_reconcile = time.monotonic() + reconcile_interval
                 finally:
                     self._release()
+                self.conn.set(MIRROR_ALIVE_KEY, socket.gethostname(), ex=LOCK_TIMEOUT)
                 backoff = 1.0
                 self.wait_for_events(keeper_interval)
             except (redis.RedisError, PeeweeException) as exc:

@@ -154,14 +154,15 @@ def _splittable(path):
 
 
 def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
-         retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH, **sizes):
+         retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH,
+         allowed_queues=QUEUES, **sizes):
     """Enqueue scans of `paths`, skipping files whose scan is still queued or running.
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
     transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
     """
-    if queue not in QUEUES:
-        raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}")
+    if allowed_queues is not None and queue not in allowed_queues:
+        raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(allowed_queues)}")
     rq_queue = Queue(queue, connection=conn)
     # A part per worker, and small files spread over the workers: more jobs would not run sooner, and
     # each costs a work-horse (a fork and the job's imports: tens of milliseconds).

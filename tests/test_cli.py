@@ -98,3 +98,18 @@ def test_status_json_shape(cluster, tmp_path):
     assert doc["jobs"]["finished"] == 1 and set(doc["jobs"]) >= {"queued", "started", "finished", "failed"}
     assert doc["queues"] == {"high": 1, "default": 0, "low": 0}
     assert doc["workers"] and doc["waiting"] == {"high": 0, "default": 0, "low": 0}
+
+
+def test_selftest_with_chaos_passes_on_a_healthy_deployment(cluster):
+    cluster.mirror()
+    result = cluster.run("selftest", "--chaos", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) >= 6 and all(line.startswith("[PASS]") for line in lines), lines
+
+
+def test_selftest_fails_without_a_mirror(cluster):
+    result = cluster.run("selftest", timeout=120)
+    assert result.returncode == 1
+    assert "[FAIL] a mirror is running" in result.stdout
+    assert "[PASS] probe files counted like grep -c" in result.stdout
