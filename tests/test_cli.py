@@ -2,8 +2,10 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -113,3 +115,29 @@ def test_selftest_fails_without_a_mirror(cluster):
     assert result.returncode == 1
     assert "[FAIL] a mirror is running" in result.stdout
     assert "[PASS] probe files counted like grep -c" in result.stdout
+
+
+def test_status_watch_prints_plain_lines_off_a_terminal(cluster, tmp_path):
+    (tmp_path / "a.log").write_text("ERROR\n")
+    cluster.worker()
+    cluster.run("push", "--wait", str(tmp_path / "a.log"), check=True)
+    cluster.run("mirror", "--once", check=True)
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "logjobs"), "status", "--watch",
+                             "--interval", "0.3"], env=cluster.env, stdout=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    lines = out.strip().splitlines()
+    assert proc.returncode == 0 and len(lines) >= 3
+    assert all(re.match(r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 rate=", l) for l in lines)
+
+
+def test_push_wait_reports_progress_as_plain_lines_off_a_terminal(cluster, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(3):
+        (logs / f"{i}.log").write_text("ERROR\n")
+    cluster.worker()
+    result = cluster.run("push", "--wait", str(logs), check=True)
+    assert re.search(r"^scanning: 3/3 files, \d+ files/s$", result.stderr, re.M), result.stderr
+    assert "finished 3, failed 0" in result.stdout
