@@ -406,13 +406,14 @@ def selftest(settings, chaos, timeout):
         raise LogJobsError("selftest starts `rq worker --url ...`, which takes no Sentinel URL; "
                            "point --redis-url at the current master")
     conn = connections.connect(settings.redis_url)
-    reader = None
-    if "://" in settings.db or os.path.exists(settings.db):
-        database = open_database(settings.db, create=False)
 
-        def reader(path):
-            with database.connection_context():
-                return show(path)
+    def reader(path):
+        """The probe's row, once the mirror has made the database (it may be starting, too)."""
+        if "://" not in settings.db and not os.path.exists(settings.db):
+            return None
+        database = open_database(settings.db, create=False)
+        with database.connection_context():
+            return show(path)
 
     checks = probes.run(conn, settings.redis_url, reader, chaos=chaos, timeout=timeout)
     for check in checks:

@@ -58,6 +58,7 @@ ATTEMPTS_KEY = KEY_PREFIX + "attempts"        # hash: job id -> runs started
 FILES_KEY = KEY_PREFIX + "files"              # hash: absolute path -> id of its latest job
 BEAT_KEY = KEY_PREFIX + "beat:"               # + job id: string with a short TTL while a scan runs
 DONE_KEY = KEY_PREFIX + "done:"               # + job id: hash, path -> JSON result or permanent error
+ORPHANS_KEY = KEY_PREFIX + "orphans"          # hash: job id -> when first seen queued in no queue
 MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch
 MIRROR_ALIVE_KEY = KEY_PREFIX + "mirror-alive"  # set by a running mirror after each cycle, short TTL
 JOB_ID_PREFIX = "lj-"

@@ -17,7 +17,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 
 from . import events
-from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, QUEUES
+from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, ORPHANS_KEY, QUEUES
 from .jobs import done_paths, files_of, next_state
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,41 @@ class Keeper:
             # It would rebuild a client from our client's pool settings, which fails for a client
             # that follows Redis Sentinel; ours serves it as well.
             self.scheduler._connection = self.conn
+
+    def requeue_orphans(self, queued_ids):
+        """Put back jobs that have said "queued" while sitting in no queue for `grace` seconds.
+
+        A worker listening on several queues pops a job with a plain BLPOP (RQ keeps an intermediate
+        list only for one-queue workers), so a worker killed between that pop and registering the job
+        as started leaves it in no list and no registry: lost, unless someone looks. A live worker
+        registers what it pops within milliseconds. When each job was first seen so is kept in Redis,
+        so that the look survives the mirror restarting (or `mirror --once` runs).
+        """
+        waiting = set()
+        if queued_ids:
+            with self.conn.pipeline(transaction=False) as pipe:
+                for queue in self.queues:
+                    pipe.lrange(queue.key, 0, -1)
+                    pipe.lrange(queue.intermediate_queue_key, 0, -1)
+                waiting = {job_id.decode() for ids in pipe.execute() for job_id in ids}
+        lost = {job_id for job_id in queued_ids if job_id not in waiting}
+        seen = {k.decode(): float(v) for k, v in self.conn.hgetall(ORPHANS_KEY).items()}
+        now, requeued = time.time(), []
+        due = sorted(j for j in lost if j in seen and now - seen[j] >= self.grace)
+        for job in Job.fetch_many(due, connection=self.conn):
+            if job is not None and job.get_status() == "queued":
+                log.warning("requeueing %s: queued, but in no queue (its worker died as it took it)", job.id)
+                Queue(job.origin, connection=self.conn).enqueue_job(job, at_front=True)
+                requeued.append(job.id)
+        with self.conn.pipeline(transaction=False) as pipe:
+            gone = [j for j in seen if j not in lost or j in requeued]
+            if gone:
+                pipe.hdel(ORPHANS_KEY, *gone)
+            new = {j: now for j in lost if j not in seen}
+            if new:
+                pipe.hset(ORPHANS_KEY, mapping=new)
+            pipe.execute()
+        return requeued
 
     def recover_abandoned(self):
         now = self.clock()

@@ -148,17 +148,20 @@ class Mirror:
         rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES))
         todo = [(row.path, i, part) for row in rows for i, part in enumerate(json.loads(row.part_states))
                 if part is not None and part["state"] not in FINAL_STATES]
-        found = []
+        found, queued = [], set()
         for start in range(0, len(todo), self.batch):
             chunk = todo[start:start + self.batch]
             ids = [part["job_id"] for _, _, part in chunk]
             attempts = self.conn.hmget(ATTEMPTS_KEY, ids)
             for (path, i, part), status, attempt in zip(chunk, statuses(self.conn, ids), attempts):
+                if status == QUEUED:
+                    queued.add(part["job_id"])
                 event = _missed(self.conn, path, i, part, status, int(attempt or 0))
                 if event is not None:
                     found.append(event)
         if found:
             events.emit(self.conn, *found)
+        self.keeper.requeue_orphans(queued)
         return found
 
 

@@ -60,7 +60,7 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
             os.path.basename(o["path"])]]
         checks.append(Check("probe files counted like grep -c", not wrong,
                             f"{len(outcome)} files" if not wrong else f"wrong: {wrong[0]}"))
-        if database_reader is not None and mirror_host is not None:
+        if database_reader is not None:
             checks.append(_check_rows(database_reader, paths, timeout=15))
         if chaos:
             checks += _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
@@ -122,7 +122,8 @@ def _check_rows(database_reader, paths, timeout):
     rows = {p: _row_when(database_reader, p, lambda r: r["status"] == "finished", timeout) for p in paths}
     missing = [p for p, r in rows.items() if not r]
     return Check("the mirror wrote the probes' rows", not missing,
-                 f"{len(rows)} rows" if not missing else f"no finished row for {missing[0]} after {timeout} s")
+                 f"{len(rows)} rows" if not missing else
+                 f"no finished row for {missing[0]} after {timeout} s (is LOGJOBS_DB the mirror's database?)")
 
 
 def _row_when(database_reader, path, condition, timeout):

@@ -114,6 +114,7 @@ def test_selftest_fails_without_a_mirror(cluster):
     result = cluster.run("selftest", timeout=120)
     assert result.returncode == 1
     assert "[FAIL] a mirror is running" in result.stdout
+    assert "[FAIL] the mirror wrote the probes' rows" in result.stdout
     assert "[PASS] probe files counted like grep -c" in result.stdout
 
 

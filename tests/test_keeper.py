@@ -103,3 +103,20 @@ def test_a_file_that_keeps_killing_its_workers_fails_after_its_budget(cluster, t
     assert row["attempts"] == 2
     assert "victim2 died or was cut off during attempt 2" in row["error"]
     assert "no retries left" in row["error"]
+
+
+def test_a_job_popped_by_a_worker_that_died_at_once_is_requeued(cluster, tmp_path, conn):
+    # A worker on several queues pops with a plain BLPOP: killed right after, it leaves the job in no
+    # queue and no registry. Here the pop is done by hand, as that worker would have.
+    path = tmp_path / "a.log"
+    path.write_text("ERROR\n")
+    cluster.run("push", str(path), check=True)
+    assert conn.lpop("rq:queue:default")
+    cluster.run("mirror", "--once", check=True)  # first look: suspected
+    assert conn.llen("rq:queue:default") == 0
+    time.sleep(5)  # the keeper's grace
+    cluster.run("mirror", "--once", check=True)  # a look after the grace: requeued
+    assert conn.llen("rq:queue:default") == 1
+    cluster.worker()
+    row = cluster.wait_for(lambda: (r := cluster.report()[str(path)])["status"] == "finished" and r, what="the scan")
+    assert row["counts"] == {"ERROR": 1} and row["attempts"] == 1
