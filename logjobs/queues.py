@@ -51,6 +51,8 @@ def expand(args, roots=(), stdin=None):
         else:
             _existing(arg)
     files = list(paths)
+    for path in files:
+        _check_name(path)
     if roots:
         for path in files:
             _check_root(path, roots)
@@ -82,6 +84,15 @@ def _add(paths, path):
             full = os.path.join(top, name)
             if os.path.islink(full):
                 paths[full] = None
+
+
+def _check_name(path):
+    # RQ's workers keep job descriptions and arguments as UTF-8, and so does the status database.
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PushRefused(f"file name is not valid UTF-8: {ascii(path)[1:-1]}; rename it (nothing was enqueued)")\
+            from None
 
 
 def _check_root(path, roots):

@@ -129,3 +129,9 @@ def test_job_ids_are_valid_rq_ids_and_never_reused():
     ids = {queues.new_job_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(i.replace("-", "").replace("_", "").isalnum() and i.isascii() for i in ids)
+
+
+def test_expand_refuses_file_names_that_are_not_utf8(tree):
+    os.close(os.open(os.path.join(os.fsencode(tree), b"bad-\xff.log"), os.O_CREAT | os.O_WRONLY))
+    with pytest.raises(PushRefused, match=r"not valid UTF-8: .*bad-\\udcff.log"):
+        queues.expand([str(tree)])
