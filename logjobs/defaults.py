@@ -45,6 +45,9 @@ DEFAULT_MIRROR_BATCH = 500
 DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 DEFAULT_DASHBOARD_PORT = 9181
 
+#: In the reason the keeper gives a recovered scan; the dashboard counts recoveries by it.
+RECOVERY_MARK = "died or was cut off"
+
 # Job states as RQ names them, plus the ones logjobs adds.
 QUEUED, STARTED, FINISHED, FAILED, SCHEDULED = "queued", "started", "finished", "failed", "scheduled"
 STATES = (QUEUED, SCHEDULED, STARTED, FINISHED, FAILED)

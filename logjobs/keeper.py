@@ -17,7 +17,10 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 
 from . import events
-from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, ORPHANS_KEY, QUEUES
+from .defaults import (
+    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, ORPHANS_KEY, QUEUES,
+    RECOVERY_MARK,
+)
 from .jobs import done_paths, files_of, next_state
 
 log = logging.getLogger(__name__)
@@ -123,7 +126,7 @@ class Keeper:
             attempt = int(self.conn.hget(ATTEMPTS_KEY, job_id) or 0)
             state = next_state(job)
             worker = job.worker_name or "unknown"
-            error = f"worker {worker} died or was cut off during attempt {attempt}"
+            error = f"worker {worker} {RECOVERY_MARK} during attempt {attempt}"
             if state == FAILED:
                 error += "; no retries left (does this file kill its workers?)"
             log.warning("recovering %s from %s: %s", job_id, queue.name, error)

@@ -9,7 +9,7 @@ import time
 from peewee import SQL, SqliteDatabase, fn
 from rq import Queue, Worker
 
-from .defaults import FINAL_STATES, FINISHED, QUEUES, STARTED, STATES
+from .defaults import FINAL_STATES, FINISHED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
 
 
@@ -69,8 +69,6 @@ def history(path):
 
 # -- the dashboard's pages and metrics ---------------------------------------------------------------
 
-#: The keeper's reason for a scan whose worker vanished (keeper.Keeper._recover): marks a recovery.
-RECOVERY_MARK = "died or was cut off"
 #: Upper bounds (s) of the scan duration histogram's buckets.
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
 #: Time units the timeline may count by, with their length (s) and SQLite's strftime form of a bucket.
