@@ -77,8 +77,10 @@ def cli(ctx, redis_url, db, config_file, verbose):
 
 
 @cli.command()
-@click.option("--priority", "queue", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
+@click.option("--priority", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
               help="Queue to push into; workers drain high, then default, then low.")
+@click.option("--node", metavar="NAME",
+              help="The files are on this host only: use its queues (NAME.high, ...), which only its workers read.")
 @click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
               help="Literal text to count lines of (repeatable) [default: ERROR].")
 @click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
@@ -93,15 +95,17 @@ def cli(ctx, redis_url, db, config_file, verbose):
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.pass_obj
 @one_line_errors
-def push(settings, queue, patterns, retries, retry_intervals, timeout, split_bytes, batch_files, wait, as_json,
-         paths):
+def push(settings, priority, node, patterns, retries, retry_intervals, timeout, split_bytes, batch_files, wait,
+         as_json, paths):
     """Enqueue a scan of each file: PATH is a file, a directory (recursive), a glob, or - for stdin.
 
     \b
     Example:
       logjobs push --priority high --pattern ERROR --pattern FATAL '/var/log/app/*.log'
       find /srv/logs -name '*.gz' | logjobs push --priority low -
+      logjobs push --node web1 '/var/log/nginx/*.log'     # run by web1's workers only
     """
+    queue = queues.queue_name(priority, node)
     settings = dataclasses.replace(settings, **{k: v for k, v in {
         "retry_max": retries, "job_timeout": timeout, "split_bytes": split_bytes, "batch_files": batch_files,
         "retry_intervals": _parse_intervals(retry_intervals)}.items() if v is not None})
@@ -422,21 +426,25 @@ def selftest(settings, chaos, timeout):
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--node", metavar="NAME", help="Also take the jobs pushed with --node NAME (this host's own logs).")
 @click.argument("rq_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def worker(settings, rq_args):
+def worker(settings, node, rq_args):
     """Run `rq worker high default low` against the configured Redis (a convenience, never required).
 
-    Extra arguments go to `rq worker` as they are.
+    With --node NAME it runs `rq worker NAME.high high NAME.default default NAME.low low`: the node's
+    own jobs and the shared ones, priority first. Extra arguments go to `rq worker` as they are.
 
     \b
     Example:
       logjobs --redis-url redis://queue-host:6379/0 worker
-      logjobs worker --burst
+      logjobs worker --node web1 --burst
     """
     rq = shutil.which("rq")
     if rq is None:
         fail("the `rq` command is not on PATH; install logjobs into this environment")
-    queue_args = [a for a in rq_args if a in QUEUES] or list(QUEUES)
-    other = [a for a in rq_args if a not in QUEUES]
-    os.execv(rq, [rq, "worker", "--url", settings.redis_url, *other, *queue_args])
+    try:
+        queue_args = queues.node_worker_queues(node) if node else list(QUEUES)
+    except LogJobsError as exc:
+        fail(str(exc))
+    os.execv(rq, [rq, "worker", "--url", settings.redis_url, *rq_args, *queue_args])

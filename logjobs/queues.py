@@ -3,8 +3,8 @@
 import dataclasses
 import glob
 import json
-import hashlib
 import os
+import re
 import secrets
 import stat
 
@@ -19,6 +19,9 @@ from .defaults import (
 )
 from .exceptions import PushRefused, ScanError
 
+#: Node queues are named NODE.PRIORITY; node names are plain words.
+NODE_SEPARATOR = "."
+NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 #: RQ statuses of a job that will still run: a file whose job is in one is not pushed again.
 IN_FLIGHT = {"queued", "started", "scheduled", "deferred"}
 JOB_FUNC = "logjobs.jobs.scan_file"
@@ -107,6 +110,28 @@ def _within(path, root):
     return os.path.commonpath([path, root]) == root
 
 
+def queue_name(priority, node=None):
+    """The RQ queue for a priority, on one node's own queues (`web1.high`) or the shared ones (`high`)."""
+    if priority not in QUEUES:
+        raise PushRefused(f"unknown priority {priority!r}; choose one of {', '.join(QUEUES)}")
+    if node is None:
+        return priority
+    if not NODE_NAME.fullmatch(node):
+        raise PushRefused(f"bad node name {node!r}: use letters, digits, '_' and '-'")
+    return f"{node}{NODE_SEPARATOR}{priority}"
+
+
+def split_queue_name(queue):
+    """(node or None, priority) of a queue name; priority None for a queue logjobs did not name."""
+    node, _, priority = queue.rpartition(NODE_SEPARATOR)
+    return (node or None, priority) if priority in QUEUES else (None, None)
+
+
+def node_worker_queues(node):
+    """The queues a worker on `node` listens to, in priority order: each priority's node queue first."""
+    return [q for priority in QUEUES for q in (queue_name(priority, node), priority)]
+
+
 def new_job_id():
     """A fresh RQ job id: RQ ids never dedupe, so an id is never reused."""
     return JOB_ID_PREFIX + secrets.token_hex(8)
@@ -166,14 +191,14 @@ def _splittable(path):
 
 def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
          retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH,
-         allowed_queues=QUEUES, **sizes):
+         any_queue=False, **sizes):
     """Enqueue scans of `paths`, skipping files whose scan is still queued or running.
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
     transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
     """
-    if allowed_queues is not None and queue not in allowed_queues:
-        raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(allowed_queues)}")
+    if not any_queue and split_queue_name(queue)[1] is None:
+        raise PushRefused(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}, or NODE.{QUEUES[0]} ...")
     rq_queue = Queue(queue, connection=conn)
     # A part per worker, and small files spread over the workers: more jobs would not run sooner, and
     # each costs a work-horse (a fork and the job's imports: tens of milliseconds).

@@ -54,7 +54,7 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
                 f.write(data)
             paths.append(os.path.join(folder, name))
         procs.append(_worker(redis_url, queue, f"selftest-{tag}-1", "--burst"))  # gone when the probes are done
-        pushed = queues.push(conn, paths, queue=queue, retry_intervals=(1,), allowed_queues=None)
+        pushed = queues.push(conn, paths, queue=queue, retry_intervals=(1,), any_queue=True)
         outcome = _wait(conn, pushed, timeout)
         wrong = [o for o in outcome if o["status"] != "finished" or o["counts"].get("ERROR") != EXPECTED[
             os.path.basename(o["path"])]]
@@ -80,7 +80,7 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
         f.truncate(64 << 30)  # sparse: minutes of reading zeros, so the kill lands mid-scan
     victim = _worker(redis_url, queue, f"selftest-{tag}-victim")
     procs.append(victim)
-    pushed = queues.push(conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), allowed_queues=None)
+    pushed = queues.push(conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True)
     job_id = pushed.files[long_probe][0]
     deadline = time.monotonic() + 60
     while queues.statuses(conn, [job_id])[0] != "started":

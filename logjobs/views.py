@@ -11,6 +11,7 @@ from rq import Queue, Worker
 
 from .defaults import FINAL_STATES, FINISHED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
+from .queues import split_queue_name
 
 
 def status():
@@ -18,11 +19,16 @@ def status():
     by_state = dict.fromkeys(STATES, 0)
     for state, n in Scan.select(Scan.status, fn.COUNT(Scan.id)).group_by(Scan.status).tuples():
         by_state[state] = n
-    by_queue = dict.fromkeys(QUEUES, 0)
+    by_queue, by_node = dict.fromkeys(QUEUES, 0), {}
     for queue, n in Scan.select(Scan.queue, fn.COUNT(Scan.id)).group_by(Scan.queue).tuples():
-        by_queue[queue] = n
+        node, priority = split_queue_name(queue)
+        if priority is not None:
+            by_queue[priority] += n  # a node's queue counts under its priority too
+        if node is not None:
+            by_node.setdefault(node, dict.fromkeys(QUEUES, 0))[priority] += n
     workers = [w for (w,) in Scan.select(Scan.worker).where(Scan.worker.is_null(False)).distinct().tuples()]
-    return {"jobs": by_state, "queues": by_queue, "workers": sorted(workers), "total": sum(by_state.values())}
+    return {"jobs": by_state, "queues": by_queue, "nodes": by_node, "workers": sorted(workers),
+            "total": sum(by_state.values())}
 
 
 def live(conn):

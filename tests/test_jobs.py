@@ -123,3 +123,25 @@ def test_wait_exits_non_zero_when_a_file_failed(cluster, tmp_path):
     assert out.returncode == 1
     assert "finished 1, failed 1" in out.stdout
     assert "pipe.log" in out.stdout and "not a regular file" in out.stdout
+
+
+def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
+    from logjobs.queues import node_worker_queues
+
+    logs = {node: tmp_path / node for node in ("a", "b")}
+    for node, folder in logs.items():
+        folder.mkdir()
+        for i in range(6):
+            (folder / f"{i}.log").write_text("ERROR\n" * i)
+    cluster.worker(*node_worker_queues("a"), name="host-a")
+    cluster.worker(*node_worker_queues("b"), name="host-b")
+    for node, folder in logs.items():
+        cluster.run("push", "--node", node, "--batch-files", "1", "--priority", "low", str(folder), check=True)
+    cluster.wait_for(lambda: len([r for r in cluster.report().values() if r["status"] == "finished"]) == 12,
+                     what="12 finished scans")
+    for path, row in cluster.report().items():
+        node = "a" if f"{os.sep}a{os.sep}" in path else "b"
+        assert row["worker"] == f"host-{node}" and row["queue"] == f"{node}.low", (path, row)
+    doc = cluster.json("status", "--json")
+    assert doc["queues"]["low"] == 12 and doc["nodes"] == {"a": {"high": 0, "default": 0, "low": 6},
+                                                           "b": {"high": 0, "default": 0, "low": 6}}

@@ -135,3 +135,16 @@ def test_expand_refuses_file_names_that_are_not_utf8(tree):
     os.close(os.open(os.path.join(os.fsencode(tree), b"bad-\xff.log"), os.O_CREAT | os.O_WRONLY))
     with pytest.raises(PushRefused, match=r"not valid UTF-8: .*bad-\\udcff.log"):
         queues.expand([str(tree)])
+
+
+def test_node_queue_names():
+    assert queues.queue_name("high") == "high"
+    assert queues.queue_name("low", "web-1") == "web-1.low"
+    assert queues.split_queue_name("web-1.low") == ("web-1", "low")
+    assert queues.split_queue_name("high") == (None, "high")
+    assert queues.split_queue_name("logjobs-selftest-ab12") == (None, None)
+    assert queues.node_worker_queues("a") == ["a.high", "high", "a.default", "default", "a.low", "low"]
+    with pytest.raises(PushRefused, match="bad node name"):
+        queues.queue_name("high", "a b")
+    with pytest.raises(PushRefused, match="unknown priority"):
+        queues.queue_name("urgent")
