@@ -19,7 +19,7 @@ import time
 from rq import Queue
 
 from . import queues
-from .defaults import ATTEMPTS_KEY, DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, MIRROR_ALIVE_KEY
+from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, MIRROR_ALIVE_KEY
 from .exceptions import LogJobsError
 from .mirror import LOCK_TIMEOUT
 
@@ -83,7 +83,9 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
     pushed = queues.push(conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True)
     job_id = pushed.files[long_probe][0]
     deadline = time.monotonic() + 60
-    while queues.statuses(conn, [job_id])[0] != "started":
+    # Mid-scan: the job's own code has counted its attempt and started its heartbeat (RQ says
+    # "started" a moment before, while it forks the work-horse).
+    while not (conn.hget(ATTEMPTS_KEY, job_id) and conn.exists(BEAT_KEY + job_id)):
         if time.monotonic() > deadline:
             return [Check("chaos: a scan started to kill", False, "the long probe never started")]
         time.sleep(0.2)
