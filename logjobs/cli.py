@@ -17,7 +17,7 @@ import redis
 from . import __version__, connections, queues
 from .defaults import DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, QUEUES
 from .exceptions import LogJobsError
-from .settings import Settings, redact_url
+from .settings import Settings, parse_intervals, redact_url
 
 #: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
 EXIT_REFUSED = 2
@@ -134,9 +134,9 @@ def _parse_intervals(text):
     if text is None:
         return None
     try:
-        return tuple(int(w) for w in text.replace(",", " ").split())
-    except ValueError:
-        raise click.BadParameter(f"expected whole seconds like 10,30,60; got {text!r}", param_hint="--retry-intervals")
+        return parse_intervals(text)
+    except LogJobsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retry-intervals") from None
 
 
 def _wait(conn, pushed, quiet, poll=0.5):

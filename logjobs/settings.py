@@ -20,7 +20,8 @@ def _paths(text):
     return [os.path.abspath(os.path.expanduser(p)) for p in text.split(os.pathsep) if p.strip()]
 
 
-def _intervals(text):
+def parse_intervals(text):
+    """Retry intervals written like '10, 30, 60' (commas or spaces)."""
     try:
         values = [int(w) for w in _words(text)]
     except ValueError:
@@ -48,7 +49,7 @@ _SOURCES = {
     "db": ("LOGJOBS_DB", str),
     "roots": ("LOGJOBS_ROOTS", _paths),
     "retry_max": ("LOGJOBS_RETRY_MAX", _int("retry_max")),
-    "retry_intervals": ("LOGJOBS_RETRY_INTERVALS", _intervals),
+    "retry_intervals": ("LOGJOBS_RETRY_INTERVALS", parse_intervals),
     "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout")),
     "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes")),
     "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files")),

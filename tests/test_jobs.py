@@ -5,7 +5,6 @@ import os
 import subprocess
 import time
 
-import pytest
 
 
 def grep_count(path, pattern="ERROR"):
@@ -129,7 +128,7 @@ def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
     from logjobs.queues import node_worker_queues
 
     logs = {node: tmp_path / node for node in ("a", "b")}
-    for node, folder in logs.items():
+    for folder in logs.values():
         folder.mkdir()
         for i in range(6):
             (folder / f"{i}.log").write_text("ERROR\n" * i)
