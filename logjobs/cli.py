@@ -16,13 +16,11 @@ import redis
 
 from . import __version__, connections, queues
 from .defaults import DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, QUEUES
-from .exceptions import LogJobsError
+from .exceptions import LogJobsError, NoDatabase
 from .settings import Settings, parse_intervals, redact_url
 
 #: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
 EXIT_REFUSED = 2
-#: RQ statuses after which a pushed job will not run again.
-ENDED = {"finished", "failed", "stopped", "canceled", None}
 
 
 def fail(message):
@@ -139,17 +137,10 @@ def _parse_intervals(text):
         raise click.BadParameter(str(exc), param_hint="--retry-intervals") from None
 
 
-def _wait(conn, pushed, quiet, poll=0.5):
-    """Poll RQ until every job has ended, showing progress on stderr; return each file's outcome."""
-    pending, ended = pushed.job_ids, set()
+def _wait(conn, pushed, quiet):
+    """Wait for every pushed file, showing progress on stderr; return each file's outcome."""
     with Progress(len(pushed.files), "scanning") as progress:
-        while pending:
-            ended.update(j for j, status in zip(pending, queues.statuses(conn, pending)) if status in ENDED)
-            pending = [j for j in pending if j not in ended]
-            progress.show(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
-            if pending:
-                time.sleep(poll)
-    outcome = queues.outcomes(conn, pushed)
+        outcome = queues.wait(conn, pushed, progress.show)
     if not quiet:
         done = sum(o["status"] == "finished" for o in outcome)
         click.echo(f"finished {done}, failed {len(outcome) - done}")
@@ -361,7 +352,7 @@ def _read(settings, view, *args):
     from .models import open_database
 
     if "://" not in settings.db and not os.path.exists(settings.db):
-        raise LogJobsError(f"no status database at {settings.db}: run `logjobs mirror` first (or set LOGJOBS_DB)")
+        raise NoDatabase(f"no status database at {settings.db}: run `logjobs mirror` first (or set LOGJOBS_DB)")
     database = open_database(settings.db, create=False)
     with database.connection_context():
         return view(*args)
@@ -403,7 +394,6 @@ def selftest(settings, chaos, timeout):
       LOGJOBS_CONFIG=/etc/logjobs/logjobs.ini logjobs selftest --chaos
     """
     from . import selftest as probes
-    from .models import open_database
     from .views import show
 
     if settings.redis_url.startswith(connections.SENTINEL_SCHEME):
@@ -413,11 +403,10 @@ def selftest(settings, chaos, timeout):
 
     def reader(path):
         """The probe's row, once the mirror has made the database (it may be starting, too)."""
-        if "://" not in settings.db and not os.path.exists(settings.db):
+        try:
+            return _read(settings, show, path)
+        except NoDatabase:
             return None
-        database = open_database(settings.db, create=False)
-        with database.connection_context():
-            return show(path)
 
     checks = probes.run(conn, settings.redis_url, reader, chaos=chaos, timeout=timeout)
     for check in checks:

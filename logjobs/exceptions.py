@@ -13,6 +13,10 @@ class ConnectionFailed(LogJobsError):
     """Redis (or the status database) could not be reached."""
 
 
+class NoDatabase(LogJobsError):
+    """The SQLite status database does not exist yet: no mirror has run against it."""
+
+
 class PushRefused(LogJobsError):
     """`push` refused its input; nothing was enqueued."""
 

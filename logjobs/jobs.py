@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: Finished files are reported at least this often (s) during a long batch.
 FLUSH_INTERVAL = 1.0
+#: The dotted paths `push` enqueues, and workers import.
+SCAN_FILE = f"{__name__}.scan_file"
+SCAN_FILES = f"{__name__}.scan_files"
 
 
 def scan_file(path, patterns, start=0, end=None, part=0):
@@ -49,7 +52,7 @@ def done_paths(conn, job_id):
 
 def files_of(job):
     """(path, part) of each file a scan job covers, read from its arguments."""
-    if job.func_name == "logjobs.jobs.scan_files":
+    if job.func_name == SCAN_FILES:
         return [(path, 0) for path in job.args[0]]
     path, _, start, end, part = (list(job.args) + [0, None, 0])[:5]
     return [(path, part)]

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import stat
+import time
 
 from rq import Queue, Retry, Worker
 from rq.job import Job
@@ -17,14 +18,16 @@ from .defaults import (
     DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
     DEFAULT_SPLIT_BYTES, DONE_KEY, FILES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
 )
-from .exceptions import PushRefused, ScanError
+from .exceptions import LogJobsError, PushRefused, ScanError
+from .jobs import SCAN_FILE, SCAN_FILES, ScanFailed
 
 #: Node queues are named NODE.PRIORITY; node names are plain words.
 NODE_SEPARATOR = "."
 NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: RQ statuses after which a job will not run again (None: gone from Redis).
+ENDED = {"finished", "failed", "stopped", "canceled", None}
 #: RQ statuses of a job that will still run: a file whose job is in one is not pushed again.
 IN_FLIGHT = {"queued", "started", "scheduled", "deferred"}
-JOB_FUNC = "logjobs.jobs.scan_file"
 STDIN = "-"
 
 
@@ -141,7 +144,6 @@ def new_job_id():
 class Pushed:
     """What `push` did: {path: [job id of each part]} enqueued, {path: job id} skipped as in flight."""
 
-    queue: str
     files: dict
     skipped: dict
 
@@ -191,7 +193,7 @@ def _splittable(path):
 
 def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
          retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH,
-         any_queue=False, **sizes):
+         batch_files=DEFAULT_BATCH_FILES, any_queue=False, **sizes):
     """Enqueue scans of `paths`, skipping files whose scan is still queued or running.
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
@@ -204,11 +206,10 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     # each costs a work-horse (a fork and the job's imports: tens of milliseconds).
     workers = max(2, Worker.count(connection=conn, queue=rq_queue))
     sizes.setdefault("max_parts", min(MAX_PARTS, workers))
-    batch_files = sizes.pop("batch_files", DEFAULT_BATCH_FILES)
     # A retried job has waited its turn once already: it goes back to the front of its queue.
     retry = Retry(max=retry_max, interval=list(retry_intervals) or 0, enqueue_at_front=True) if retry_max else None
     patterns = list(patterns)
-    done = Pushed(queue, {}, {})
+    done = Pushed({}, {})
     for offset in range(0, len(paths), batch):
         chunk = paths[offset:offset + batch]
         in_flight = _in_flight(conn, chunk)
@@ -223,14 +224,14 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
                 paths_in_job = job[1]
                 args, description = (paths_in_job, patterns), f"scan {paths_in_job[0]}" + (
                     f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
-                func = "logjobs.jobs.scan_files"
+                func = SCAN_FILES
                 for path in paths_in_job:
                     files[path] = [job_id]
                     pushes.append(events.Event(job_id, path, QUEUED, parts=1, queue=queue, patterns=patterns))
             else:
                 _, path, start, end, part, parts = job
                 args, description = (path, patterns, start, end, part), f"scan {path} part {part + 1}/{parts}"
-                func = "logjobs.jobs.scan_file"
+                func = SCAN_FILE
                 files.setdefault(path, []).append(job_id)
                 pushes.append(events.Event(job_id, path, QUEUED, part=part, parts=parts, queue=queue,
                                            patterns=patterns))
@@ -271,8 +272,27 @@ def failure_reason(job):
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "the work-horse died (killed by a signal, e.g. the OOM killer)"
-    # "logjobs.exceptions.ScanError: no such file: /x" reads better without the class path.
-    return lines[-1].removeprefix(ScanError.__module__ + "." + ScanError.__name__ + ": ")
+    # "logjobs.jobs.ScanFailed: /x: read error: ..." reads better without the class path.
+    return lines[-1].removeprefix(f"{ScanFailed.__module__}.{ScanFailed.__name__}: ")
+
+
+def wait(conn, pushed, progress=None, poll=0.5, timeout=None):
+    """Poll RQ until every pushed job has ended; return each file's outcome (see `outcomes`).
+
+    `progress(files_done)` is called after each poll; LogJobsError after `timeout` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending, ended = pushed.job_ids, set()
+    while True:
+        ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
+        pending = [j for j in pending if j not in ended]
+        if progress is not None:
+            progress(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
+        if not pending:
+            return outcomes(conn, pushed)
+        if deadline is not None and time.monotonic() > deadline:
+            raise LogJobsError(f"{len(pending)} job(s) still running after {timeout} s")
+        time.sleep(poll)
 
 
 def outcomes(conn, pushed):

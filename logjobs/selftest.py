@@ -55,7 +55,10 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
             paths.append(os.path.join(folder, name))
         procs.append(_worker(redis_url, queue, f"selftest-{tag}-1", "--burst"))  # gone when the probes are done
         pushed = queues.push(conn, paths, queue=queue, retry_intervals=(1,), any_queue=True)
-        outcome = _wait(conn, pushed, timeout)
+        try:
+            outcome = queues.wait(conn, pushed, poll=0.2, timeout=timeout)
+        except LogJobsError as exc:
+            raise LogJobsError(f"the probes did not finish: {exc}; is this host's `rq` working?") from None
         wrong = [o for o in outcome if o["status"] != "finished" or o["counts"].get("ERROR") != EXPECTED[
             os.path.basename(o["path"])]]
         checks.append(Check("probe files counted like grep -c", not wrong,
@@ -135,15 +138,6 @@ def _row_when(database_reader, path, condition, timeout):
         if row and condition(row) or time.monotonic() > deadline:
             return row
         time.sleep(0.5)
-
-
-def _wait(conn, pushed, timeout):
-    deadline = time.monotonic() + timeout
-    while any(s not in ("finished", "failed", None) for s in queues.statuses(conn, pushed.job_ids)):
-        if time.monotonic() > deadline:
-            raise LogJobsError(f"the probes did not finish within {timeout} s; is this host's `rq` working?")
-        time.sleep(0.2)
-    return queues.outcomes(conn, pushed)
 
 
 def _mirror_alive(conn, wait=LOCK_TIMEOUT):
