@@ -42,6 +42,13 @@ DEFAULT_RECONCILE_INTERVAL = 5.0
 #: Events the mirror applies per database transaction.
 DEFAULT_MIRROR_BATCH = 500
 
+#: `logjobs watch`: a changed file is pushed once quiet this long (s), and a file written without a
+#: pause at least every WATCH_MAX_DELAY_PERIODS debounce periods; the polling interval (s) when
+#: inotify cannot watch (network filesystems, or the kernel's watch limit reached).
+DEFAULT_WATCH_DEBOUNCE = 1.0
+WATCH_MAX_DELAY_PERIODS = 5
+DEFAULT_WATCH_POLL = 5.0
+
 DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 DEFAULT_DASHBOARD_PORT = 9181
 
@@ -50,7 +57,9 @@ RECOVERY_MARK = "died or was cut off"
 
 # Job states as RQ names them, plus the ones logjobs adds.
 QUEUED, STARTED, FINISHED, FAILED, SCHEDULED = "queued", "started", "finished", "failed", "scheduled"
-STATES = (QUEUED, SCHEDULED, STARTED, FINISHED, FAILED)
+#: The row of a name whose file was renamed or compressed away: its counts went with the file.
+MOVED = "moved"
+STATES = (QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED)
 FINAL_STATES = (FINISHED, FAILED)
 
 # Redis keys. Everything logjobs writes beside RQ's own keys starts with KEY_PREFIX.
@@ -64,4 +73,9 @@ DONE_KEY = KEY_PREFIX + "done:"               # + job id: hash, path -> JSON res
 ORPHANS_KEY = KEY_PREFIX + "orphans"          # hash: job id -> when first seen queued in no queue
 MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch
 MIRROR_ALIVE_KEY = KEY_PREFIX + "mirror-alive"  # set by a running mirror after each cycle, short TTL
+# What was counted of each file, written by the mirror once a scan's result is in the database, read
+# by push to scan only what is new (see tracking).
+SCANNED_KEY = KEY_PREFIX + "scanned"          # hash: absolute path -> JSON record of its last scan
+INODES_KEY = KEY_PREFIX + "inodes"            # hash: "dev:ino" -> path whose record has that file
+HEADS_KEY = KEY_PREFIX + "heads"              # hash: "length:hash" of a file's head -> path, likewise
 JOB_ID_PREFIX = "lj-"

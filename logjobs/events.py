@@ -30,6 +30,10 @@ class Event:
     parts: int | None = None          # only on the push's event: how many parts the file has
     queue: str | None = None          # only on the push's event
     patterns: list | None = None      # only on the push's event
+    identity: dict | None = None      # only on the push's event of part 0: tracking.Identity at push time
+    base: str | None = None           # on that event of a scan continuing the scan of job `base`,
+    since: int | None = None          # from byte `since` on,
+    moved_from: str | None = None     # of the file that had this other name
     worker: str | None = None
     error: str | None = None
     result: dict | None = None        # the scan result, on `finished`

@@ -19,7 +19,7 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from . import events, scanner
+from . import events, scanner, tracking
 from .defaults import (
     ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, DEFAULT_FAILURE_TTL, DONE_KEY, FAILED,
     FINISHED, QUEUED, SCHEDULED, STARTED,
@@ -35,14 +35,21 @@ SCAN_FILE = f"{__name__}.scan_file"
 SCAN_FILES = f"{__name__}.scan_files"
 
 
-def scan_file(path, patterns, start=0, end=None, part=0):
-    """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern."""
-    return _run([(path, start, end, part)], patterns)
+def scan_file(path, patterns, start=0, end=None, part=0, resume=None):
+    """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern.
+
+    `resume` is [start, head length, head hash] when the scan continues an earlier one: the file must
+    still begin with that head, and hold at least `start` bytes (else it was replaced or truncated).
+    """
+    return _run([(path, start, end, part, resume)], patterns)
 
 
-def scan_files(paths, patterns):
-    """Count, in each of `paths`, the lines containing each pattern."""
-    return _run([(path, 0, None, 0) for path in paths], patterns)
+def scan_files(paths, patterns, resume=None):
+    """Count, in each of `paths`, the lines containing each pattern; `resume` maps the paths whose scan
+    continues an earlier one to their [start, head length, head hash] (see scan_file); they are part 1."""
+    resume = resume or {}
+    return _run([(path, *((resume[path][0], None, 1, resume[path]) if path in resume else (0, None, 0, None)))
+                 for path in paths], patterns)
 
 
 def done_paths(conn, job_id):
@@ -53,9 +60,23 @@ def done_paths(conn, job_id):
 def files_of(job):
     """(path, part) of each file a scan job covers, read from its arguments."""
     if job.func_name == SCAN_FILES:
-        return [(path, 0) for path in job.args[0]]
+        resume = job.args[2] if len(job.args) > 2 and job.args[2] else {}
+        return [(path, int(path in resume)) for path in job.args[0]]
     path, _, start, end, part = (list(job.args) + [0, None, 0])[:5]
     return [(path, part)]
+
+
+def _scan(path, patterns, start, end, resume):
+    """scanner.scan, after checking that a file whose scan continues an earlier one is still that file."""
+    if resume is not None:
+        since, head_len, head = resume
+        if tracking.fingerprint(scanner.head(path, head_len)) != head:
+            raise ScanError(f"{path}: replaced since it was pushed (its first bytes differ); push it again",
+                            permanent=True)
+        compressed = scanner.compression(path) is not None
+        if not compressed and os.stat(path).st_size < since:
+            raise ScanError(f"{path}: truncated since it was pushed; push it again", permanent=True)
+    return scanner.scan(path, patterns, start, end)
 
 
 class ScanFailed(Exception):
@@ -74,12 +95,12 @@ def _run(tasks, patterns):
     report.started(todo)
     failures = {}
     with Heartbeat(conn, job.id, worker):
-        for i, (path, start, end, part) in enumerate(todo):
+        for i, (path, start, end, part, resume) in enumerate(todo):
             try:
-                result = scanner.scan(path, patterns, start, end).to_dict()
+                result = _scan(path, patterns, start, end, resume).to_dict()
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
-                failures.update(((p, pt), exc) for p, _, _, pt in todo[i:])
+                failures.update(((p, pt), exc) for p, _, _, pt, _ in todo[i:])
                 break
             except Exception as exc:
                 failures[(path, part)] = exc
@@ -110,7 +131,7 @@ class Reporter:
 
     def started(self, tasks):
         self.pending += [events.Event(self.job_id, p, STARTED, self.attempt, part, worker=self.worker)
-                         for p, _, _, part in tasks]
+                         for p, _, _, part, _ in tasks]
         self.flush()
 
     def finished(self, path, part, result):

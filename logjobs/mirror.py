@@ -27,7 +27,8 @@ from rq.job import Job
 from . import events, scanner
 from .defaults import (
     ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DONE_KEY, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
-    EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, QUEUED, SCHEDULED, STARTED,
+    EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, HEADS_KEY, INODES_KEY, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, MOVED,
+    QUEUED, SCANNED_KEY, SCHEDULED, STARTED,
 )
 from .exceptions import LogJobsError
 from .keeper import Keeper
@@ -103,9 +104,10 @@ class Mirror:
             # An entry trimmed while pending comes back without fields: nothing to apply, only to ack.
             batch = [event for entry_id, fields in entries if fields for event in events.read(entry_id, fields)]
             with db.atomic():
-                apply(batch)
+                scanned = apply(batch)
             ids = [entry_id for entry_id, _ in entries]
             with self.conn.pipeline(transaction=True) as pipe:
+                _record_scanned(pipe, scanned)
                 pipe.xack(EVENTS_KEY, EVENTS_GROUP, *ids)
                 pipe.xtrim(EVENTS_KEY, minid=ids[-1])
                 pipe.execute()
@@ -204,16 +206,27 @@ def _rq_reason(job, status):
 
 
 def apply(batch):
-    """Apply events to the rows of the files they concern; call inside a transaction."""
-    rows = {row.path: row for row in Scan.select().where(Scan.path.in_({e.path for e in batch}))}
+    """Apply events to the rows of the files they concern; call inside a transaction.
+
+    Returns what Redis must learn once this commits: {path: record of its finished scan, or None
+    when it has none to continue} (see tracking).
+    """
+    wanted = {e.path for e in batch} | {e.moved_from for e in batch if e.moved_from}
+    rows = {row.path: row for row in Scan.select().where(Scan.path.in_(wanted))}
     parts = {path: json.loads(row.part_states) for path, row in rows.items()}
-    changed, history = set(), []
+    changed, history, scanned = set(), [], {}
     for event in batch:
         applied = True
         if event.is_push:
             if event.part == 0:  # a new scan of the file: its row starts over
+                base = _base(event, rows, parts, changed, scanned) if event.base else None
                 rows[event.path] = _reset(rows.get(event.path) or Scan(path=event.path), event)
                 parts[event.path] = [None] * event.parts
+                if base is not None:
+                    parts[event.path][0] = part = base
+                    changed.add(event.path)
+                    history.append(_history(event, rows[event.path], part, False, True))
+                    continue
             parts[event.path][event.part] = part = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
                                                     "order": [0, 0], "at": event.at}
         elif event.path not in rows:
@@ -228,17 +241,74 @@ def apply(batch):
         if applied:
             changed.add(event.path)
         finished = applied and event.state == FINISHED and event.result is not None
-        history.append({"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path,
-                        "part": event.part, "queue": rows[event.path].queue, "state": event.state,
-                        "attempt": event.attempt, "worker": event.worker, "error": event.error, "at": utc(event.at),
-                        "duration": event.at - part["started_at"] if finished and "started_at" in part else None,
-                        "counts": json.dumps(event.result["counts"]) if finished else None, "applied": applied})
+        history.append(_history(event, rows[event.path], part, finished, applied))
     for path in changed:
-        _summarise(rows[path], parts[path])
+        if rows[path].status != MOVED:
+            _summarise(rows[path], parts[path])
+            if rows[path].status == FINISHED:
+                scanned[path] = _record(rows[path], parts[path])
     _executemany(Scan, [[getattr(rows[p], f.name) for f in _ROW_FIELDS] for p in changed], _ROW_FIELDS,
                  lambda q: q.on_conflict(conflict_target=[Scan.path], preserve=_ROW_UPDATES))
     _executemany(History, [[h.get(f.name) for f in _HISTORY_FIELDS] for h in history], _HISTORY_FIELDS,
                  lambda q: q.on_conflict_ignore())
+    return scanned
+
+
+def _history(event, row, part, finished, applied):
+    return {"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path, "part": event.part,
+            "queue": row.queue, "state": event.state, "attempt": event.attempt, "worker": event.worker,
+            "error": event.error, "at": utc(event.at),
+            "duration": event.at - part["started_at"] if finished and "started_at" in part else None,
+            "counts": json.dumps(event.result["counts"]) if finished else None, "applied": applied}
+
+
+#: The order of a part that stands for an earlier scan: no event of that scan's jobs applies over it.
+_BASE_ORDER = [1 << 62, 9]
+
+
+def _base(event, rows, parts, changed, scanned):
+    """Part 0 of a scan continuing the finished scan `event.base` of the file (under its old name, when
+    it moved): that scan's whole result. When the row no longer holds that scan, the part fails, and
+    the record goes, so that the next push scans the file whole."""
+    source = event.moved_from or event.path
+    row = rows.get(source)
+    part = {"job_id": event.base, "attempt": 0, "order": _BASE_ORDER, "at": event.at}
+    if row is None or row.job_id != event.base or row.status != FINISHED:
+        scanned[event.path] = scanned[source] = None
+        return {**part, "state": FAILED, "ended_at": event.at,
+                "error": f"the scan this one continues (of {source}) is no longer in the database: push the file "
+                         "again"}
+    results = [p["result"] for p in parts[source] if p and p.get("result")]
+    part.update(state=FINISHED, ended_at=event.at, result=scanner.merge(map(scanner.ScanResult.from_dict,
+                                                                            results)).to_dict())
+    if event.moved_from:
+        row.status, row.moved_to, row.part_states = MOVED, event.path, "[]"
+        row.counts = row.lines = row.bytes = row.scanned = row.error = None
+        row.updated_at = utc(event.at)
+        parts[source] = []
+        changed.add(source)
+        scanned[source] = None
+    return part
+
+
+def _record(row, parts):
+    """What push needs to know of a finished scan to continue it (see tracking.decide)."""
+    if not row.identity:
+        return None
+    return {**json.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": row.tail,
+            "patterns": json.loads(row.patterns), "counts": json.loads(row.counts), "lines": row.lines}
+
+
+def _record_scanned(pipe, scanned):
+    """Tell push what was counted of each file (None: nothing it can continue)."""
+    gone = [os.fsencode(p) for p, record in scanned.items() if record is None]
+    if gone:
+        pipe.hdel(SCANNED_KEY, *gone)
+    records = {p: r for p, r in scanned.items() if r is not None}
+    if records:
+        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): json.dumps(r) for p, r in records.items()})
+        pipe.hset(INODES_KEY, mapping={f"{r['dev']}:{r['ino']}": os.fsencode(p) for p, r in records.items()})
+        pipe.hset(HEADS_KEY, mapping={f"{r['head_len']}:{r['head']}": os.fsencode(p) for p, r in records.items()})
 
 
 def _executemany(model, rows, fields, conflict):
@@ -264,7 +334,9 @@ def _newer(event, part):
 def _reset(row, event):
     row.job_id, row.queue, row.status, row.parts = event.job_id, event.queue, QUEUED, event.parts
     row.patterns = json.dumps(event.patterns or [])
-    row.counts = row.lines = row.bytes = row.compression = row.error = row.worker = None
+    row.identity = json.dumps(event.identity) if event.identity else None
+    row.counts = row.lines = row.bytes = row.compression = row.error = row.worker = row.moved_to = None
+    row.scanned, row.tail = None, False
     row.attempts = 0
     row.enqueued_at = row.updated_at = utc(event.at)
     row.started_at = row.ended_at = None
@@ -309,5 +381,7 @@ def _summarise(row, parts):
     row.ended_at = utc(max(p["ended_at"] for p in known if p.get("ended_at"))) if row.status in FINAL_STATES else None
     if row.status == FINISHED:
         merged = scanner.merge(scanner.ScanResult.from_dict(p["result"]) for p in known if p.get("result"))
-        row.counts, row.lines, row.bytes, row.compression = (
-            json.dumps(merged.counts), merged.lines, merged.bytes, merged.compression)
+        row.counts, row.lines, row.bytes, row.compression, row.tail = (
+            json.dumps(merged.counts), merged.lines, merged.bytes, merged.compression, merged.tail)
+        # What this scan read: all of it, or (continuing an earlier scan, as part 0) what was new.
+        row.scanned = sum(p["result"]["bytes"] for p in known if p.get("result") and p["order"] != _BASE_ORDER)

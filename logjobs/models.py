@@ -13,6 +13,7 @@ from peewee import (
     SqliteDatabase, TextField,
 )
 from playhouse.db_url import connect as connect_url
+from playhouse.migrate import SchemaMigrator, migrate
 
 from .exceptions import ConfigError, ConnectionFailed
 
@@ -40,6 +41,10 @@ class Scan(BaseModel):
     lines = BigIntegerField(null=True)
     bytes = BigIntegerField(null=True)
     compression = CharField(null=True)
+    tail = BooleanField(default=False)     # its last line had no "\n" yet (see scanner.ScanResult)
+    scanned = BigIntegerField(null=True)   # bytes the latest scan read: all, or what was appended
+    identity = TextField(null=True)        # JSON tracking.Identity of the file when pushed
+    moved_to = TextField(null=True)        # status `moved`: the name the file (and its counts) went to
     error = TextField(null=True)
     attempts = IntegerField(default=0)      # runs started
     worker = CharField(null=True)
@@ -69,6 +74,8 @@ class Scan(BaseModel):
             "lines": self.lines,
             "bytes": self.bytes,
             "compression": self.compression,
+            "scanned": self.scanned,
+            "moved_to": self.moved_to,
             "worker": self.worker,
             "enqueued_at": isoformat(self.enqueued_at),
             "started_at": isoformat(self.started_at),
@@ -117,9 +124,20 @@ def open_database(target, create=True):
         database.connect(reuse_if_open=True)
         if create:
             database.create_tables(MODELS, safe=True)
+            _add_missing_columns(database)
     except (OperationalError, ImproperlyConfigured) as exc:
         raise ConnectionFailed(f"cannot open status database {target}: {exc}") from None
     return database
+
+
+def _add_missing_columns(database):
+    """Bring a database made by an older logjobs up to date: new columns are added, never changed."""
+    migrator = SchemaMigrator.from_database(database)
+    for model in MODELS:
+        have = {c.name for c in database.get_columns(model._meta.table_name)}
+        missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
+        if missing:
+            migrate(*(migrator.add_column(model._meta.table_name, f.column_name, f) for f in missing))
 
 
 def utc(timestamp):

@@ -12,11 +12,12 @@ import time
 from rq import Queue, Retry, Worker
 from rq.job import Job
 
-from . import events, scanner
+from . import events, scanner, tracking
 from .defaults import (
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS,
     DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
-    DEFAULT_SPLIT_BYTES, DONE_KEY, FILES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
+    DEFAULT_SPLIT_BYTES, DONE_KEY, FILES_KEY, HEADS_KEY, INODES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
+    SCANNED_KEY,
 )
 from .exceptions import LogJobsError, PushRefused, ScanError
 from .jobs import SCAN_FILE, SCAN_FILES, ScanFailed
@@ -142,10 +143,14 @@ def new_job_id():
 
 @dataclasses.dataclass
 class Pushed:
-    """What `push` did: {path: [job id of each part]} enqueued, {path: job id} skipped as in flight."""
+    """What `push` did: {path: [job id of each part]} enqueued, {path: job id} skipped as in flight,
+    {path: reason} not scanned as unchanged since their last scan, and how each enqueued file's scan
+    continues an earlier one ({path: Decision})."""
 
     files: dict
     skipped: dict
+    unchanged: dict = dataclasses.field(default_factory=dict)
+    decisions: dict = dataclasses.field(default_factory=dict)
 
     @property
     def job_ids(self):
@@ -153,17 +158,22 @@ class Pushed:
 
 
 def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES, batch_bytes=DEFAULT_BATCH_BYTES,
-         max_parts=MAX_PARTS):
+         max_parts=MAX_PARTS, since=None):
     """Group files into jobs: ("files", [paths]) for batches of small files, ("part", path, start, end,
-    part, parts) for each byte range of a big plain file (at most `max_parts`, none under `split_bytes`)."""
+    part, parts) for each byte range of a big plain file (at most `max_parts`, none under `split_bytes`).
+
+    `since` maps a path to where its scan starts (what was appended to it since its last scan).
+    """
+    since = since or {}
     jobs, batch, batch_size = [], [], 0
     for path in paths:
-        size = _regular_size(path)
+        start = since.get(path, 0)
+        size = max(0, _regular_size(path) - start)
         if split_bytes and size >= 2 * split_bytes and _splittable(path):
             # A range owns the lines that start in it, so cuts need not fall on line ends: no
             # reading here. The last part reads to the end, as the file is when it runs.
             n = max(2, min(max_parts, size // split_bytes))
-            cuts = [size * i // n for i in range(n)] + [None]
+            cuts = [start + size * i // n for i in range(n)] + [None]
             jobs += [("part", path, cuts[i], cuts[i + 1], i, n) for i in range(n)]
             continue
         if batch and (len(batch) >= batch_files or batch_size + size > batch_bytes):
@@ -193,8 +203,10 @@ def _splittable(path):
 
 def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
          retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH,
-         batch_files=DEFAULT_BATCH_FILES, any_queue=False, **sizes):
-    """Enqueue scans of `paths`, skipping files whose scan is still queued or running.
+         batch_files=DEFAULT_BATCH_FILES, any_queue=False, force=False, **sizes):
+    """Enqueue scans of `paths`, skipping files whose scan is still queued or running, and files
+    unchanged since their last scan (unless `force`); a grown file is scanned from where its last
+    scan ended (see tracking).
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
     transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
@@ -217,34 +229,115 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
         todo = [p for p in chunk if p not in in_flight]
         if not todo:
             continue
-        datas, pushes, files = [], [], {}
-        for job in plan(todo, batch_files=min(batch_files, -(-len(todo) // workers)), **sizes):
+        idents, decisions = _decide(conn, todo, patterns, force)
+        done.unchanged.update({p: d.reason for p, d in decisions.items() if d.action == tracking.UNCHANGED})
+        # Moves first: a file renamed away must hand over its record before its old name starts over.
+        todo = sorted((p for p in todo if decisions[p].action != tracking.UNCHANGED),
+                      key=lambda p: decisions[p].moved_from is None)
+        if not todo:
+            continue
+        datas, pushes, files = [], {}, {}
+        scanning = [p for p in todo if decisions[p].scan]
+        since = {p: decisions[p].since for p in scanning}
+        for job in plan(scanning, batch_files=min(batch_files, -(-len(scanning) // workers) or 1), since=since,
+                        **sizes):
             job_id = new_job_id()
             if job[0] == "files":
                 paths_in_job = job[1]
-                args, description = (paths_in_job, patterns), f"scan {paths_in_job[0]}" + (
+                starts = {p: _resume(decisions[p]) for p in paths_in_job if decisions[p].base}
+                args, description = (paths_in_job, patterns, starts or None), f"scan {paths_in_job[0]}" + (
                     f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
                 func = SCAN_FILES
                 for path in paths_in_job:
                     files[path] = [job_id]
-                    pushes.append(events.Event(job_id, path, QUEUED, parts=1, queue=queue, patterns=patterns))
+                    first = int(path in starts)  # part 0 of a continued scan is the scan it continues
+                    pushes[path] = [events.Event(job_id, path, QUEUED, part=first, parts=first + 1, queue=queue,
+                                                 patterns=patterns)]
             else:
                 _, path, start, end, part, parts = job
-                args, description = (path, patterns, start, end, part), f"scan {path} part {part + 1}/{parts}"
+                first = int(decisions[path].base is not None)
+                resume = _resume(decisions[path]) if first and part == 0 else None
+                args = (path, patterns, start, end, part + first, resume)
+                description = f"scan {path} part {part + 1}/{parts}"
                 func = SCAN_FILE
                 files.setdefault(path, []).append(job_id)
-                pushes.append(events.Event(job_id, path, QUEUED, part=part, parts=parts, queue=queue,
-                                           patterns=patterns))
+                pushes.setdefault(path, []).append(events.Event(job_id, path, QUEUED, part=part + first,
+                                                                parts=parts + first, queue=queue, patterns=patterns))
             datas.append(Queue.prepare_data(func, args=args, job_id=job_id, timeout=timeout, retry=retry,
                                             result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL,
                                             description=description))
+        ordered = []
+        for path in todo:
+            ordered += _push_events(path, pushes.get(path, []), decisions[path], idents[path], queue, patterns)
+            done.decisions[path] = decisions[path]
+            if not decisions[path].scan:
+                files[path] = [decisions[path].base]
         with conn.pipeline(transaction=True) as pipe:
-            rq_queue.enqueue_many(datas, pipeline=pipe)
+            if datas:
+                rq_queue.enqueue_many(datas, pipeline=pipe)
             pipe.hset(FILES_KEY, mapping={os.fsencode(p): ids[0] for p, ids in files.items()})
-            events.emit(pipe, *pushes)
+            events.emit(pipe, *ordered)
             pipe.execute()
         done.files.update(files)
     return done
+
+
+def _resume(decision):
+    """What a job continuing a scan checks before it reads: where to start, and the head it expects."""
+    record = decision.record
+    return [decision.since, record["head_len"], record["head"]]
+
+
+def _push_events(path, pushes, decision, ident, queue, patterns):
+    """The events telling the mirror of a file's new scan. A scan continuing an earlier one has that
+    one's result as its part 0, so its own parts are numbered from 1."""
+    identity = ident.to_dict() if ident else None
+    if decision.base is None:
+        pushes[0].identity = identity
+        return pushes
+    first = pushes[0].job_id if pushes else decision.base
+    base = events.Event(first, path, QUEUED, parts=len(pushes) + 1, queue=queue, patterns=patterns,
+                        identity=identity, base=decision.base, since=decision.since, moved_from=decision.moved_from)
+    return [base, *pushes]
+
+
+def _decide(conn, paths, patterns, force):
+    """Each path's Identity and tracking.Decision, from the records of earlier scans (few round trips)."""
+    idents = {p: tracking.Identity.of(p) for p in paths}
+    if force:
+        return idents, {p: tracking.Decision(tracking.FULL, "forced") for p in paths}
+    records = dict(zip(paths, map(_record, conn.hmget(SCANNED_KEY, [os.fsencode(p) for p in paths]))))
+    # A file unknown under its name may be one known under another: same inode, or same head.
+    unknown = [p for p in paths if idents[p] and not (records[p] and
+                                                      (records[p]["dev"], records[p]["ino"]) == (idents[p].dev, idents[p].ino))]
+    candidates = {}
+    if unknown:
+        with conn.pipeline(transaction=False) as pipe:
+            for p in unknown:
+                pipe.hget(INODES_KEY, idents[p].inode_key)
+                pipe.hget(HEADS_KEY, idents[p].head_key)
+            found = iter(pipe.execute())
+        for p in unknown:
+            by_inode, by_head = next(found), next(found)
+            old = next((os.fsdecode(o) for o in (by_inode, by_head) if o and os.fsdecode(o) != p), None)
+            if old is not None:
+                candidates[p] = old
+    olds = sorted(set(candidates.values()))
+    if olds:
+        old_records = dict(zip(olds, map(_record, conn.hmget(SCANNED_KEY, [os.fsencode(o) for o in olds]))))
+        busy = _in_flight(conn, olds)  # an old name being scanned anew no longer has a record to hand over
+        candidates = {p: (o, old_records[o]) for p, o in candidates.items() if old_records[o] and o not in busy}
+    decisions = {}
+    for p in paths:
+        if idents[p] is None:
+            decisions[p] = tracking.Decision(tracking.FULL, "unreadable")  # its job says why
+        else:
+            decisions[p] = tracking.decide(p, idents[p], records[p], patterns, candidates.get(p))
+    return idents, decisions
+
+
+def _record(raw):
+    return json.loads(raw) if raw else None
 
 
 def _in_flight(conn, paths):
@@ -307,12 +400,18 @@ def outcomes(conn, pushed):
     result = []
     for path, ids in pushed.files.items():
         parts = [(job_id, json.loads(r) if (r := next(records)) else None) for job_id in ids]
+        if path in pushed.decisions and not pushed.decisions[path].scan:
+            parts = []  # only renamed: its counts are the record's
         errors = [rec["error"] if rec else _job_failure(jobs[job_id]) for job_id, rec in parts
                   if not rec or "error" in rec]
         if errors:
             result.append({"path": path, "job_id": ids[0], "status": "failed", "counts": {}, "error": errors[0]})
         else:
-            merged = scanner.merge(scanner.ScanResult.from_dict(rec["result"]) for _, rec in parts)
+            results = [scanner.ScanResult.from_dict(rec["result"]) for _, rec in parts]
+            record = pushed.decisions[path].record if path in pushed.decisions else None
+            if record is not None:  # a scan continuing an earlier one adds to its counts
+                results.insert(0, scanner.ScanResult(record["counts"], record["lines"], record["end"]))
+            merged = scanner.merge(results)
             result.append({"path": path, "job_id": ids[0], "status": "finished", "counts": merged.counts,
                            "error": None})
     return result

@@ -64,25 +64,32 @@ _PERMANENT = {
 
 @dataclasses.dataclass
 class ScanResult:
-    """What one scan found: per-pattern line counts, lines and bytes scanned."""
+    """What one scan found: per-pattern line counts, lines and bytes scanned.
+
+    `tail` says the scanned bytes end in a line without "\n" (counted, as grep does); a later scan
+    of what was appended cannot simply add to such a result, since that line may have grown.
+    """
 
     counts: dict[str, int]
     lines: int
     bytes: int
     compression: str | None = None
+    tail: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScanResult":
-        return cls(dict(d["counts"]), d["lines"], d["bytes"], d.get("compression"))
+        return cls(dict(d["counts"]), d["lines"], d["bytes"], d.get("compression"), d.get("tail", False))
 
 
 def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
          chunk_size: int = DEFAULT_CHUNK_SIZE) -> ScanResult:
     """Count, per pattern, the lines containing it, in the file or in the lines owned by [start, end).
 
+    In a compressed file, `start` skips that many uncompressed bytes (a scan continuing an earlier
+    one, which ended at a line end) and `end` must be None: there is no seeking in a stream.
     Raises ScanError (permanent or not) for every file that cannot be read, ValueError for bad arguments.
     """
     if chunk_size < 1 or start < 0 or (end is not None and end < start):
@@ -94,14 +101,14 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
             compression = _sniff(f)
             if compression is None:
                 pieces = _owned(f, start, end, chunk_size)
-            elif start or end is not None:
+            elif end is not None:
                 raise ValueError(f"{_show(path)}: a {compression} file cannot be scanned by byte range")
             else:
-                pieces = _decompressed(f, compression, chunk_size, path)
-            counts, lines, nbytes = _count(pieces, [_kernel(p) for p in patterns], chunk_size)
+                pieces = _skip(_decompressed(f, compression, chunk_size, path), start)
+            counts, lines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size)
         except OSError as e:
             raise _os_error(path, e) from None
-    return ScanResult(dict(zip(patterns, counts)), lines, nbytes, compression)
+    return ScanResult(dict(zip(patterns, counts)), lines, nbytes, compression, tail)
 
 
 def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART) -> list[tuple[int, int | None]]:
@@ -126,20 +133,42 @@ def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART) -> list[tup
 
 
 def merge(results: Iterable[ScanResult]) -> ScanResult:
-    """Add up the results of the ranges of one file: exactly the single-pass result."""
+    """Add up the results of consecutive ranges of one file's content: exactly the single-pass result.
+
+    The content may have been compressed in between (a rotated log continued in its archive): the
+    last result says what the file is now.
+    """
     total = ScanResult({}, 0, 0)
-    for i, r in enumerate(results):
-        if i and r.compression != total.compression:
-            raise ValueError("cannot merge results of differently compressed files")
+    for r in results:
         total.compression = r.compression
         for p, n in r.counts.items():
             total.counts[p] = total.counts.get(p, 0) + n
         total.lines += r.lines
         total.bytes += r.bytes
+        if r.bytes:  # an empty range says nothing of where the line before it ends
+            total.tail = r.tail
     return total
 
 
-def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int) -> tuple[list[int], int, int]:
+def head(path, length: int) -> bytes:
+    """The first `length` bytes of the file's content (uncompressed), or all of it when shorter."""
+    path = os.fspath(path)
+    with _open(path) as f:
+        try:
+            compression = _sniff(f)
+            if compression is None:
+                return f.read(length)
+            data = b""
+            for piece in _decompressed(f, compression, length, path):
+                data += piece
+                if len(data) >= length:
+                    break
+            return data[:length]
+        except OSError as e:
+            raise _os_error(path, e) from None
+
+
+def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int) -> tuple[list[int], int, int, bool]:
     """Count matching lines over a stream of pieces; lines may straddle pieces or be of any length.
 
     `carry` holds the unfinished line; once it outgrows a chunk, only its last `keep` bytes are kept
@@ -178,7 +207,7 @@ def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int) -> tuple[lis
         lines += 1
         for i, k in enumerate(kernels):
             counts[i] += seen[i] or k.contains(carry)
-    return counts, lines, nbytes
+    return counts, lines, nbytes, open_line
 
 
 def _nlcount():
@@ -282,6 +311,16 @@ def _owned(f, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
                 return
         yield data[lo:] if lo else data
         pos += len(data)
+
+
+def _skip(pieces: Iterator[bytes], n: int) -> Iterator[bytes]:
+    """The stream of pieces without its first `n` bytes."""
+    for data in pieces:
+        if n >= len(data):
+            n -= len(data)
+            continue
+        yield data[n:] if n else data
+        n = 0
 
 
 def _decompressed(f, compression: str, chunk_size: int, path: str) -> Iterator[bytes]:
@@ -394,7 +433,7 @@ def _simd_works() -> bool:
     """stringzilla's API moves between releases: use it only where it counts a sample right."""
     sample = [b"xERRORyERROR\nERR", b"OR\n\nERROR", b"\n"]
     try:
-        return _count(sample, [_kernel("ERROR")], 4) == ([3], 4, 26)
+        return _count(sample, [_kernel("ERROR")], 4) == ([3], 4, 26, False)
     except Exception:  # noqa: BLE001 - any failure means: do without it
         return False
 

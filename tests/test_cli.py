@@ -130,7 +130,7 @@ def test_status_watch_prints_plain_lines_off_a_terminal(cluster, tmp_path):
     out, _ = proc.communicate(timeout=10)
     lines = out.strip().splitlines()
     assert proc.returncode == 0 and len(lines) >= 3
-    assert all(re.match(r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 rate=", l) for l in lines)
+    assert all(re.match(r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 moved=0 rate=", l) for l in lines)
 
 
 def test_push_wait_reports_progress_as_plain_lines_off_a_terminal(cluster, tmp_path):

@@ -163,9 +163,43 @@ def test_result_is_json_simple(corpus):
     d, _, _ = corpus
     r = scan(str(d / "multi_member.gz"), ["ERROR"])
     back = json.loads(json.dumps(r.to_dict()))
+    # The stream ends in "E", a line without "\n": a later scan could not just add to this one.
     assert back == {"counts": {"ERROR": r.counts["ERROR"]}, "lines": r.lines, "bytes": r.bytes,
-                    "compression": "gzip"}
+                    "compression": "gzip", "tail": True}
     assert ScanResult.from_dict(back) == r
+
+
+def test_tail_says_whether_the_last_line_is_open(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(b"a ERROR\nb\n")
+    assert scan(str(p), ["ERROR"]).tail is False
+    with open(p, "ab") as f:
+        f.write(b"c ERR")
+    assert scan(str(p), ["ERROR"]).tail is True
+    # A range that stops before the open line is whole.
+    assert scan(str(p), ["ERROR"], 0, 5).tail is False
+
+
+def test_compressed_scan_can_skip_what_an_earlier_scan_counted(tmp_path):
+    text = b"".join(b"%d %s\n" % (i, b"ERROR" if i % 3 == 0 else b"INFO") for i in range(5000))
+    p = tmp_path / "f.log.gz"
+    p.write_bytes(gzip.compress(text))
+    cut = text.index(b"\n", len(text) // 2) + 1
+    rest = scan(str(p), ["ERROR"], cut)
+    assert (rest.counts["ERROR"], rest.lines, rest.bytes) == (text[cut:].count(b"ERROR"), text[cut:].count(b"\n"),
+                                                              len(text) - cut)
+    with pytest.raises(ValueError, match="cannot be scanned by byte range"):
+        scan(str(p), ["ERROR"], cut, cut + 10)
+
+
+def test_head_is_the_uncompressed_start(tmp_path):
+    text = b"first line\n" * 300
+    (tmp_path / "a.log").write_bytes(text)
+    (tmp_path / "a.log.gz").write_bytes(gzip.compress(text))
+    (tmp_path / "short.log").write_bytes(b"xy")
+    assert scanner.head(str(tmp_path / "a.log"), 1024) == text[:1024]
+    assert scanner.head(str(tmp_path / "a.log.gz"), 1024) == text[:1024]
+    assert scanner.head(str(tmp_path / "short.log"), 1024) == b"xy"
 
 
 @pytest.mark.parametrize("kern", KERNELS)
@@ -236,9 +270,10 @@ def test_split_ranges_cover_the_file_on_line_starts(corpus):
 
 
 def test_byte_range_of_compressed_file_is_refused(corpus):
+    """A stream has no byte ranges; only a start (skipping what an earlier scan counted) is taken."""
     d, _, _ = corpus
     with pytest.raises(ValueError):
-        scan(str(d / "multi_member.gz"), ["ERROR"], 10, None)
+        scan(str(d / "multi_member.gz"), ["ERROR"], 10, 20)
     with pytest.raises(ValueError):
         scan(str(d / "multi_stream.xz"), ["ERROR"], 0, 100)
 

@@ -1,0 +1,154 @@
+"""What a push must scan of each file, given the record of what was counted of it before.
+
+A file is known by its device and inode and by a hash of its first bytes (uncompressed), not by its
+name: pushed again, a grown file is scanned from where its last scan ended; an unchanged one is not
+scanned at all; a truncated or replaced one is scanned from the start. A file found under a new name
+(renamed by log rotation, or compressed after it) continues the record of the name it had, whose row
+then says where it went, so its lines are never counted twice.
+
+Pure: the records come from Redis (the mirror writes them once a scan's result is in the database),
+and `decide` only compares them with the files.
+"""
+
+import dataclasses
+import hashlib
+import os
+import stat
+
+from . import scanner
+from .exceptions import ScanError
+
+#: Bytes of a file's head its fingerprint covers (fewer in a shorter file).
+HEAD_BYTES = 1024
+
+# What a push does with a file.
+FULL = "full"            # scan it all: new, changed in place, truncated, replaced, or forced
+APPEND = "append"        # scan what was appended since `since`
+UNCHANGED = "unchanged"  # nothing to scan
+MOVED = "moved"          # the file of another record, under a new name: continue that record
+
+
+def fingerprint(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """What tells a file apart whatever its name: where it lives, its size and time, and its head."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    compression: str | None
+    head_len: int
+    head: str
+
+    @classmethod
+    def of(cls, path):
+        """The identity of the regular file at `path`, or None when it cannot be read (its job says why)."""
+        try:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            data = scanner.head(path, HEAD_BYTES)
+            compression = scanner.compression(path)
+        except (OSError, ScanError):
+            return None
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, compression, len(data), fingerprint(data))
+
+    @property
+    def inode_key(self):
+        return f"{self.dev}:{self.ino}"
+
+    @property
+    def head_key(self):
+        return f"{self.head_len}:{self.head}"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Decision:
+    """What to scan of a file: from `since` on, continuing the scan `base` (a job id), or nothing."""
+
+    action: str
+    reason: str
+    since: int = 0
+    base: str | None = None
+    moved_from: str | None = None
+    record: dict | None = None  # the record continued (its counts are the base of this scan's)
+    scan: bool = True           # False: nothing to read (unchanged, or only renamed)
+
+
+def holds(path, ident, record):
+    """Does the file `ident` at `path` still begin with the content `record` counted?"""
+    if record["head_len"] > ident.head_len:
+        return False
+    if record["head_len"] == ident.head_len:
+        return record["head"] == ident.head
+    try:
+        return fingerprint(scanner.head(path, record["head_len"])) == record["head"]
+    except ScanError:
+        return False
+
+
+def decide(path, ident, record, patterns, candidate=None, force=False):
+    """The Decision for `path` now `ident`, whose last counted scan left `record` (or None).
+
+    `candidate` is (old path, its record) for a file this one may have been before a rename or
+    compression: a record with this file's inode, or with its head.
+    """
+    if force:
+        return Decision(FULL, "forced")
+    if record is not None and record["patterns"] == list(patterns) and _same_file(path, ident, record):
+        return _continued(path, ident, record, None)
+    if candidate is not None:
+        old_path, old = candidate
+        if old["patterns"] == list(patterns) and _moved(path, ident, old_path, old):
+            return _continued(path, ident, old, old_path)
+    if record is None:
+        return Decision(FULL, "new")
+    if record["patterns"] != list(patterns):
+        return Decision(FULL, "other patterns than its last scan")
+    return Decision(FULL, "truncated or replaced since its last scan")
+
+
+def _same_file(path, ident, record):
+    return (record["dev"], record["ino"]) == (ident.dev, ident.ino) and holds(path, ident, record)
+
+
+def _moved(path, ident, old_path, old):
+    """Is `ident` the file `old` recorded at `old_path`, now under another name?"""
+    if old_path == path:
+        return False
+    if (old["dev"], old["ino"]) == (ident.dev, ident.ino):
+        return holds(path, ident, old)
+    # A copy (compressed, or copy-then-truncate rotation): the head alone tells, and only once the
+    # old name no longer holds that content, so that two live files never share a record.
+    if not holds(path, ident, old):
+        return False
+    now = Identity.of(old_path)
+    return now is None or not (_same_file(old_path, now, old) and now.size >= old["end"])
+
+
+def _continued(path, ident, record, moved_from):
+    """Continue `record`: nothing new, what was appended, or (when that cannot be told) everything."""
+    untouched = (ident.dev, ident.ino, ident.size, ident.mtime_ns) == (
+        record["dev"], record["ino"], record["size"], record["mtime_ns"])
+    if untouched and (ident.compression is not None or ident.size == record["end"]):
+        if moved_from is None:
+            return Decision(UNCHANGED, "unchanged since its last scan", record=record, scan=False)
+        return Decision(MOVED, f"moved from {moved_from}", since=record["end"], base=record["job_id"],
+                        moved_from=moved_from, record=record, scan=False)
+    if record["tail"]:
+        return Decision(FULL, "its last line was still being written at its last scan")
+    if ident.compression is None and ident.size < record["end"]:
+        return Decision(FULL, "truncated since its last scan")
+    if ident.compression is not None and moved_from is None:
+        # Rewritten in place: its stream is not known to begin with what was counted.
+        return Decision(FULL, f"{ident.compression} file changed since its last scan")
+    how = f"moved from {moved_from}" if moved_from else "grew since its last scan"
+    return Decision(MOVED if moved_from else APPEND, how, since=record["end"], base=record["job_id"],
+                    moved_from=moved_from, record=record)

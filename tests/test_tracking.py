@@ -1,0 +1,233 @@
+"""Incremental rescans: a file pushed again is scanned only for what is new, and counted once whatever
+its name, under real `rq worker` processes and a running mirror."""
+
+import gzip
+import os
+import shutil
+
+import pytest
+
+from logjobs import tracking
+from logjobs.tracking import APPEND, FULL, MOVED, UNCHANGED, Identity, decide
+
+from test_jobs import grep_count
+
+
+def lines(first, n, every=3):
+    return b"".join(b"%06d %s something happened\n" % (i, b"ERROR" if i % every == 0 else b"INFO")
+                    for i in range(first, first + n))
+
+
+def record_of(path, job_id="lj-1", patterns=("ERROR",), tail=False):
+    """The record the mirror writes after a scan of `path` as it is now."""
+    ident = Identity.of(str(path))
+    return {**ident.to_dict(), "job_id": job_id, "end": ident.size, "tail": tail, "patterns": list(patterns),
+            "counts": {}, "lines": 0}
+
+
+# -- deciding, on real files -----------------------------------------------------------------------
+
+def test_decide_unchanged_grown_truncated_replaced(tmp_path):
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 100))
+    rec = record_of(p)
+    d = decide(str(p), Identity.of(str(p)), rec, ["ERROR"])
+    assert (d.action, d.scan) == (UNCHANGED, False)
+    with open(p, "ab") as f:
+        f.write(lines(100, 10))
+    d = decide(str(p), Identity.of(str(p)), rec, ["ERROR"])
+    assert (d.action, d.since, d.base) == (APPEND, rec["end"], "lj-1")
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR", "WARN"]).action == FULL
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"], force=True).action == FULL
+    p.write_bytes(lines(0, 50))  # truncated in place: same inode, shorter
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).reason == "truncated since its last scan"
+    p.write_bytes(b"X" + lines(0, 200)[1:])  # same inode, other head
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).action == FULL
+    q = tmp_path / "new.log"
+    q.write_bytes(lines(0, 200))
+    os.replace(q, p)  # replaced by another file, same head and longer: a new inode
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).action == FULL
+
+
+def test_decide_a_last_line_still_open_means_a_full_scan(tmp_path):
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 10) + b"half a li")
+    rec = record_of(p, tail=True)
+    with open(p, "ab") as f:
+        f.write(b"ne\n")
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).action == FULL
+
+
+def test_decide_rotation_by_rename_copy_and_gzip(tmp_path):
+    log, old, gz = tmp_path / "app.log", tmp_path / "app.log.1", tmp_path / "app.log.1.gz"
+    log.write_bytes(lines(0, 100))
+    rec = record_of(log)
+    with open(log, "ab") as f:
+        f.write(lines(100, 5))  # written after the last scan, before rotation
+    os.rename(log, old)
+    log.write_bytes(lines(1000, 3))
+    d = decide(str(old), Identity.of(str(old)), None, ["ERROR"], candidate=(str(log), rec))
+    assert (d.action, d.since, d.moved_from, d.scan) == (MOVED, rec["end"], str(log), True)
+    assert decide(str(log), Identity.of(str(log)), rec, ["ERROR"]).action == FULL
+    # Renamed and untouched: nothing to read.
+    os.rename(old, tmp_path / "app.log.2")
+    rec2 = record_of(tmp_path / "app.log.2")
+    os.rename(tmp_path / "app.log.2", old)
+    d = decide(str(old), Identity.of(str(old)), None, ["ERROR"], candidate=(str(tmp_path / "app.log.2"), rec2))
+    assert (d.action, d.scan) == (MOVED, False)
+    # Compressed after rotation: a new inode, known by its (uncompressed) head once the old name is gone.
+    gz.write_bytes(gzip.compress(old.read_bytes()))
+    assert decide(str(gz), Identity.of(str(gz)), None, ["ERROR"], candidate=(str(old), rec2)).action == FULL, \
+        "while app.log.1 still holds that content, the archive is a copy, not the file"
+    old.unlink()
+    d = decide(str(gz), Identity.of(str(gz)), None, ["ERROR"], candidate=(str(old), rec2))
+    assert (d.action, d.since, d.moved_from) == (MOVED, rec2["end"], str(old))
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def running(cluster):
+    cluster.worker()
+    cluster.worker()
+    cluster.mirror()
+    return cluster
+
+
+def push(cluster, *args):
+    doc = cluster.json("push", "--wait", "--json", *args)
+    assert all(o["status"] == "finished" for o in doc.get("outcome", [])), doc
+    return doc
+
+
+def settled(cluster, path):
+    """The file's row once the mirror has it final, and Redis has its record (what the next push reads)."""
+    def row():
+        r = cluster.report().get(str(path))
+        return r if r and r["status"] in ("finished", "failed", "moved") else None
+    return cluster.wait_for(row, what=f"{path} final in the report")
+
+
+def test_append_push_append_push_scans_only_what_is_new(running, tmp_path):
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 3000))
+    first = push(running, str(p))
+    assert first["enqueued"][0]["scan"] == "full"
+    row = settled(running, p)
+    assert row["counts"] == {"ERROR": grep_count(str(p))} and row["scanned"] == p.stat().st_size
+    for step in range(2):
+        before = p.stat().st_size
+        with open(p, "ab") as f:
+            f.write(lines(10_000 * (step + 1), 500, every=2))
+        doc = push(running, str(p))
+        assert (doc["enqueued"][0]["scan"], doc["enqueued"][0]["since"]) == ("append", before)
+        assert doc["outcome"][0]["counts"] == {"ERROR": grep_count(str(p))}
+        row = running.wait_for(lambda: (r := running.report()[str(p)])["scanned"] == p.stat().st_size - before
+                               and r["status"] == "finished" and r, what="the appended scan in the report")
+        assert row["counts"] == {"ERROR": grep_count(str(p))}
+        assert row["lines"] == p.read_bytes().count(b"\n") and row["bytes"] == p.stat().st_size
+    out = running.run("push", str(p), check=True).stdout
+    assert "enqueued 0 file(s)" in out and "1 unchanged since their last scan" in out
+    doc = push(running, "--force", str(p))
+    assert doc["enqueued"][0]["scan"] == "full"
+    running.wait_for(lambda: running.report()[str(p)]["scanned"] == p.stat().st_size, what="the forced full scan")
+
+
+def test_big_appends_are_split_and_counted_once(running, tmp_path):
+    p = tmp_path / "big.log"
+    p.write_bytes(lines(0, 20_000))
+    push(running, "--split-size", "100000", str(p))
+    settled(running, p)
+    before = p.stat().st_size
+    with open(p, "ab") as f:
+        f.write(lines(50_000, 20_000, every=5))
+    doc = push(running, "--split-size", "100000", str(p))
+    assert doc["enqueued"][0]["parts"] >= 2
+    row = running.wait_for(lambda: (r := running.report()[str(p)])["scanned"] == p.stat().st_size - before and r,
+                           what="the split appended scan")
+    assert row["counts"] == {"ERROR": grep_count(str(p))} and row["parts"] == doc["enqueued"][0]["parts"] + 1
+
+
+def test_rotation_by_rename_then_gzip_counts_each_line_once(running, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    log.write_bytes(lines(0, 2000))
+    push(running, str(logs))
+    settled(running, log)
+    scanned_before = log.stat().st_size
+    with open(log, "ab") as f:
+        f.write(lines(5000, 300, every=2))  # written before rotation, not yet scanned
+    total = grep_count(str(log))
+    os.rename(log, logs / "app.log.1")  # logrotate: rename, then a fresh file
+    log.write_bytes(lines(9000, 30))
+    doc = push(running, str(logs))
+    how = {os.path.basename(e["path"]): e for e in doc["enqueued"]}
+    assert how["app.log.1"]["scan"] == "moved" and how["app.log.1"]["moved_from"] == str(log)
+    assert how["app.log"]["scan"] == "full"
+    rows = running.wait_for(lambda: (r := running.report()) and r[str(logs / "app.log.1")]["status"] == "finished"
+                            and r[str(log)]["status"] == "finished" and r, what="both rows final")
+    assert rows[str(logs / "app.log.1")]["counts"] == {"ERROR": total}
+    assert rows[str(logs / "app.log.1")]["scanned"] == os.path.getsize(logs / "app.log.1") - scanned_before
+    assert rows[str(log)]["counts"] == {"ERROR": grep_count(str(log))}
+    # Compressed after rotation (logrotate's delaycompress): the archive takes over app.log.1's counts.
+    with open(logs / "app.log.1", "rb") as src, gzip.open(logs / "app.log.1.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.unlink(logs / "app.log.1")
+    doc = push(running, str(logs))
+    how = {os.path.basename(e["path"]): e for e in doc["enqueued"]}
+    assert how["app.log.1.gz"]["moved_from"] == str(logs / "app.log.1")
+    assert [u["path"] for u in doc["unchanged"]] == [str(log)]
+    rows = running.wait_for(lambda: (r := running.report()) and r.get(str(logs / "app.log.1.gz"), {}).get("status")
+                            == "finished" and r, what="the archive's row")
+    assert rows[str(logs / "app.log.1.gz")]["counts"] == {"ERROR": total}
+    assert rows[str(logs / "app.log.1.gz")]["scanned"] == 0, "the archive holds nothing new"
+    assert rows[str(logs / "app.log.1")]["status"] == "moved"
+    assert rows[str(logs / "app.log.1")]["moved_to"] == str(logs / "app.log.1.gz")
+    counted = sum(r["counts"].get("ERROR", 0) for r in rows.values())
+    assert counted == total + grep_count(str(log)), "every line counted once over all rows"
+
+
+def test_truncated_file_is_scanned_from_the_start(running, tmp_path):
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 1000))
+    push(running, str(p))
+    settled(running, p)
+    with open(p, "r+b") as f:  # copytruncate, then new lines
+        f.truncate(0)
+        f.write(lines(7000, 40, every=2))
+    doc = push(running, str(p))
+    # Its head differs now, so truncation and replacement look alike.
+    assert (doc["enqueued"][0]["scan"], doc["enqueued"][0]["reason"]) == ("full", "truncated or replaced since its last scan")
+    row = running.wait_for(lambda: (r := running.report()[str(p)])["bytes"] == p.stat().st_size and r,
+                           what="the rescan")
+    assert row["counts"] == {"ERROR": 20} and row["scanned"] == p.stat().st_size
+
+
+def test_a_file_replaced_between_push_and_scan_fails_clearly(cluster, tmp_path):
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 100))
+    cluster.worker()
+    cluster.mirror()
+    push(cluster, str(p))
+    settled(cluster, p)
+    with open(p, "ab") as f:
+        f.write(lines(100, 10))
+    cluster.stop_all()  # no worker: the job waits while the file is replaced
+    doc = cluster.json("push", "--json", str(p))
+    assert doc["enqueued"][0]["scan"] == "append"
+    p.write_bytes(b"other content\n" * 100)
+    cluster.worker()
+    rows = cluster.wait_for(lambda: (r := cluster.report()[str(p)])["status"] == "failed" and r, what="the failure")
+    assert "replaced since it was pushed" in rows["error"]
+    doc = push(cluster, str(p))
+    assert doc["enqueued"][0]["scan"] == "full"
+    assert cluster.wait_for(lambda: cluster.report()[str(p)]["status"] == "finished")
+
+
+def test_identity_of_unreadable_or_special_files_is_none(tmp_path):
+    assert Identity.of(str(tmp_path)) is None
+    assert Identity.of(str(tmp_path / "missing")) is None
+    os.mkfifo(tmp_path / "fifo")
+    assert Identity.of(str(tmp_path / "fifo")) is None
+    assert tracking.fingerprint(b"") == tracking.fingerprint(b"")
