@@ -247,7 +247,8 @@ class Logjobs:
         """Time from starting `logjobs push` until the mirror has `rows` final rows in the DB: a Run."""
         db = StatusDB(self.db)
         t0 = time.time()
-        push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", *push_args], env=self.env(),
+        # --force: every round scans the same files whole, as the first did (they are unchanged since).
+        push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--force", *push_args], env=self.env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while db.final(lags) < rows:
             if time.time() - t0 > timeout:

@@ -125,9 +125,10 @@ def _moved(path, ident, old_path, old):
         return False
     if (old["dev"], old["ino"]) == (ident.dev, ident.ino):
         return holds(path, ident, old)
-    # A copy (compressed, or copy-then-truncate rotation): the head alone tells, and only once the
-    # old name no longer holds that content, so that two live files never share a record.
-    if not holds(path, ident, old):
+    # A copy (compressed, or copy-then-truncate rotation): the head alone tells, when it is a whole
+    # HEAD_BYTES (small files alike in all their bytes are not one file), and only once the old
+    # name no longer holds that content, so that two live files never share a record.
+    if old["head_len"] < HEAD_BYTES or not holds(path, ident, old):
         return False
     now = Identity.of(old_path)
     return now is None or not (_same_file(old_path, now, old) and now.size >= old["end"])

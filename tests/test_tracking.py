@@ -231,3 +231,14 @@ def test_identity_of_unreadable_or_special_files_is_none(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     assert Identity.of(str(tmp_path / "fifo")) is None
     assert tracking.fingerprint(b"") == tracking.fingerprint(b"")
+
+
+def test_small_files_alike_are_not_taken_for_one_another(tmp_path):
+    """A new file (another inode) with the same few bytes as a deleted one is a new file, not the old
+    one compressed or copied."""
+    old, new = tmp_path / "probe-1.log", tmp_path / "probe-2.log"
+    old.write_bytes(b"ERROR once\n")
+    rec = record_of(old)
+    new.write_bytes(b"ERROR once\n")
+    old.unlink()
+    assert decide(str(new), Identity.of(str(new)), None, ["ERROR"], candidate=(str(old), rec)).action == FULL
