@@ -15,7 +15,11 @@ import click
 import redis
 
 from . import __version__, connections, queues
-from .defaults import DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, QUEUES
+from .defaults import (
+    DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, QUEUES,
+    WATCH_MAX_DELAY_PERIODS,
+)
+from .analysis import LEVELS
 from .exceptions import LogJobsError, NoDatabase
 from .settings import Settings, parse_intervals, redact_url
 
@@ -88,14 +92,21 @@ def cli(ctx, redis_url, db, config_file, verbose):
               help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
 @click.option("--batch-files", type=click.IntRange(1), metavar="N",
               help="Small files per job, at most [default: 500].")
+@click.option("--force", is_flag=True,
+              help="Scan every file whole, even one unchanged or only grown since its last scan.")
+@click.option("--counts-only", is_flag=True,
+              help="Only count the patterns (at grep's speed): no levels, top messages or times [setting: analysis].")
 @click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.pass_obj
 @one_line_errors
-def push(settings, priority, node, patterns, retries, retry_intervals, timeout, split_bytes, batch_files, wait,
-         as_json, paths):
+def push(settings, priority, node, patterns, retries, retry_intervals, timeout, split_bytes, batch_files, force,
+         counts_only, wait, as_json, paths):
     """Enqueue a scan of each file: PATH is a file, a directory (recursive), a glob, or - for stdin.
+
+    A file pushed again is scanned only for what was appended since its last scan, and not at all
+    when unchanged; a rotated file (renamed or compressed) keeps its counts under its new name.
 
     \b
     Example:
@@ -104,28 +115,50 @@ def push(settings, priority, node, patterns, retries, retry_intervals, timeout, 
       logjobs push --node web1 '/var/log/nginx/*.log'     # run by web1's workers only
     """
     queue = queues.queue_name(priority, node)
-    settings = dataclasses.replace(settings, **{k: v for k, v in {
-        "retry_max": retries, "job_timeout": timeout, "split_bytes": split_bytes, "batch_files": batch_files,
-        "retry_intervals": _parse_intervals(retry_intervals)}.items() if v is not None})
+    settings = _with_flags(settings, retry_max=retries, job_timeout=timeout, split_bytes=split_bytes,
+                           batch_files=batch_files, retry_intervals=_parse_intervals(retry_intervals),
+                           analysis=False if counts_only else None)
     conn = connections.connect(settings.redis_url)
     files = queues.expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
-    pushed = queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS,
-                         retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
-                         timeout=settings.job_timeout, split_bytes=settings.split_bytes,
-                         batch_files=settings.batch_files)
+    pushed = _push(conn, settings, queue, patterns, files, force=force)
     if not as_json:
         click.echo(f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
-                   + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else ""))
+                   + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else "")
+                   + (f"; {len(pushed.unchanged)} unchanged since their last scan (--force scans them again)"
+                      if pushed.unchanged else ""))
     outcome = _wait(conn, pushed, quiet=as_json) if wait else None
     if as_json:
         doc = {"queue": queue,
-               "enqueued": [{"path": p, "job_id": ids[0], "parts": len(ids)} for p, ids in pushed.files.items()],
-               "skipped": [{"path": p, "job_id": j} for p, j in pushed.skipped.items()]}
+               "enqueued": [_enqueued(p, ids, pushed.decisions.get(p)) for p, ids in pushed.files.items()],
+               "skipped": [{"path": p, "job_id": j} for p, j in pushed.skipped.items()],
+               "unchanged": [{"path": p, "reason": r} for p, r in pushed.unchanged.items()]}
         if outcome is not None:
             doc["outcome"] = outcome
         click.echo(json.dumps(doc, indent=2))
     if outcome is not None and any(o["status"] != "finished" for o in outcome):
         sys.exit(1)
+
+
+def _with_flags(settings, **flags):
+    """The settings, with the flags that were given laid over them."""
+    return dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _push(conn, settings, queue, patterns, files, force=False):
+    """`queues.push` with the settings' retry policy, timeout and batching."""
+    return queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS,
+                       retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
+                       timeout=settings.job_timeout, split_bytes=settings.split_bytes,
+                       batch_files=settings.batch_files, force=force, analyse=settings.analysis)
+
+
+def _enqueued(path, ids, decision):
+    doc = {"path": path, "job_id": ids[0], "parts": len(ids) if decision is None or decision.scan else 0}
+    if decision is not None:
+        doc.update(scan=decision.action, since=decision.since, reason=decision.reason)
+        if decision.moved_from:
+            doc["moved_from"] = decision.moved_from
+    return doc
 
 
 def _parse_intervals(text):
@@ -188,6 +221,57 @@ class Progress:
     def _line(self):
         self.last_line = time.monotonic()
         click.echo(f"{self.label}: {self.done}/{self.total} files, {self.rate():.0f} files/s", file=self.stream)
+
+
+@cli.command()
+@click.option("--priority", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
+              help="Queue to push into; workers drain high, then default, then low.")
+@click.option("--node", metavar="NAME",
+              help="The folders are on this host only: use its queues (NAME.high, ...), which only its workers read.")
+@click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
+              help="Literal text to count lines of (repeatable) [default: ERROR].")
+@click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
+@click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+@click.option("--debounce", type=click.FloatRange(0), default=DEFAULT_WATCH_DEBOUNCE, show_default=True,
+              metavar="SECONDS", help="Push a changed file once it has been quiet this long "
+              f"(one written without a pause: every {WATCH_MAX_DELAY_PERIODS} periods).")
+@click.option("--poll", type=click.FloatRange(0.05), metavar="SECONDS",
+              help="Poll every SECONDS instead of using inotify: for network filesystems (NFS, CIFS).")
+@click.argument("dirs", nargs=-1, required=True, metavar="DIR...")
+@click.pass_obj
+@one_line_errors
+def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, dirs):
+    """Push the files below each DIR as they are created, written or moved in, until stopped.
+
+    It starts by pushing every file there (push skips those unchanged since their last scan), then
+    pushes each changed file once it has been quiet for --debounce seconds, many files in one push.
+    Hidden and temporary names (.*, *~, *.swp, *.tmp, *.part) are left out.
+
+    \b
+    Example:
+      logjobs watch --priority high /var/log/app
+      logjobs watch --poll 10 --pattern ERROR --pattern FATAL /mnt/nfs/logs   # network filesystem
+    """
+    from .watch import Watcher
+
+    queue = queues.queue_name(priority, node)
+    settings = _with_flags(settings, retry_max=retries, job_timeout=timeout)
+    conn = connections.connect(settings.redis_url)
+    watcher = Watcher(dirs, functools.partial(_push, conn, settings, queue, patterns), roots=settings.roots,
+                      debounce=debounce, poll=poll)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher.start()
+    click.echo(f"watching {' '.join(watcher.dirs)} ({watcher.method}), pushing into {queue}")
+    watcher.run(stop, on_push=lambda pushed: click.echo(_pushed_line(queue, pushed)))
+
+
+def _pushed_line(queue, pushed):
+    unchanged, skipped = len(pushed.unchanged), len(pushed.skipped)
+    return (f"pushed {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
+            + (f"; {unchanged} unchanged" if unchanged else "")
+            + (f"; {skipped} still queued or running, pushed again later" if skipped else ""))
 
 
 @cli.command()
@@ -288,22 +372,46 @@ def _format_status(doc):
     return "\n".join(lines)
 
 
+class Minute(click.ParamType):
+    """A time for --since/--until: ISO 8601, or a span back from now (30m, 6h, 2d)."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        from . import views
+
+        try:
+            return views.minute(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SINCE = click.option("--since", type=Minute(), help="Only lines stamped at or after TIME (ISO 8601, or 30m, 6h, 2d ago).")
+UNTIL = click.option("--until", type=Minute(), help="Only lines stamped before TIME.")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only the files whose scan failed.")
+@SINCE
+@UNTIL
 @click.pass_obj
 @one_line_errors
-def report(settings, as_json, failed_only):
-    """One row per pushed file: status, counts per pattern, attempts, error.
+def report(settings, as_json, failed_only, since, until):
+    """One row per pushed file: status, counts per pattern, lines per level, attempts, error.
+
+    With --since/--until, `levels` counts only the lines stamped in that window, and files without
+    such lines are left out; pattern counts stay those of the whole file.
 
     \b
     Example:
       logjobs report
       logjobs report --failed --json | jq -r '.[] | "\\(.path): \\(.error)"'
+      logjobs report --since 6h --json | jq '.[] | {path, errors: .levels.ERROR}'
     """
     from . import views
 
-    rows = _read(settings, views.report, failed_only)
+    rows = _read(settings, views.report, failed_only, since, until)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -311,13 +419,54 @@ def report(settings, as_json, failed_only):
         click.echo("no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
         return
     width = shutil.get_terminal_size((120, 20)).columns
-    click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} PATH")
+    click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} {'LEVELS':28} PATH")
     for row in rows:
         counts = " ".join(f"{p}={n}" for p, n in row["counts"].items()) or "-"
-        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {row['path']}"
+        levels = " ".join(f"{lv}={n}" for lv, n in row["levels"].items()) or "-"
+        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {levels:28} {row['path']}"
         if row["error"]:
             line += f"  ({row['error']})"
         click.echo(line[:max(width, 80)] if sys.stdout.isatty() else line)
+
+
+@cli.command()
+@click.option("--path", "path_glob", metavar="GLOB", help="Only files whose absolute path matches GLOB ('*' spans '/').")
+@SINCE
+@UNTIL
+@click.option("--level", "levels", multiple=True, type=click.Choice(LEVELS, case_sensitive=False),
+              help="Only messages of this level (repeatable) [default: all templated: ERROR, FATAL, pattern lines].")
+@click.option("-n", "--limit", type=click.IntRange(1), default=20, show_default=True, help="How many messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, most frequent first.")
+@click.pass_obj
+@one_line_errors
+def top(settings, path_glob, since, until, levels, limit, as_json):
+    """The most frequent ERROR and FATAL messages (and lines with a --pattern), variable parts masked.
+
+    Numbers, hex ids, UUIDs, IP addresses, quoted strings and paths are masked, so one message with
+    different values is one template; counts are exact over every file (and every part of a split one).
+
+    \b
+    Example:
+      logjobs top
+      logjobs top --path '/var/log/nginx/*' --since 2h --level ERROR -n 5
+      logjobs top --since 2024-05-01T00:00 --until 2024-05-02 --json
+    """
+    from . import views
+
+    found = _read(settings, views.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no messages found (ERROR/FATAL lines, or lines with a pushed --pattern, in finished scans)")
+        return
+    width = max(80, shutil.get_terminal_size((120, 20)).columns) if sys.stdout.isatty() else None
+    click.echo(f"{'COUNT':>9} {'FILES':>5} {'LEVEL':6} TEMPLATE")
+    for m in found:
+        line = f"{m['count']:>9} {m['files']:>5} {m['level'] or '-':6} {m['template']}"
+        click.echo(line[:width] if width else line)
+        example = f"{'':>9} {'':>5} {'':6} e.g. {m['example']}"
+        click.echo(example[:width] if width else example)
 
 
 @cli.command()

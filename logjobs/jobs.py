@@ -35,21 +35,22 @@ SCAN_FILE = f"{__name__}.scan_file"
 SCAN_FILES = f"{__name__}.scan_files"
 
 
-def scan_file(path, patterns, start=0, end=None, part=0, resume=None):
-    """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern.
+def scan_file(path, patterns, start=0, end=None, part=0, resume=None, analyse=True):
+    """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern,
+    and (with `analyse`) their levels, top messages and times.
 
     `resume` is [start, head length, head hash] when the scan continues an earlier one: the file must
     still begin with that head, and hold at least `start` bytes (else it was replaced or truncated).
     """
-    return _run([(path, start, end, part, resume)], patterns)
+    return _run([(path, start, end, part, resume)], patterns, analyse)
 
 
-def scan_files(paths, patterns, resume=None):
-    """Count, in each of `paths`, the lines containing each pattern; `resume` maps the paths whose scan
-    continues an earlier one to their [start, head length, head hash] (see scan_file); they are part 1."""
+def scan_files(paths, patterns, resume=None, analyse=True):
+    """Count, in each of `paths`, the lines containing each pattern (see scan_file); `resume` maps the
+    paths whose scan continues an earlier one to their [start, head length, head hash]; they are part 1."""
     resume = resume or {}
     return _run([(path, *((resume[path][0], None, 1, resume[path]) if path in resume else (0, None, 0, None)))
-                 for path in paths], patterns)
+                 for path in paths], patterns, analyse)
 
 
 def done_paths(conn, job_id):
@@ -66,7 +67,7 @@ def files_of(job):
     return [(path, part)]
 
 
-def _scan(path, patterns, start, end, resume):
+def _scan(path, patterns, start, end, resume, analyse):
     """scanner.scan, after checking that a file whose scan continues an earlier one is still that file."""
     if resume is not None:
         since, head_len, head = resume
@@ -76,14 +77,14 @@ def _scan(path, patterns, start, end, resume):
         compressed = scanner.compression(path) is not None
         if not compressed and os.stat(path).st_size < since:
             raise ScanError(f"{path}: truncated since it was pushed; push it again", permanent=True)
-    return scanner.scan(path, patterns, start, end)
+    return scanner.scan(path, patterns, start, end, analyse=analyse)
 
 
 class ScanFailed(Exception):
     """Some files of the job failed; raised so that RQ records the job failed (and retries it)."""
 
 
-def _run(tasks, patterns):
+def _run(tasks, patterns, analyse):
     job = get_current_job()
     conn = job.connection
     done_key = DONE_KEY + job.id
@@ -97,7 +98,7 @@ def _run(tasks, patterns):
     with Heartbeat(conn, job.id, worker):
         for i, (path, start, end, part, resume) in enumerate(todo):
             try:
-                result = _scan(path, patterns, start, end, resume).to_dict()
+                result = _scan(path, patterns, start, end, resume, analyse).to_dict()
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
                 failures.update(((p, pt), exc) for p, _, _, pt, _ in todo[i:])

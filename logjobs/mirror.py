@@ -283,7 +283,7 @@ def _base(event, rows, parts, changed, scanned):
                                                                             results)).to_dict())
     if event.moved_from:
         row.status, row.moved_to, row.part_states = MOVED, event.path, "[]"
-        row.counts = row.lines = row.bytes = row.scanned = row.error = None
+        row.counts = row.lines = row.bytes = row.scanned = row.error = row.levels = row.analysis = None
         row.updated_at = utc(event.at)
         parts[source] = []
         changed.add(source)
@@ -296,7 +296,8 @@ def _record(row, parts):
     if not row.identity:
         return None
     return {**json.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": row.tail,
-            "patterns": json.loads(row.patterns), "counts": json.loads(row.counts), "lines": row.lines}
+            "patterns": json.loads(row.patterns), "analysed": row.analysis is not None,
+            "counts": json.loads(row.counts), "lines": row.lines}
 
 
 def _record_scanned(pipe, scanned):
@@ -336,6 +337,7 @@ def _reset(row, event):
     row.patterns = json.dumps(event.patterns or [])
     row.identity = json.dumps(event.identity) if event.identity else None
     row.counts = row.lines = row.bytes = row.compression = row.error = row.worker = row.moved_to = None
+    row.levels = row.analysis = None
     row.scanned, row.tail = None, False
     row.attempts = 0
     row.enqueued_at = row.updated_at = utc(event.at)
@@ -383,5 +385,7 @@ def _summarise(row, parts):
         merged = scanner.merge(scanner.ScanResult.from_dict(p["result"]) for p in known if p.get("result"))
         row.counts, row.lines, row.bytes, row.compression, row.tail = (
             json.dumps(merged.counts), merged.lines, merged.bytes, merged.compression, merged.tail)
+        row.levels = json.dumps(merged.analysis["levels"]) if merged.analysis else None
+        row.analysis = json.dumps(merged.analysis) if merged.analysis else None
         # What this scan read: all of it, or (continuing an earlier scan, as part 0) what was new.
         row.scanned = sum(p["result"]["bytes"] for p in known if p.get("result") and p["order"] != _BASE_ORDER)

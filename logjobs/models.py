@@ -45,6 +45,8 @@ class Scan(BaseModel):
     scanned = BigIntegerField(null=True)   # bytes the latest scan read: all, or what was appended
     identity = TextField(null=True)        # JSON tracking.Identity of the file when pushed
     moved_to = TextField(null=True)        # status `moved`: the name the file (and its counts) went to
+    levels = TextField(null=True)          # JSON object: normalised level -> lines (see analysis)
+    analysis = TextField(null=True)        # JSON analysis.Analysis: levels, top messages, minutes
     error = TextField(null=True)
     attempts = IntegerField(default=0)      # runs started
     worker = CharField(null=True)
@@ -74,6 +76,7 @@ class Scan(BaseModel):
             "lines": self.lines,
             "bytes": self.bytes,
             "compression": self.compression,
+            "levels": json.loads(self.levels) if self.levels else {},
             "scanned": self.scanned,
             "moved_to": self.moved_to,
             "worker": self.worker,
@@ -125,6 +128,9 @@ def open_database(target, create=True):
         if create:
             database.create_tables(MODELS, safe=True)
             _add_missing_columns(database)
+        elif any(_missing_columns(database, model) for model in MODELS if database.table_exists(model._meta.table_name)):
+            raise ConfigError(f"the status database {target} was made by an older logjobs: run `logjobs mirror "
+                              "--once` (the one writer) to add the new columns")
     except (OperationalError, ImproperlyConfigured) as exc:
         raise ConnectionFailed(f"cannot open status database {target}: {exc}") from None
     return database
@@ -134,10 +140,14 @@ def _add_missing_columns(database):
     """Bring a database made by an older logjobs up to date: new columns are added, never changed."""
     migrator = SchemaMigrator.from_database(database)
     for model in MODELS:
-        have = {c.name for c in database.get_columns(model._meta.table_name)}
-        missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
+        missing = _missing_columns(database, model)
         if missing:
             migrate(*(migrator.add_column(model._meta.table_name, f.column_name, f) for f in missing))
+
+
+def _missing_columns(database, model):
+    have = {c.name for c in database.get_columns(model._meta.table_name)}
+    return [f for f in model._meta.sorted_fields if f.column_name not in have]
 
 
 def utc(timestamp):

@@ -203,10 +203,10 @@ def _splittable(path):
 
 def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
          retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH,
-         batch_files=DEFAULT_BATCH_FILES, any_queue=False, force=False, **sizes):
+         batch_files=DEFAULT_BATCH_FILES, any_queue=False, force=False, analyse=True, **sizes):
     """Enqueue scans of `paths`, skipping files whose scan is still queued or running, and files
     unchanged since their last scan (unless `force`); a grown file is scanned from where its last
-    scan ended (see tracking).
+    scan ended (see tracking). With `analyse`, scans also find levels, top messages and times.
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
     transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
@@ -229,7 +229,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
         todo = [p for p in chunk if p not in in_flight]
         if not todo:
             continue
-        idents, decisions = _decide(conn, todo, patterns, force)
+        idents, decisions = _decide(conn, todo, patterns, force, analyse)
         done.unchanged.update({p: d.reason for p, d in decisions.items() if d.action == tracking.UNCHANGED})
         # Moves first: a file renamed away must hand over its record before its old name starts over.
         todo = sorted((p for p in todo if decisions[p].action != tracking.UNCHANGED),
@@ -245,7 +245,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             if job[0] == "files":
                 paths_in_job = job[1]
                 starts = {p: _resume(decisions[p]) for p in paths_in_job if decisions[p].base}
-                args, description = (paths_in_job, patterns, starts or None), f"scan {paths_in_job[0]}" + (
+                args, description = (paths_in_job, patterns, starts or None, analyse), f"scan {paths_in_job[0]}" + (
                     f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
                 func = SCAN_FILES
                 for path in paths_in_job:
@@ -257,7 +257,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
                 _, path, start, end, part, parts = job
                 first = int(decisions[path].base is not None)
                 resume = _resume(decisions[path]) if first and part == 0 else None
-                args = (path, patterns, start, end, part + first, resume)
+                args = (path, patterns, start, end, part + first, resume, analyse)
                 description = f"scan {path} part {part + 1}/{parts}"
                 func = SCAN_FILE
                 files.setdefault(path, []).append(job_id)
@@ -301,7 +301,7 @@ def _push_events(path, pushes, decision, ident, queue, patterns):
     return [base, *pushes]
 
 
-def _decide(conn, paths, patterns, force):
+def _decide(conn, paths, patterns, force, analyse):
     """Each path's Identity and tracking.Decision, from the records of earlier scans (few round trips)."""
     idents = {p: tracking.Identity.of(p) for p in paths}
     if force:
@@ -332,7 +332,7 @@ def _decide(conn, paths, patterns, force):
         if idents[p] is None:
             decisions[p] = tracking.Decision(tracking.FULL, "unreadable")  # its job says why
         else:
-            decisions[p] = tracking.decide(p, idents[p], records[p], patterns, candidates.get(p))
+            decisions[p] = tracking.decide(p, idents[p], records[p], patterns, candidates.get(p), analyse=analyse)
     return idents, decisions
 
 

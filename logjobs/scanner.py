@@ -8,17 +8,20 @@ Memory stays O(chunk_size) whatever the file size or line length.
 import bz2
 import dataclasses
 import errno
+import functools
 import gzip
 import logging
 import lzma
 import os
 import re
 import stat
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import contains
 
+from logjobs import analysis
 from logjobs.exceptions import ScanError
 
 try:  # SIMD substring search: several times faster than bytes.find on the hot path
@@ -75,21 +78,24 @@ class ScanResult:
     bytes: int
     compression: str | None = None
     tail: bool = False
+    analysis: dict | None = None  # analysis.Analysis.to_dict() of the lines, when asked for
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScanResult":
-        return cls(dict(d["counts"]), d["lines"], d["bytes"], d.get("compression"), d.get("tail", False))
+        return cls(dict(d["counts"]), d["lines"], d["bytes"], d.get("compression"), d.get("tail", False),
+                   d.get("analysis"))
 
 
 def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
-         chunk_size: int = DEFAULT_CHUNK_SIZE) -> ScanResult:
+         chunk_size: int = DEFAULT_CHUNK_SIZE, analyse: bool = False) -> ScanResult:
     """Count, per pattern, the lines containing it, in the file or in the lines owned by [start, end).
 
     In a compressed file, `start` skips that many uncompressed bytes (a scan continuing an earlier
     one, which ended at a line end) and `end` must be None: there is no seeking in a stream.
+    With `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time).
     Raises ScanError (permanent or not) for every file that cannot be read, ValueError for bad arguments.
     """
     if chunk_size < 1 or start < 0 or (end is not None and end < start):
@@ -105,10 +111,14 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 raise ValueError(f"{_show(path)}: a {compression} file cannot be scanned by byte range")
             else:
                 pieces = _skip(_decompressed(f, compression, chunk_size, path), start)
+            if analyse:  # syslog stamps have no year: the file's last write gives it
+                analyzer = analysis.Analyzer(patterns, year=time.gmtime(os.fstat(f.fileno()).st_mtime).tm_year)
+                pieces = _tee(pieces, analyzer.feed)
             counts, lines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size)
         except OSError as e:
             raise _os_error(path, e) from None
-    return ScanResult(dict(zip(patterns, counts)), lines, nbytes, compression, tail)
+    return ScanResult(dict(zip(patterns, counts)), lines, nbytes, compression, tail,
+                      analyzer.finish().to_dict() if analyse else None)
 
 
 def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART) -> list[tuple[int, int | None]]:
@@ -138,15 +148,18 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
     The content may have been compressed in between (a rotated log continued in its archive): the
     last result says what the file is now.
     """
-    total = ScanResult({}, 0, 0)
+    total, analyses = ScanResult({}, 0, 0), []
     for r in results:
         total.compression = r.compression
+        analyses.append(r.analysis)
         for p, n in r.counts.items():
             total.counts[p] = total.counts.get(p, 0) + n
         total.lines += r.lines
         total.bytes += r.bytes
         if r.bytes:  # an empty range says nothing of where the line before it ends
             total.tail = r.tail
+    if analyses and None not in analyses:
+        total.analysis = functools.reduce(analysis.Analysis.merge, map(analysis.Analysis.from_dict, analyses)).to_dict()
     return total
 
 
@@ -311,6 +324,13 @@ def _owned(f, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
                 return
         yield data[lo:] if lo else data
         pos += len(data)
+
+
+def _tee(pieces: Iterable[bytes], feed) -> Iterator[bytes]:
+    """The pieces, each handed to `feed` on the way."""
+    for data in pieces:
+        feed(data)
+        yield data
 
 
 def _skip(pieces: Iterator[bytes], n: int) -> Iterator[bytes]:

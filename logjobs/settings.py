@@ -43,6 +43,17 @@ def _int(name):
     return parse
 
 
+def _bool(name):
+    words = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+
+    def parse(text):
+        try:
+            return words[text.strip().lower()]
+        except KeyError:
+            raise ConfigError(f"{name} must be on or off; got {text!r}") from None
+    return parse
+
+
 #: setting name -> (environment variable, parser of its text form)
 _SOURCES = {
     "redis_url": ("LOGJOBS_REDIS_URL", str),
@@ -53,6 +64,7 @@ _SOURCES = {
     "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout")),
     "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes")),
     "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files")),
+    "analysis": ("LOGJOBS_ANALYSIS", _bool("analysis")),
     "dashboard_user": ("LOGJOBS_DASHBOARD_USER", str),
     "dashboard_password": ("LOGJOBS_DASHBOARD_PASSWORD", str),
 }
@@ -70,6 +82,7 @@ class Settings:
     job_timeout: int = defaults.DEFAULT_JOB_TIMEOUT
     split_bytes: int = defaults.DEFAULT_SPLIT_BYTES
     batch_files: int = defaults.DEFAULT_BATCH_FILES
+    analysis: bool = True  # levels, top messages and times beside the counts (see analysis)
     dashboard_user: str | None = None
     dashboard_password: str | None = None
     config_file: str | None = None

@@ -94,25 +94,32 @@ def holds(path, ident, record):
         return False
 
 
-def decide(path, ident, record, patterns, candidate=None, force=False):
+def decide(path, ident, record, patterns, candidate=None, force=False, analyse=True):
     """The Decision for `path` now `ident`, whose last counted scan left `record` (or None).
 
     `candidate` is (old path, its record) for a file this one may have been before a rename or
-    compression: a record with this file's inode, or with its head.
+    compression: a record with this file's inode, or with its head. A scan continues another only
+    if it counts the same patterns, and analyses the lines (or not) alike.
     """
     if force:
         return Decision(FULL, "forced")
-    if record is not None and record["patterns"] == list(patterns) and _same_file(path, ident, record):
+    if record is not None and _alike(record, patterns, analyse) and _same_file(path, ident, record):
         return _continued(path, ident, record, None)
     if candidate is not None:
         old_path, old = candidate
-        if old["patterns"] == list(patterns) and _moved(path, ident, old_path, old):
+        if _alike(old, patterns, analyse) and _moved(path, ident, old_path, old):
             return _continued(path, ident, old, old_path)
     if record is None:
         return Decision(FULL, "new")
     if record["patterns"] != list(patterns):
         return Decision(FULL, "other patterns than its last scan")
+    if record.get("analysed", False) != analyse:
+        return Decision(FULL, ("analysed" if analyse else "counts only") + ", unlike its last scan")
     return Decision(FULL, "truncated or replaced since its last scan")
+
+
+def _alike(record, patterns, analyse):
+    return record["patterns"] == list(patterns) and record.get("analysed", False) == analyse
 
 
 def _same_file(path, ident, record):

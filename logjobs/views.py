@@ -2,13 +2,16 @@
 
 import bisect
 import datetime
+import fnmatch
 import heapq
 import json
+import re
 import time
 
 from peewee import SQL, SqliteDatabase, fn
 from rq import Queue, Worker
 
+from . import analysis
 from .defaults import FINAL_STATES, FINISHED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
 from .queues import split_queue_name
@@ -47,12 +50,125 @@ def recent_failures(limit=5):
     return [{"path": r.path, "error": r.error, "attempts": r.attempts, "at": isoformat(r.updated_at)} for r in query]
 
 
-def report(failed_only=False):
-    """One dict per pushed file, in path order."""
+def report(failed_only=False, since=None, until=None):
+    """One dict per pushed file, in path order.
+
+    With a time window (`since`/`until`: minute keys, see `minute`), each row's `levels` counts only
+    the lines stamped within it, and files with no such line are left out.
+    """
     query = Scan.select().order_by(Scan.path)
     if failed_only:
         query = query.where(Scan.status == "failed")
-    return [row.to_dict() for row in query]
+    if since is None and until is None:
+        return [row.to_dict() for row in query]
+    rows = []
+    for row in query.where(Scan.analysis.is_null(False)):
+        levels = _window(analysis.Analysis.from_dict(json.loads(row.analysis)).minutes, since, until)
+        if levels:
+            rows.append({**row.to_dict(), "levels": levels})
+    return rows
+
+
+def _window(minutes, since, until):
+    """Lines per level, over the minutes in [since, until)."""
+    total = {}
+    for minute, levels in minutes.items():
+        if (since is None or minute >= since) and (until is None or minute < until):
+            for level, n in levels.items():
+                total[level] = total.get(level, 0) + n
+    return total
+
+
+def _analyses(path_glob=None, path=None):
+    """(path, Analysis) of every file with one, in path order: all, those whose path matches the
+    glob, or the one at `path`."""
+    query = Scan.select(Scan.path, Scan.analysis).where(Scan.analysis.is_null(False)).order_by(Scan.path)
+    if path is not None:
+        query = query.where(Scan.path == path)
+    for found, text in query.tuples().iterator():
+        if path_glob is None or fnmatch.fnmatchcase(found, path_glob):
+            yield found, analysis.Analysis.from_dict(json.loads(text))
+
+
+def top(path_glob=None, since=None, until=None, levels=None, limit=20, path=None):
+    """The most frequent message templates over the files whose path matches `path_glob` (or the
+    file at `path`), with the number of files each appears in; counts within [since, until) if given."""
+    merged, files = None, {}
+    for _, found in _analyses(path_glob, path):
+        for message in found.top(None, since, until, levels):
+            key = (message["level"], message["template"])
+            files[key] = files.get(key, 0) + 1
+        merged = found if merged is None else merged.merge(found)
+    if merged is None:
+        return []
+    return [{**m, "files": files.get((m["level"], m["template"]), 0)}
+            for m in merged.top(limit, since, until, levels)]
+
+
+def level_timeline(path_glob=None, since=None, until=None, path=None):
+    """Lines per minute and level over the files whose path matches `path_glob` (or the file at
+    `path`): {minute: {level: n}}, in time order."""
+    total = {}
+    for _, found in _analyses(path_glob, path):
+        for minute, levels in found.minutes.items():
+            if (since is None or minute >= since) and (until is None or minute < until):
+                into = total.setdefault(minute, {})
+                for level, n in levels.items():
+                    into[level] = into.get(level, 0) + n
+    return dict(sorted(total.items()))
+
+
+#: Chart buckets by unit: how much of a minute key ("YYYY-MM-DDTHH:MM") names the bucket, its length.
+_BUCKETS = (("minute", 16, datetime.timedelta(minutes=1)), ("hour", 13, datetime.timedelta(hours=1)),
+            ("day", 10, datetime.timedelta(days=1)))
+_BUCKET_FORMAT = {16: "%Y-%m-%dT%H:%M", 13: "%Y-%m-%dT%H", 10: "%Y-%m-%d"}
+
+
+def level_chart(minutes, max_buckets=120):
+    """{minute: {level: n}} as chart data: the finest unit (minute, hour, day) that spans the time in
+    at most `max_buckets` buckets (days beyond that), every bucket in between shown, one series per level."""
+    if not minutes:
+        return {"unit": "minute", "labels": [], "series": []}
+    first, last = min(minutes), max(minutes)
+    for unit, width, step in _BUCKETS:
+        start = datetime.datetime.strptime(first[:width], _BUCKET_FORMAT[width])
+        end = datetime.datetime.strptime(last[:width], _BUCKET_FORMAT[width])
+        if (end - start) / step < max_buckets or unit == "day":
+            break
+    n = int((end - start) / step) + 1
+    labels = [(start + i * step).strftime(_BUCKET_FORMAT[width]) for i in range(n)]
+    index = {label: i for i, label in enumerate(labels)}
+    series = {level: [0] * n for level in analysis.LEVELS}
+    for minute_key, levels in minutes.items():
+        for level, count in levels.items():
+            series[level][index[minute_key[:width]]] += count
+    return {"unit": unit, "labels": labels,
+            "series": [{"level": lv, "counts": c} for lv, c in series.items() if any(c)]}
+
+
+#: A relative time: a number and a unit (s, m, h, d, w) back from now, e.g. `90m` or `2d`.
+_AGO = re.compile(r"(\d+)\s*([smhdw])")
+_SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def minute(text, now=None):
+    """The minute key ("YYYY-MM-DDTHH:MM", UTC) of a time given as ISO 8601 (a date, or a date and
+    time, with or without a zone: none means UTC) or as a span back from now (`30m`, `6h`, `2d`).
+    Raises ValueError with a message fit for the user."""
+    text = text.strip()
+    ago = _AGO.fullmatch(text)
+    if ago:
+        now = time.time() if now is None else now
+        when = datetime.datetime.fromtimestamp(now - int(ago[1]) * _SPAN_SECONDS[ago[2]], datetime.timezone.utc)
+    else:
+        try:
+            when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"bad time {text!r}: give ISO 8601 (2024-05-01, 2024-05-01T12:30, "
+                             "2024-05-01T12:30+02:00) or a span back from now (30m, 6h, 2d)") from None
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M")
 
 
 def show(key):

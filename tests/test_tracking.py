@@ -22,7 +22,7 @@ def record_of(path, job_id="lj-1", patterns=("ERROR",), tail=False):
     """The record the mirror writes after a scan of `path` as it is now."""
     ident = Identity.of(str(path))
     return {**ident.to_dict(), "job_id": job_id, "end": ident.size, "tail": tail, "patterns": list(patterns),
-            "counts": {}, "lines": 0}
+            "analysed": True, "counts": {}, "lines": 0}
 
 
 # -- deciding, on real files -----------------------------------------------------------------------
@@ -38,6 +38,8 @@ def test_decide_unchanged_grown_truncated_replaced(tmp_path):
     d = decide(str(p), Identity.of(str(p)), rec, ["ERROR"])
     assert (d.action, d.since, d.base) == (APPEND, rec["end"], "lj-1")
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR", "WARN"]).action == FULL
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"], analyse=False).reason == \
+        "counts only, unlike its last scan"
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"], force=True).action == FULL
     p.write_bytes(lines(0, 50))  # truncated in place: same inode, shorter
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).reason == "truncated since its last scan"

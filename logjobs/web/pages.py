@@ -6,6 +6,7 @@ import redis
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import queues, views
+from ..analysis import LEVELS
 from ..defaults import FAILED, QUEUES, STATES
 from ..exceptions import LogJobsError
 from .status import serve_from_database
@@ -87,7 +88,25 @@ def file():
     row = views.show(request.args.get("path", ""))
     if row is None:
         abort(404)
-    return render_template("file.html", row=row)
+    chart = views.level_chart(views.level_timeline(path=row["path"]))
+    return render_template("file.html", row=row, messages=views.top(path=row["path"], limit=10), chart=chart)
+
+
+@blueprint.route("/messages")
+def messages():
+    """Top message templates and lines per level over time, for all files or those matching a glob."""
+    form = {k: request.args.get(k, "").strip() for k in ("path", "since", "until", "level")}
+    window, error = {}, None
+    for key in ("since", "until"):
+        try:
+            window[key] = views.minute(form[key]) if form[key] else None
+        except ValueError as exc:
+            window[key], error = None, str(exc)
+    level = form["level"].upper() if form["level"].upper() in LEVELS else None
+    glob = form["path"] or None
+    found = views.top(glob, window["since"], window["until"], [level] if level else None, limit=50)
+    chart = views.level_chart(views.level_timeline(glob, window["since"], window["until"]))
+    return render_template("messages.html", form=form, found=found, chart=chart, error=error, levels=LEVELS)
 
 
 @blueprint.route("/retry", methods=["POST"])
@@ -105,7 +124,8 @@ def retry():
     try:
         pushed = queues.push(_context().redis, [path], queue=row["queue"], patterns=row["patterns"],
                              retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
-                             timeout=settings.job_timeout, split_bytes=settings.split_bytes)
+                             timeout=settings.job_timeout, split_bytes=settings.split_bytes,
+                             analyse=settings.analysis)
     except LogJobsError as exc:
         flash(f"not retried: {exc}", "danger")
         return back

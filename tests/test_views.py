@@ -1,0 +1,140 @@
+"""Levels, top messages and time windows end to end: `push` -> real `rq worker`s -> mirror ->
+`report`, `top`. Expected values are worked out by hand from the lines below."""
+
+import json
+import random
+
+import pytest
+
+from logjobs import analysis, views
+
+APP = b"""\
+2024-05-01 12:00:01,100 INFO api: started
+2024-05-01 12:00:02,200 ERROR api: upstream 10.0.0.7:8080 timed out after 3000 ms
+2024-05-01 12:01:03,300 ERROR api: upstream 10.0.0.9:8080 timed out after 2500 ms
+2024-05-01 12:01:04,400 WARN api: retry 3 of 5
+2024-05-01 12:02:05,500 INFO api: retry after ERROR earlier
+"""
+WEB = b"""\
+2024/05/01 14:00:00 [error] 311#0: *5 open() "/srv/www/favicon.ico" failed (2: No such file or directory), client: 192.168.1.5, server: example.org
+2024/05/01 14:03:00 [error] 311#0: *9 open() "/srv/www/robots.txt" failed (2: No such file or directory), client: 192.168.1.6, server: example.org
+2024/05/01 14:03:30 [warn] 311#0: *9 an upstream response is buffered to a temporary file
+2024-05-01T16:00:00+02:00 FATAL db: cannot open /var/lib/db/q.db: 'disk I/O error'
+"""
+UPSTREAM = "api: upstream <IP> timed out after <NUM> ms"
+OPEN_FAILED = ("<NUM>#<NUM>: *<NUM> open() <STR> failed (<NUM>: No such file or directory), client: <IP>, "
+               "server: example.org")
+
+
+@pytest.fixture
+def scanned(cluster, tmp_path):
+    logs = tmp_path / "logs"
+    (logs / "api").mkdir(parents=True)
+    (logs / "nginx").mkdir()
+    (logs / "api" / "app.log").write_bytes(APP)
+    (logs / "api" / "app2.log").write_bytes(APP.replace(b"10.0.0.7:8080", b"[fe80::1]:443"))
+    (logs / "nginx" / "error.log").write_bytes(WEB)
+    cluster.worker()
+    cluster.run("push", "--wait", str(logs), check=True)
+    cluster.run("mirror", "--once", check=True)
+    return cluster, logs
+
+
+def test_report_has_levels_and_windows(scanned):
+    cluster, logs = scanned
+    rows = {row["path"]: row for row in cluster.json("report", "--json")}
+    app, web = rows[str(logs / "api" / "app.log")], rows[str(logs / "nginx" / "error.log")]
+    # The INFO line that mentions ERROR is INFO: pattern counts and levels differ on purpose.
+    assert (app["counts"], app["levels"]) == ({"ERROR": 3}, {"INFO": 2, "WARN": 1, "ERROR": 2})
+    assert (web["counts"], web["levels"]) == ({"ERROR": 0}, {"ERROR": 2, "WARN": 1, "FATAL": 1})
+    window = {row["path"]: row["levels"] for row in cluster.json(
+        "report", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T12:02")}
+    assert window == {str(logs / "api" / "app.log"): {"ERROR": 1, "WARN": 1},
+                      str(logs / "api" / "app2.log"): {"ERROR": 1, "WARN": 1}}
+    # The FATAL line is stamped 16:00+02:00, 14:00 UTC: before 16:01+02:00, like the first [error] line.
+    late = cluster.json("report", "--json", "--since", "2024-05-01T16:01+02:00")
+    assert [(r["path"], r["levels"]) for r in late] == [(str(logs / "nginx" / "error.log"),
+                                                         {"ERROR": 1, "WARN": 1})]
+    out = cluster.run("report", "--since", "yesterday")
+    assert out.returncode == 2 and "bad time 'yesterday'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_top_merges_files_and_filters(scanned):
+    cluster, logs = scanned
+    top = cluster.json("top", "--json")
+    # Most frequent first; ties in the order first seen, files taken in path order.
+    assert [(m["count"], m["files"], m["level"], m["template"]) for m in top] == [
+        (4, 2, "ERROR", UPSTREAM),
+        (2, 2, "INFO", "api: retry after ERROR earlier"),
+        (2, 1, "ERROR", OPEN_FAILED),
+        (1, 1, "FATAL", "db: cannot open <PATH>: <STR>"),
+    ]
+    assert top[0]["example"] == "2024-05-01 12:00:02,200 ERROR api: upstream 10.0.0.7:8080 timed out after 3000 ms"
+    assert [m["count"] for m in cluster.json("top", "--json", "--path", "*/nginx/*")] == [2, 1]
+    since = cluster.json("top", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T14:01")
+    assert [(m["count"], m["template"]) for m in since] == [
+        (2, UPSTREAM), (2, "api: retry after ERROR earlier"), (1, OPEN_FAILED), (1, "db: cannot open <PATH>: <STR>")]
+    assert [m["level"] for m in cluster.json("top", "--json", "--level", "fatal")] == ["FATAL"]
+    plain = cluster.run("top", "-n", "1", check=True).stdout.splitlines()
+    assert plain[0].split() == ["COUNT", "FILES", "LEVEL", "TEMPLATE"]
+    assert plain[1].split()[:3] == ["4", "2", "ERROR"] and plain[1].endswith(UPSTREAM)
+    assert plain[2].strip().startswith("e.g. 2024-05-01 12:00:02,200 ERROR")
+
+
+def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
+    """A big file scanned as byte ranges by several workers ends in exactly the single-pass analysis."""
+    rnd = random.Random(7)
+    lines = []
+    for i in range(60_000):
+        level = rnd.choice(["INFO", "INFO", "WARN", "ERROR", "FATAL", "DEBUG"])
+        lines.append(b"2024-05-%02d %02d:%02d:%02d,000 %s svc%d: request %d from 10.1.%d.%d failed code=%d\n" % (
+            1 + i // 20_000, i // 1000 % 24, i // 17 % 60, i % 60, level.encode(), rnd.randint(1, 5), i,
+            rnd.randint(0, 255), rnd.randint(0, 255), rnd.choice([500, 502, 503])))
+    data = b"".join(lines) + b"2024-05-03 23:59:59,000 ERROR svc1: last line without newline"
+    path = tmp_path / "big.log"
+    path.write_bytes(data)
+    cluster.worker()
+    cluster.worker()
+    doc = cluster.json("push", "--wait", "--json", "--split-size", str(len(data) // 6), str(path))
+    assert doc["enqueued"][0]["parts"] == 2
+    cluster.run("mirror", "--once", check=True)
+    row = cluster.report()[str(path)]
+    assert row["parts"] == 2
+    expected = analysis.analyse(data, ["ERROR"])
+    assert row["levels"] == expected.levels
+    top = cluster.json("top", "--json", "-n", "1000")
+    assert [(m["level"], m["template"], m["count"], m["example"]) for m in top] == [
+        (m["level"], m["template"], m["count"], m["example"]) for m in expected.top(1000)]
+    window = cluster.json("report", "--json", "--since", "2024-05-02T05:00", "--until", "2024-05-02T07:30")[0]
+    assert window["levels"] == views._window(expected.minutes, "2024-05-02T05:00", "2024-05-02T07:30")
+
+
+def test_counts_only_scans_have_no_levels(cluster, tmp_path):
+    (tmp_path / "a.log").write_bytes(APP)
+    cluster.worker()
+    cluster.run("push", "--wait", "--counts-only", str(tmp_path / "a.log"), check=True)
+    row = cluster.report()[str(tmp_path / "a.log")]
+    assert (row["counts"], row["levels"]) == ({"ERROR": 3}, {})
+    assert cluster.json("top", "--json") == []
+    # Analysed now, unlike its last scan: scanned whole again, not continued.
+    doc = cluster.json("push", "--wait", "--json", str(tmp_path / "a.log"))
+    assert doc["enqueued"][0]["reason"] == "analysed, unlike its last scan"
+
+
+def test_minute_parses_iso_and_spans():
+    assert views.minute("2024-05-01") == "2024-05-01T00:00"
+    assert views.minute("2024-05-01T12:30:59Z") == "2024-05-01T12:30"
+    assert views.minute("2024-05-01T12:30+02:00") == "2024-05-01T10:30"
+    assert views.minute("90m", now=1714564800) == "2024-05-01T10:30"  # 12:00 UTC minus 90 minutes
+    with pytest.raises(ValueError, match="bad time"):
+        views.minute("last tuesday")
+
+
+def test_level_chart_picks_a_unit_and_fills_gaps():
+    minutes = {"2024-05-01T12:00": {"ERROR": 2}, "2024-05-01T12:03": {"INFO": 1, "ERROR": 1}}
+    chart = views.level_chart(minutes)
+    assert chart["unit"] == "minute" and chart["labels"] == [f"2024-05-01T12:0{i}" for i in range(4)]
+    assert chart["series"] == [{"level": "INFO", "counts": [0, 0, 0, 1]}, {"level": "ERROR", "counts": [2, 0, 0, 1]}]
+    days = views.level_chart({"2024-05-01T00:00": {"WARN": 1}, "2024-06-30T23:59": {"WARN": 2}})
+    assert days["unit"] == "day" and len(days["labels"]) == 61 and sum(days["series"][0]["counts"]) == 3
+    assert json.dumps(views.level_chart({}))
