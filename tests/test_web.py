@@ -563,3 +563,51 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
     if os.environ.get("LOGJOBS_UPDATE_SCREENSHOTS"):
         for name in ("overview", "files", "failures", "file", "rq-queues", "rq-workers", "rq-failed-jobs", "metrics"):
             shutil.copy(ARTIFACTS / f"{name}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
+
+
+def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs):
+    from test_views import APP, OPEN_FAILED, UPSTREAM, WEB
+
+    (logs / "api.log").write_bytes(APP)
+    (logs / "nginx-error.log").write_bytes(WEB)
+    cluster.worker()
+    cluster.run("push", "--wait", str(logs), check=True)
+    cluster.run("mirror", "--once", check=True)
+    port = free_port()
+    dash = cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard")
+    page = Page(browser, wait_for_http(port, dash))
+
+    page.open("/")
+    browser.find_element("link text", "Messages").click()
+    page.wait(lambda: page.table("#messages tbody tr"))
+    rows = page.table("#messages tbody tr")
+    assert [r[:3] for r in rows] == [["2", "1", "ERROR"], ["2", "1", "ERROR"], ["1", "1", "INFO"], ["1", "1", "FATAL"]]
+    assert rows[0][3].startswith(UPSTREAM) and rows[1][3].startswith(OPEN_FAILED)
+    chart = dict(page.js("const c = Chart.getChart('levels-chart'); return c.data.datasets.map("
+                         "d => [d.label, d.data.reduce((a, b) => a + b, 0)])"))
+    assert chart == {"INFO": 2, "WARN": 2, "ERROR": 4, "FATAL": 1}
+    assert page.js("return Chart.getChart('levels-chart').data.labels.length") == 3  # 12:00 .. 14:03 by hour
+    page.shot("messages")
+
+    # Filters: the nginx file only, from 14:01 UTC.
+    browser.find_element("name", "path").send_keys("*nginx*")
+    browser.find_element("name", "since").send_keys("2024-05-01T14:01")
+    browser.find_element("css selector", "#message-filters button").click()
+    page.wait(lambda: "since=" in browser.current_url)
+    assert [r[:3] for r in page.table("#messages tbody tr")] == [["1", "1", "ERROR"]]
+    browser.find_element("name", "since").clear()
+    browser.find_element("name", "since").send_keys("last week")
+    browser.find_element("css selector", "#message-filters button").click()
+    page.wait(lambda: browser.find_elements("id", "filter-error"))
+    assert "bad time 'last week'" in browser.find_element("id", "filter-error").text
+
+    # A file's page: its lines per level, its top messages, its chart.
+    page.open("/file?path=" + str(logs / "api.log"))
+    assert browser.find_element("id", "levels").text == "INFO=2 WARN=1 ERROR=2"
+    assert [r[:3] for r in page.table("#messages tbody tr")] == [["2", "1", "ERROR"], ["1", "1", "INFO"]]
+    assert page.js("return Chart.getChart('levels-chart').data.labels.length") == 3  # 12:00, 12:01, 12:02
+    page.shot("file-messages")
+    assert page.errors() == []
+    if os.environ.get("LOGJOBS_UPDATE_SCREENSHOTS"):
+        for name in ("messages", "file-messages"):
+            shutil.copy(ARTIFACTS / f"{name}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
