@@ -17,9 +17,8 @@ import redis
 from . import __version__, connections, queues
 from .defaults import (
     DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, QUEUES,
-    WATCH_MAX_DELAY_PERIODS,
+    LEVELS, WATCH_MAX_DELAY_PERIODS,
 )
-from .analysis import LEVELS
 from .exceptions import LogJobsError, NoDatabase
 from .settings import Settings, parse_intervals, redact_url
 

@@ -11,6 +11,8 @@ DEFAULT_QUEUE = "default"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DB = "./logjobs.db"
 DEFAULT_PATTERNS = ("ERROR",)
+#: Normalised log levels, least severe first (see analysis).
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 #: Retry policy for errors that can heal: RQ's Retry(max, interval) with growing intervals (s).
 DEFAULT_RETRY_MAX = 3

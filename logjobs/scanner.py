@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import contains
 
-from logjobs import analysis
 from logjobs.exceptions import ScanError
 
 try:  # SIMD substring search: several times faster than bytes.find on the hot path
@@ -112,6 +111,8 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
             else:
                 pieces = _skip(_decompressed(f, compression, chunk_size, path), start)
             if analyse:  # syslog stamps have no year: the file's last write gives it
+                from logjobs import analysis  # its regexes take a while to compile: only when asked for
+
                 analyzer = analysis.Analyzer(patterns, year=time.gmtime(os.fstat(f.fileno()).st_mtime).tm_year)
                 pieces = _tee(pieces, analyzer.feed)
             counts, lines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size)
@@ -159,6 +160,8 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
         if r.bytes:  # an empty range says nothing of where the line before it ends
             total.tail = r.tail
     if analyses and None not in analyses:
+        from logjobs import analysis
+
         total.analysis = functools.reduce(analysis.Analysis.merge, map(analysis.Analysis.from_dict, analyses)).to_dict()
     return total
 

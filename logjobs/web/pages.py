@@ -6,8 +6,7 @@ import redis
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import queues, views
-from ..analysis import LEVELS
-from ..defaults import FAILED, QUEUES, STATES
+from ..defaults import FAILED, LEVELS, QUEUES, STATES
 from ..exceptions import LogJobsError
 from .status import serve_from_database
 
