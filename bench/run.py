@@ -17,6 +17,11 @@ Cases (docs/performance.md says what each measures):
   memory  peak RSS of a worker, work-horses included, scanning the big logs whole, vs idle
   lag     mirror lag (finished event -> its row in the DB), every event of the small and big runs
   gzip    scanner.scan of a gzip log vs Python's gzip module reading and counting it
+  analysis  scanner.scan with the analysis (levels, top messages, minutes) vs a plain per-line Python
+          loop doing the same with re, on a slice of the dense and the sparse log
+
+Cases 1-6 are issue 5's targets, about counting: their pushes say --counts-only. The analysis that
+scans do by default (issue 6) reads every line in Python; its own case says what it costs.
 
 Ratios are logjobs' speed over the baseline's: above 1, logjobs is faster.
 """
@@ -51,7 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 CELERY_VENV = os.path.join(HERE, ".venv-celery")
 CELERY_REQUIREMENT = "celery[redis]>=5.3,<6"
-CASES = ("small", "big", "kernel", "memory", "lag", "gzip")
+CASES = ("small", "big", "kernel", "memory", "lag", "gzip", "analysis")
 POLL = 0.01  # s between looks at the status DB and at processes' memory
 MB = 2**20
 
@@ -64,10 +69,11 @@ class Size:
     big_mb: int             # cases big, kernel, memory, gzip
     split_bytes: int | None  # `push --split-size` in case big (None: logjobs' default, 64 MiB)
     rounds: int
+    analysis_mb: int        # case analysis: the first this many MB of the dense and sparse logs
 
 
-FULL = Size(files=2000, file_bytes=8 * 1024, small_dense=0.05, big_mb=850, split_bytes=None, rounds=5)
-QUICK = Size(files=200, file_bytes=8 * 1024, small_dense=0.05, big_mb=24, split_bytes=4 * MB, rounds=1)
+FULL = Size(files=2000, file_bytes=8 * 1024, small_dense=0.05, big_mb=850, split_bytes=None, rounds=5, analysis_mb=64)
+QUICK = Size(files=200, file_bytes=8 * 1024, small_dense=0.05, big_mb=24, split_bytes=4 * MB, rounds=1, analysis_mb=4)
 
 # Python's gzip module reading the file in 1 MiB pieces and counting lines holding the pattern
 # (bytes.count up to the last newline: the cheapest count there is, so the baseline is at its best).
@@ -248,7 +254,9 @@ class Logjobs:
         db = StatusDB(self.db)
         t0 = time.time()
         # --force: every round scans the same files whole, as the first did (they are unchanged since).
-        push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--force", *push_args], env=self.env(),
+        # --counts-only: issue 5's targets are about counting, as grep and the Celery task do.
+        push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--force", "--counts-only", *push_args],
+                                env=self.env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while db.final(lags) < rows:
             if time.time() - t0 > timeout:
@@ -545,6 +553,77 @@ def case_gzip(ctx):
     ctx.rss["python gzip"] = base["rss"]
 
 
+# The analysis as one would write it in plain Python: a line at a time, a regex for the timestamp
+# and level at the line's start, the masks applied to ERROR and FATAL messages, Counters.
+ANALYSIS_BASELINE = r"""
+import collections, json, re, sys, time
+path, limit, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+HEAD = re.compile(rb"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d)\S* +(?:\S+ +){0,2}?\[?(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL"
+                  rb"|CRITICAL)\]?:?(?= |$)", re.I)
+MASKS = [(re.compile(rb'"[^"]*"'), b"<STR>"), (re.compile(rb"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), b"<IP>"),
+         (re.compile(rb"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", re.I), b"<HEX>"), (re.compile(rb"\d+"), b"<NUM>")]
+times = []
+for _ in range(rounds):
+    t = time.perf_counter()
+    levels, minutes, templates, read = collections.Counter(), collections.Counter(), collections.Counter(), 0
+    with open(path, "rb") as f:
+        for line in f:
+            read += len(line)
+            if read > limit:
+                break
+            m = HEAD.match(line)
+            if not m:
+                continue
+            level = m[2].upper()
+            levels[level] += 1
+            minutes[m[1], level] += 1
+            if level in (b"ERROR", b"FATAL"):
+                message = line[m.end():].strip()
+                for rx, mask in MASKS:
+                    message = rx.sub(mask, message)
+                templates[level, message] += 1
+    times.append(time.perf_counter() - t)
+print(json.dumps({"times": times, "levels": {k.decode(): n for k, n in levels.items()}}))
+"""
+
+ANALYSIS_PROBE = r"""
+import json, sys, time
+from logjobs import scanner
+path, limit, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "rb") as f:  # the whole lines in the first `limit` bytes
+    end = limit - 1 - f.read(limit)[::-1].index(b"\n") + 1
+times = []
+for _ in range(rounds):
+    t = time.perf_counter()
+    r = scanner.scan(path, ["ERROR"], 0, end, analyse=True)
+    times.append(time.perf_counter() - t)
+with open("/proc/self/status") as f:
+    rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+print(json.dumps({"times": times, "levels": r.analysis["levels"], "templates": len(r.analysis["messages"]),
+                  "overflow": r.analysis["overflow"], "rss": rss, "bytes": r.bytes}))
+"""
+
+
+def case_analysis(ctx):
+    s = ctx.size
+    limit = s.analysis_mb * MB
+    print(f"\n[analysis] scanner.scan with the analysis vs a plain per-line Python loop (re, Counter), on the first "
+          f"{s.analysis_mb} MB of each log, {ctx.kernel_rounds} rounds")
+    for name in ("dense", "sparse"):
+        path = big_log(ctx.corpora, name, s.big_mb, ctx.seed)
+        mine = json.loads(subprocess.run([sys.executable, "-c", ANALYSIS_PROBE, path, str(limit),
+                                          str(ctx.kernel_rounds)], capture_output=True, text=True, check=True).stdout)
+        base = json.loads(subprocess.run([sys.executable, "-c", ANALYSIS_BASELINE, path, str(mine["bytes"]),
+                                          str(ctx.kernel_rounds)], capture_output=True, text=True, check=True).stdout)
+        check(f"analysis, {name}: lines per level", mine["levels"], base["levels"])
+        m_time, b_time, size = median(mine["times"]), median(base["times"]), mine["bytes"] / MB
+        print(f"  {name}: analysis {m_time:.2f} s ({size / m_time:.0f} MB/s, {mine['templates']} templates + "
+              f"{mine['overflow']} lines over the cap, peak {mb(mine['rss'])})   per-line loop {b_time:.2f} s "
+              f"({size / b_time:.0f} MB/s)", flush=True)
+        ctx.rows.append(Row("A", f"analysis, {name} (MB/s per core)", f"{size / m_time:.0f}",
+                            f"{size / b_time:.0f} per-line re", b_time / m_time, "-", None))
+
+
 def mb(n):
     return "-" if n is None else f"{n / MB:.0f} MB"
 
@@ -635,7 +714,7 @@ def main():
     started, finished = time.monotonic(), False
     try:
         # lag is measured during small and big, so it is reported after them.
-        for case in ("small", "big", "kernel", "memory", "gzip", "lag"):
+        for case in ("small", "big", "kernel", "memory", "gzip", "analysis", "lag"):
             if case in cases:
                 globals()[f"case_{case}"](ctx)
         finished = True
