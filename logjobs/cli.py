@@ -236,10 +236,12 @@ class Progress:
               f"(one written without a pause: every {WATCH_MAX_DELAY_PERIODS} periods).")
 @click.option("--poll", type=click.FloatRange(0.05), metavar="SECONDS",
               help="Poll every SECONDS instead of using inotify: for network filesystems (NFS, CIFS).")
+@click.option("--counts-only", is_flag=True,
+              help="Only count the patterns: no levels, top messages or times [setting: analysis].")
 @click.argument("dirs", nargs=-1, required=True, metavar="DIR...")
 @click.pass_obj
 @one_line_errors
-def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, dirs):
+def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, counts_only, dirs):
     """Push the files below each DIR as they are created, written or moved in, until stopped.
 
     It starts by pushing every file there (push skips those unchanged since their last scan), then
@@ -254,7 +256,7 @@ def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, 
     from .watch import Watcher
 
     queue = queues.queue_name(priority, node)
-    settings = _with_flags(settings, retry_max=retries, job_timeout=timeout)
+    settings = _with_flags(settings, retry_max=retries, job_timeout=timeout, analysis=False if counts_only else None)
     conn = connections.connect(settings.redis_url)
     watcher = Watcher(dirs, functools.partial(_push, conn, settings, queue, patterns), roots=settings.roots,
                       debounce=debounce, poll=poll)
