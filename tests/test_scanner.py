@@ -165,8 +165,11 @@ def test_result_is_json_simple(corpus):
     back = json.loads(json.dumps(r.to_dict()))
     # The stream ends in "E", a line without "\n": a later scan could not just add to this one.
     assert back == {"counts": {"ERROR": r.counts["ERROR"]}, "lines": r.lines, "bytes": r.bytes,
-                    "compression": "gzip", "tail": True}
+                    "compression": "gzip", "tail": True, "analysis": None}
     assert ScanResult.from_dict(back) == r
+    analysed = scan(str(d / "multi_member.gz"), ["ERROR"], analyse=True)
+    assert ScanResult.from_dict(json.loads(json.dumps(analysed.to_dict()))) == analysed
+    assert analysed.analysis["levels"] and analysed.counts == r.counts
 
 
 def test_tail_says_whether_the_last_line_is_open(tmp_path):
