@@ -1,11 +1,12 @@
 """`bin/demo`: the whole pipeline on generated logs, with a private Redis unless LOGJOBS_REDIS_URL is set.
 
 It runs what a user runs, as separate processes: two `rq worker high default low`, `logjobs mirror`,
-`logjobs push --wait`, then `logjobs report`. Exit status 0 when every file finished.
+`logjobs push --wait`, then `logjobs report`, `status` and `top`. Exit status 0 when every file finished.
 """
 
 import argparse
 import gzip
+import json
 import os
 import random
 import shutil
@@ -18,27 +19,53 @@ from .embedded import RedisServer
 from .models import open_database
 from .views import status
 
-LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "WARN", "ERROR", "FATAL")
-MESSAGES = ("request served in {n} ms", "user {n} logged in", "cache miss for key k{n}", "retrying upstream call {n}",
-            "connection reset by peer {n}", "disk usage at {n}%", "payment {n} declined", "job {n} done")
+#: What the apps log, by level: message formats whose {fields} vary from line to line.
+MESSAGES = {
+    "DEBUG": ("cache miss for key user:{n}", "pool has {n} idle connections"),
+    "INFO": ("request {uuid} served in {ms} ms", "user {n} logged in from {ip}", "job {n} done"),
+    "WARN": ("retrying upstream call {n} of 5", "disk usage at {pct}% on /var/lib/{app}"),
+    "ERROR": ("upstream {ip}:{port} timed out after {ms} ms", "payment {n} declined: card {hex} expired",
+              "cannot open '/data/{app}/{n}.db': disk I/O error"),
+    "FATAL": ("out of memory allocating {n} bytes",),
+}
+LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARN", "FATAL")
 
 
-def log_lines(rng, n, error_rate=0.05):
-    """`n` plausible log lines; about `error_rate` of them at ERROR."""
+def _message(rng, level, app):
+    return rng.choice(MESSAGES[level]).format(
+        n=rng.randrange(100_000), ms=rng.randrange(1, 5000), pct=rng.randrange(80, 100), port=rng.randrange(8000, 8100),
+        ip=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}", hex=f"{rng.getrandbits(48):012x}", app=app,
+        uuid=f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-a{rng.getrandbits(12):03x}-"
+             f"{rng.getrandbits(48):012x}")
+
+
+def log_lines(rng, n, error_rate=0.05, app="api"):
+    """`n` plausible log lines in the app's format (Python logging, nginx's error log, JSON lines), one
+    minute of them per 600 lines; about `error_rate` of them at ERROR."""
     for i in range(n):
         level = "ERROR" if rng.random() < error_rate else rng.choice(LEVELS)
-        msg = rng.choice(MESSAGES).format(n=rng.randrange(10_000))
-        yield f"2026-11-27T12:{i // 600 % 60:02}:{i // 10 % 60:02}.{i % 10}00Z {level} app[{rng.randrange(99)}]: {msg}\n"
+        msg = _message(rng, level, app)
+        minute, second = i // 600 % 60, i // 10 % 60
+        if app == "web":
+            yield f"2026/11/27 12:{minute:02}:{second:02} [{level.lower()}] 311#0: *{i} {msg}, client: 192.168.1.{i % 250}\n"
+        elif app == "billing":
+            yield json.dumps({"ts": f"2026-11-27T12:{minute:02}:{second:02}.{i % 10}00Z", "level": level.lower(),
+                              "msg": msg, "service": app}) + "\n"
+        else:
+            yield f"2026-11-27 12:{minute:02}:{second:02},{i % 10}00 {level} {app}[{rng.randrange(99)}]: {msg}\n"
+            if level == "FATAL":  # with its traceback, whose lines have no level
+                yield "Traceback (most recent call last):\n  File \"/srv/app/worker.py\", line 42, in run\n"
 
 
 def write_corpus(root, seed=7, small=300, big_mb=160):
-    """Small logs in three apps, rotated gzip archives, and one big log that push splits into ranges."""
+    """Small logs of three apps in three formats, rotated gzip archives, and one big log that push
+    splits into ranges."""
     rng = random.Random(seed)
     for i in range(small):
         app = ("api", "web", "billing")[i % 3]
         os.makedirs(os.path.join(root, app), exist_ok=True)
         with open(os.path.join(root, app, f"{app}-{i:03}.log"), "w") as f:
-            f.writelines(log_lines(rng, rng.randrange(20, 400)))
+            f.writelines(log_lines(rng, rng.randrange(20, 400), app=app))
     os.makedirs(os.path.join(root, "archive"), exist_ok=True)
     for i in range(12):
         with gzip.open(os.path.join(root, "archive", f"api.log.{i + 1}.gz"), "wt") as f:
@@ -82,6 +109,7 @@ def main(argv=None):
         elapsed = time.monotonic() - started
         subprocess.run(logjobs + ["report"], env=env, check=True)
         subprocess.run(logjobs + ["status"], env=env, check=True)
+        subprocess.run(logjobs + ["top", "-n", "8"], env=env, check=True)
         print(f"demo: {'every file finished' if ok else 'some files did not finish'} in {elapsed:.1f} s; "
               f"status database: {db}")
         return 0 if ok else 1

@@ -12,7 +12,7 @@ from peewee import SQL, SqliteDatabase, fn
 from rq import Queue, Worker
 
 from . import analysis
-from .defaults import FINAL_STATES, FINISHED, QUEUES, RECOVERY_MARK, STARTED, STATES
+from .defaults import FINAL_STATES, FINISHED, MOVED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
 from .queues import split_queue_name
 
@@ -255,12 +255,16 @@ def throughput(windows=(60, 300, 900), now=None):
     return result
 
 
+#: The states a scan's history records (a `moved` row is a name left behind, not a state change).
+CHANGES = tuple(s for s in STATES if s != MOVED)
+
+
 def timeline(max_buckets=120, min_buckets=30, now=None):
     """State changes per time bucket and state, up to now: {"unit", "labels" (UTC bucket starts), "series":
     [{"state", "counts"}]}. The unit (second, minute, hour, day) grows with the history's span."""
     first, last = History.select(fn.MIN(History.at), fn.MAX(History.at)).tuples().get()
     if first is None:
-        return {"unit": "second", "labels": [], "series": [{"state": s, "counts": []} for s in STATES]}
+        return {"unit": "second", "labels": [], "series": [{"state": s, "counts": []} for s in CHANGES]}
     now = utc(time.time()) if now is None else now
     first, end = _datetime(first), max(_datetime(last), now)
     span = (end - first).total_seconds()
@@ -273,7 +277,7 @@ def timeline(max_buckets=120, min_buckets=30, now=None):
         labels.append(step.strftime("%Y-%m-%d %H:%M:%S"))
         step += datetime.timedelta(seconds=width)
     index = {label: i for i, label in enumerate(labels)}
-    series = {state: [0] * len(labels) for state in STATES}
+    series = {state: [0] * len(labels) for state in CHANGES}
     # Literals, not parameters: the GROUP BY must repeat the SELECT's expression exactly.
     bucket = (fn.strftime(SQL(f"'{fmt}'"), History.at) if isinstance(db.obj, SqliteDatabase)
               else fn.date_trunc(SQL(f"'{unit}'"), History.at))
