@@ -28,8 +28,9 @@ from .exceptions import ScanError
 
 log = logging.getLogger(__name__)
 
-#: Finished files are reported at least this often (s) during a long batch.
-FLUSH_INTERVAL = 1.0
+#: Finished files are reported at least this often (s) during a long batch: it bounds how long a
+#: result waits in the job before the mirror can see it.
+FLUSH_INTERVAL = 0.25
 #: The dotted paths `push` enqueues, and workers import.
 SCAN_FILE = f"{__name__}.scan_file"
 SCAN_FILES = f"{__name__}.scan_files"

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+from types import SimpleNamespace
 
 import redis
 from redis.exceptions import LockError
@@ -212,7 +213,8 @@ def apply(batch):
     when it has none to continue} (see tracking).
     """
     wanted = {e.path for e in batch} | {e.moved_from for e in batch if e.moved_from}
-    rows = {row.path: row for row in Scan.select().where(Scan.path.in_(wanted))}
+    # Plain namespaces, not Model instances: building a Model per row costs more than the SQL.
+    rows = {row["path"]: SimpleNamespace(**row) for row in Scan.select(*_ROW_FIELDS).where(Scan.path.in_(wanted)).dicts()}
     parts = {path: json.loads(row.part_states) for path, row in rows.items()}
     changed, history, scanned = set(), [], {}
     for event in batch:
@@ -220,7 +222,7 @@ def apply(batch):
         if event.is_push:
             if event.part == 0:  # a new scan of the file: its row starts over
                 base = _base(event, rows, parts, changed, scanned) if event.base else None
-                rows[event.path] = _reset(rows.get(event.path) or Scan(path=event.path), event)
+                rows[event.path] = _reset(rows.get(event.path) or _new_row(event.path), event)
                 parts[event.path] = [None] * event.parts
                 if base is not None:
                     parts[event.path][0] = part = base
@@ -317,11 +319,22 @@ def _executemany(model, rows, fields, conflict):
     which costs several times what the database does. `fields` are in the model's order, as Peewee
     writes the statement's columns."""
     if rows:
-        sql, _ = conflict(model.insert({f: None for f in fields})).sql()
-        db.cursor().executemany(sql, [[f.db_value(v) for f, v in zip(fields, row)] for row in rows])
+        key = (model, db.obj)  # the statement is the same every time, for a given database
+        if key not in _STATEMENTS:
+            _STATEMENTS[key] = conflict(model.insert({f: None for f in fields})).sql()[0]
+        db.cursor().executemany(_STATEMENTS[key], [[f.db_value(v) for f, v in zip(fields, row)] for row in rows])
+
+
+_STATEMENTS = {}
 
 
 _ROW_FIELDS = [f for f in Scan._meta.sorted_fields if f.name != "id"]
+
+
+def _new_row(path):
+    """A row not in the database yet, with the model's defaults (`_reset` fills it in)."""
+    return SimpleNamespace(**dict({f.name: f.default() if callable(f.default) else f.default for f in _ROW_FIELDS},
+                                  path=path))
 _ROW_UPDATES = [f for f in _ROW_FIELDS if f.name != "path"]
 _HISTORY_FIELDS = [f for f in History._meta.sorted_fields if f.name != "id"]
 
