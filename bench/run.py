@@ -591,7 +591,8 @@ import json, sys, time
 from logjobs import scanner
 path, limit, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 with open(path, "rb") as f:  # the whole lines in the first `limit` bytes
-    end = limit - 1 - f.read(limit)[::-1].index(b"\n") + 1
+    f.seek(limit - 65536)
+    end = limit - 65536 + f.read(65536).rindex(b"\n") + 1
 times = []
 for _ in range(rounds):
     t = time.perf_counter()

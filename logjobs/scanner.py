@@ -168,18 +168,23 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
 
 def head(path, length: int) -> bytes:
     """The first `length` bytes of the file's content (uncompressed), or all of it when shorter."""
+    return peek(path, length)[2]
+
+
+def peek(path, length: int) -> tuple[os.stat_result, str | None, bytes]:
+    """The file's stat, compression and first `length` bytes of content (uncompressed): one open."""
     path = os.fspath(path)
     with _open(path) as f:
         try:
-            compression = _sniff(f)
+            st, compression = os.fstat(f.fileno()), _sniff(f)
             if compression is None:
-                return f.read(length)
+                return st, None, f.read(length)
             data = b""
             for piece in _decompressed(f, compression, length, path):
                 data += piece
                 if len(data) >= length:
                     break
-            return data[:length]
+            return st, compression, data[:length]
         except OSError as e:
             raise _os_error(path, e) from None
 

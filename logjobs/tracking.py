@@ -12,8 +12,6 @@ and `decide` only compares them with the files.
 
 import dataclasses
 import hashlib
-import os
-import stat
 
 from . import scanner
 from .exceptions import ScanError
@@ -48,13 +46,9 @@ class Identity:
     def of(cls, path):
         """The identity of the regular file at `path`, or None when it cannot be read (its job says why)."""
         try:
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            data = scanner.head(path, HEAD_BYTES)
-            compression = scanner.compression(path)
+            st, compression, data = scanner.peek(path, HEAD_BYTES)
         except (OSError, ScanError):
-            return None
+            return None  # not a regular file, or unreadable
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, compression, len(data), fingerprint(data))
 
     @property
