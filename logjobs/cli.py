@@ -387,7 +387,8 @@ class Minute(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-SINCE = click.option("--since", type=Minute(), help="Only lines stamped at or after TIME (ISO 8601, or 30m, 6h, 2d ago).")
+SINCE = click.option("--since", type=Minute(),
+                     help="Only lines stamped at or after TIME (ISO 8601, or 30m, 6h, 2d ago).")
 UNTIL = click.option("--until", type=Minute(), help="Only lines stamped before TIME.")
 
 
@@ -431,7 +432,8 @@ def report(settings, as_json, failed_only, since, until):
 
 
 @cli.command()
-@click.option("--path", "path_glob", metavar="GLOB", help="Only files whose absolute path matches GLOB ('*' spans '/').")
+@click.option("--path", "path_glob", metavar="GLOB",
+              help="Only files whose absolute path matches GLOB ('*' spans '/').")
 @SINCE
 @UNTIL
 @click.option("--level", "levels", multiple=True, type=click.Choice(LEVELS, case_sensitive=False),

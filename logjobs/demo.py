@@ -35,8 +35,8 @@ def _message(rng, level, app):
     return rng.choice(MESSAGES[level]).format(
         n=rng.randrange(100_000), ms=rng.randrange(1, 5000), pct=rng.randrange(80, 100), port=rng.randrange(8000, 8100),
         ip=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}", hex=f"{rng.getrandbits(48):012x}", app=app,
-        uuid=f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-a{rng.getrandbits(12):03x}-"
-             f"{rng.getrandbits(48):012x}")
+        uuid=f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-"
+             f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}")
 
 
 def log_lines(rng, n, error_rate=0.05, app="api"):
@@ -47,7 +47,8 @@ def log_lines(rng, n, error_rate=0.05, app="api"):
         msg = _message(rng, level, app)
         minute, second = i // 600 % 60, i // 10 % 60
         if app == "web":
-            yield f"2026/11/27 12:{minute:02}:{second:02} [{level.lower()}] 311#0: *{i} {msg}, client: 192.168.1.{i % 250}\n"
+            yield (f"2026/11/27 12:{minute:02}:{second:02} [{level.lower()}] 311#0: *{i} {msg}, "
+                   f"client: 192.168.1.{i % 250}\n")
         elif app == "billing":
             yield json.dumps({"ts": f"2026-11-27T12:{minute:02}:{second:02}.{i % 10}00Z", "level": level.lower(),
                               "msg": msg, "service": app}) + "\n"

@@ -214,7 +214,8 @@ def apply(batch):
     """
     wanted = {e.path for e in batch} | {e.moved_from for e in batch if e.moved_from}
     # Plain namespaces, not Model instances: building a Model per row costs more than the SQL.
-    rows = {row["path"]: SimpleNamespace(**row) for row in Scan.select(*_ROW_FIELDS).where(Scan.path.in_(wanted)).dicts()}
+    query = Scan.select(*_ROW_FIELDS).where(Scan.path.in_(wanted)).dicts()
+    rows = {row["path"]: SimpleNamespace(**row) for row in query}
     parts = {path: json.loads(row.part_states) for path, row in rows.items()}
     changed, history, scanned = set(), [], {}
     for event in batch:
@@ -248,7 +249,7 @@ def apply(batch):
         if rows[path].status != MOVED:
             _summarise(rows[path], parts[path])
             if rows[path].status == FINISHED:
-                scanned[path] = _record(rows[path], parts[path])
+                scanned[path] = _record(rows[path])
     _executemany(Scan, [[getattr(rows[p], f.name) for f in _ROW_FIELDS] for p in changed], _ROW_FIELDS,
                  lambda q: q.on_conflict(conflict_target=[Scan.path], preserve=_ROW_UPDATES))
     _executemany(History, [[h.get(f.name) for f in _HISTORY_FIELDS] for h in history], _HISTORY_FIELDS,
@@ -293,7 +294,7 @@ def _base(event, rows, parts, changed, scanned):
     return part
 
 
-def _record(row, parts):
+def _record(row):
     """What push needs to know of a finished scan to continue it (see tracking.decide)."""
     if not row.identity:
         return None

@@ -128,7 +128,7 @@ def open_database(target, create=True):
         if create:
             database.create_tables(MODELS, safe=True)
             _add_missing_columns(database)
-        elif any(_missing_columns(database, model) for model in MODELS if database.table_exists(model._meta.table_name)):
+        elif any(_missing_columns(database, m) for m in MODELS if database.table_exists(m._meta.table_name)):
             raise ConfigError(f"the status database {target} was made by an older logjobs: run `logjobs mirror "
                               "--once` (the one writer) to add the new columns")
     except (OperationalError, ImproperlyConfigured) as exc:

@@ -308,8 +308,8 @@ def _decide(conn, paths, patterns, force, analyse):
         return idents, {p: tracking.Decision(tracking.FULL, "forced") for p in paths}
     records = dict(zip(paths, map(_record, conn.hmget(SCANNED_KEY, [os.fsencode(p) for p in paths]))))
     # A file unknown under its name may be one known under another: same inode, or same head.
-    unknown = [p for p in paths if idents[p] and not (records[p] and
-                                                      (records[p]["dev"], records[p]["ino"]) == (idents[p].dev, idents[p].ino))]
+    unknown = [p for p in paths if idents[p] and not (
+        records[p] and (records[p]["dev"], records[p]["ino"]) == (idents[p].dev, idents[p].ino))]
     candidates = {}
     if unknown:
         with conn.pipeline(transaction=False) as pipe:
