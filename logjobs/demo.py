@@ -28,7 +28,8 @@ MESSAGES = {
               "cannot open '/data/{app}/{n}.db': disk I/O error"),
     "FATAL": ("out of memory allocating {n} bytes",),
 }
-LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARN", "FATAL")
+LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARN")
+FATAL_RATE = 0.002
 
 
 def _message(rng, level, app):
@@ -43,7 +44,8 @@ def log_lines(rng, n, error_rate=0.05, app="api"):
     """`n` plausible log lines in the app's format (Python logging, nginx's error log, JSON lines), one
     minute of them per 600 lines; about `error_rate` of them at ERROR."""
     for i in range(n):
-        level = "ERROR" if rng.random() < error_rate else rng.choice(LEVELS)
+        draw = rng.random()
+        level = "ERROR" if draw < error_rate else "FATAL" if draw > 1 - FATAL_RATE else rng.choice(LEVELS)
         msg = _message(rng, level, app)
         minute, second = i // 600 % 60, i // 10 % 60
         if app == "web":
