@@ -53,6 +53,18 @@ def kernel(name):
         scanner._sz, scanner._igzip = saved
 
 
+@pytest.mark.skipif(scanner._sz is None, reason="stringzilla is not installed")
+@pytest.mark.parametrize("by_search", [True, False], ids=["search", "sum"])
+def test_both_simd_newline_counters_count_alike(monkeypatch, by_search):
+    """Which one a process uses depends on its CPU: both must be exact, at any offsets."""
+    monkeypatch.setattr(scanner, "_count_newlines_by_search", lambda: by_search)
+    count = scanner._nlcount()
+    rnd = random.Random(5)
+    data = b"\n".join(awkward_lines(rnd, 3000)) + b"\n\n"
+    for lo, hi in [(0, len(data)), (1, len(data) - 1), (17, 17), (100, 4000), (len(data) - 3, len(data))]:
+        assert count(data, lo, hi) == data.count(b"\n", lo, hi)
+
+
 def awkward_lines(rnd, n):
     return [b"".join(rnd.choice(FRAGMENTS) for _ in range(rnd.randint(0, 12))) for _ in range(n)]
 
