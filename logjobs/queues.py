@@ -306,7 +306,7 @@ def _decide(conn, paths, patterns, force, analyse):
     idents = {p: tracking.Identity.of(p) for p in paths}
     if force:
         return idents, {p: tracking.Decision(tracking.FULL, "forced") for p in paths}
-    records = dict(zip(paths, map(_record, conn.hmget(SCANNED_KEY, [os.fsencode(p) for p in paths]))))
+    records, pending = _records(conn, paths)
     # A file unknown under its name may be one known under another: same inode, or same head.
     unknown = [p for p in paths if idents[p] and not (
         records[p] and (records[p]["dev"], records[p]["ino"]) == (idents[p].dev, idents[p].ino))]
@@ -333,7 +333,26 @@ def _decide(conn, paths, patterns, force, analyse):
             decisions[p] = tracking.Decision(tracking.FULL, "unreadable")  # its job says why
         else:
             decisions[p] = tracking.decide(p, idents[p], records[p], patterns, candidates.get(p), analyse=analyse)
+            if p in pending and decisions[p].reason == "new":
+                decisions[p].reason = "its latest scan is not in the status database yet"
     return idents, decisions
+
+
+def _records(conn, paths):
+    """The record of each path's last finished scan, and the paths pushed again since it: their record
+    is stale until the mirror has the newer scan (continuing it would be refused), so they have none."""
+    keys = [os.fsencode(p) for p in paths]
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.hmget(SCANNED_KEY, keys)
+        pipe.hmget(FILES_KEY, keys)
+        raw, latest = pipe.execute()
+    records, pending = {}, set()
+    for p, record, job_id in zip(paths, map(_record, raw), latest):
+        if record is not None and job_id is not None and job_id.decode() != record["job_id"]:
+            record = None
+            pending.add(p)
+        records[p] = record
+    return records, pending
 
 
 def _record(raw):

@@ -244,3 +244,24 @@ def test_small_files_alike_are_not_taken_for_one_another(tmp_path):
     new.write_bytes(b"ERROR once\n")
     old.unlink()
     assert decide(str(new), Identity.of(str(new)), None, ["ERROR"], candidate=(str(old), rec)).action == FULL
+
+
+def test_a_push_before_the_mirror_has_the_last_scan_scans_whole(cluster, tmp_path):
+    """Pushed again before the mirror has recorded the previous scan, a file cannot continue the
+    record before that one: it is scanned whole, and its row ends right, never failed."""
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 500))
+    cluster.worker()
+    push(cluster, str(p))
+    cluster.run("mirror", "--once", check=True)  # records the first scan
+    with open(p, "ab") as f:
+        f.write(lines(500, 50))
+    assert push(cluster, str(p))["enqueued"][0]["scan"] == "append"  # finished; not mirrored yet
+    with open(p, "ab") as f:
+        f.write(lines(600, 50, every=2))
+    doc = push(cluster, str(p))
+    assert (doc["enqueued"][0]["scan"], doc["enqueued"][0]["reason"]) == (
+        "full", "its latest scan is not in the status database yet")
+    row = cluster.report()[str(p)]
+    assert row["status"] == "finished" and row["counts"] == {"ERROR": grep_count(str(p))}
+    assert row["scanned"] == p.stat().st_size
