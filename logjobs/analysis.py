@@ -277,7 +277,7 @@ class Analysis:
             if levels is not None and level not in levels:
                 continue
             count = msg.count if lo is None and hi is None else sum(
-                k for m, k in msg.minutes.items() if (lo is None or m >= lo) and (hi is None or m < hi))
+                k for m, k in msg.minutes.items() if within(m, lo, hi))
             if count:
                 rows.append({"level": level, "template": template, "count": count, "example": msg.example})
         rows.sort(key=lambda row: -row["count"])
@@ -633,6 +633,11 @@ def _days(year: int, month: int) -> int:
     if month == 2:
         return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
     return 30 if month in (4, 6, 9, 11) else 31
+
+
+def within(minute: str, since: str | None, until: str | None) -> bool:
+    """Does the minute key lie in [since, until) (minute keys; None: unbounded)?"""
+    return (since is None or minute >= since) and (until is None or minute < until)
 
 
 def _minute_bound(value) -> str | None:

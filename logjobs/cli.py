@@ -77,24 +77,33 @@ def cli(ctx, redis_url, db, config_file, verbose):
         fail(str(exc))
 
 
+# Options of push and watch alike: where the scans go, what they count, how their jobs run.
+PRIORITY = click.option("--priority", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
+                        help="Queue to push into; workers drain high, then default, then low.")
+NODE = click.option("--node", metavar="NAME",
+                    help="The logs are on this host only: use its queues (NAME.high, ...), which only its workers read.")
+PATTERNS = click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
+                        help="Literal text to count lines of (repeatable) [default: ERROR].")
+RETRIES = click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
+TIMEOUT = click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+COUNTS_ONLY = click.option("--counts-only", is_flag=True, help="Only count the patterns (at grep's speed): no levels, "
+                           "top messages or times [setting: analysis].")
+
+
 @cli.command()
-@click.option("--priority", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
-              help="Queue to push into; workers drain high, then default, then low.")
-@click.option("--node", metavar="NAME",
-              help="The files are on this host only: use its queues (NAME.high, ...), which only its workers read.")
-@click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
-              help="Literal text to count lines of (repeatable) [default: ERROR].")
-@click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
+@PRIORITY
+@NODE
+@PATTERNS
+@RETRIES
 @click.option("--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60].")
-@click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+@TIMEOUT
 @click.option("--split-size", "split_bytes", type=click.IntRange(0), metavar="BYTES",
               help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
 @click.option("--batch-files", type=click.IntRange(1), metavar="N",
               help="Small files per job, at most [default: 500].")
 @click.option("--force", is_flag=True,
               help="Scan every file whole, even one unchanged or only grown since its last scan.")
-@click.option("--counts-only", is_flag=True,
-              help="Only count the patterns (at grep's speed): no levels, top messages or times [setting: analysis].")
+@COUNTS_ONLY
 @click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
@@ -223,21 +232,17 @@ class Progress:
 
 
 @cli.command()
-@click.option("--priority", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
-              help="Queue to push into; workers drain high, then default, then low.")
-@click.option("--node", metavar="NAME",
-              help="The folders are on this host only: use its queues (NAME.high, ...), which only its workers read.")
-@click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
-              help="Literal text to count lines of (repeatable) [default: ERROR].")
-@click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
-@click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+@PRIORITY
+@NODE
+@PATTERNS
+@RETRIES
+@TIMEOUT
 @click.option("--debounce", type=click.FloatRange(0), default=DEFAULT_WATCH_DEBOUNCE, show_default=True,
               metavar="SECONDS", help="Push a changed file once it has been quiet this long "
               f"(one written without a pause: every {WATCH_MAX_DELAY_PERIODS} periods).")
 @click.option("--poll", type=click.FloatRange(0.05), metavar="SECONDS",
               help="Poll every SECONDS instead of using inotify: for network filesystems (NFS, CIFS).")
-@click.option("--counts-only", is_flag=True,
-              help="Only count the patterns: no levels, top messages or times [setting: analysis].")
+@COUNTS_ONLY
 @click.argument("dirs", nargs=-1, required=True, metavar="DIR...")
 @click.pass_obj
 @one_line_errors

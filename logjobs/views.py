@@ -73,7 +73,7 @@ def _window(minutes, since, until):
     """Lines per level, over the minutes in [since, until)."""
     total = {}
     for minute, levels in minutes.items():
-        if (since is None or minute >= since) and (until is None or minute < until):
+        if analysis.within(minute, since, until):
             for level, n in levels.items():
                 total[level] = total.get(level, 0) + n
     return total
@@ -111,7 +111,7 @@ def level_timeline(path_glob=None, since=None, until=None, path=None):
     total = {}
     for _, found in _analyses(path_glob, path):
         for minute, levels in found.minutes.items():
-            if (since is None or minute >= since) and (until is None or minute < until):
+            if analysis.within(minute, since, until):
                 into = total.setdefault(minute, {})
                 for level, n in levels.items():
                     into[level] = into.get(level, 0) + n
