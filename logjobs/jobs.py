@@ -72,11 +72,11 @@ def _scan(path, patterns, start, end, resume, analyse):
     """scanner.scan, after checking that a file whose scan continues an earlier one is still that file."""
     if resume is not None:
         since, head_len, head = resume
-        if tracking.fingerprint(scanner.head(path, head_len)) != head:
+        st, compression, data = scanner.peek(path, head_len)
+        if tracking.fingerprint(data) != head:
             raise ScanError(f"{path}: replaced since it was pushed (its first bytes differ); push it again",
                             permanent=True)
-        compressed = scanner.compression(path) is not None
-        if not compressed and os.stat(path).st_size < since:
+        if compression is None and st.st_size < since:
             raise ScanError(f"{path}: truncated since it was pushed; push it again", permanent=True)
     return scanner.scan(path, patterns, start, end, analyse=analyse)
 

@@ -224,12 +224,13 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     done = Pushed({}, {})
     for offset in range(0, len(paths), batch):
         chunk = paths[offset:offset + batch]
-        in_flight = _in_flight(conn, chunk)
+        latest = _latest(conn, chunk)
+        in_flight = _in_flight(conn, chunk, latest)
         done.skipped.update(in_flight)
         todo = [p for p in chunk if p not in in_flight]
         if not todo:
             continue
-        idents, decisions = _decide(conn, todo, patterns, force, analyse)
+        idents, decisions = _decide(conn, todo, patterns, force, analyse, latest)
         done.unchanged.update({p: d.reason for p, d in decisions.items() if d.action == tracking.UNCHANGED})
         # Moves first: a file renamed away must hand over its record before its old name starts over.
         todo = sorted((p for p in todo if decisions[p].action != tracking.UNCHANGED),
@@ -301,12 +302,13 @@ def _push_events(path, pushes, decision, ident, queue, patterns):
     return [base, *pushes]
 
 
-def _decide(conn, paths, patterns, force, analyse):
-    """Each path's Identity and tracking.Decision, from the records of earlier scans (few round trips)."""
+def _decide(conn, paths, patterns, force, analyse, latest):
+    """Each path's Identity and tracking.Decision, from the records of earlier scans (few round trips);
+    `latest` is each path's latest job id (see `_latest`)."""
     idents = {p: tracking.Identity.of(p) for p in paths}
     if force:
         return idents, {p: tracking.Decision(tracking.FULL, "forced") for p in paths}
-    records, pending = _records(conn, paths)
+    records, pending = _records(conn, paths, latest)
     # A file unknown under its name may be one known under another: same inode, or same head.
     unknown = [p for p in paths if idents[p] and not (
         records[p] and (records[p]["dev"], records[p]["ino"]) == (idents[p].dev, idents[p].ino))]
@@ -338,17 +340,15 @@ def _decide(conn, paths, patterns, force, analyse):
     return idents, decisions
 
 
-def _records(conn, paths):
-    """The record of each path's last finished scan, and the paths pushed again since it: their record
-    is stale until the mirror has the newer scan (continuing it would be refused), so they have none."""
-    keys = [os.fsencode(p) for p in paths]
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.hmget(SCANNED_KEY, keys)
-        pipe.hmget(FILES_KEY, keys)
-        raw, latest = pipe.execute()
+def _records(conn, paths, latest):
+    """The record of each path's last finished scan, and the paths pushed again since it (`latest`:
+    their latest job ids): their record is stale until the mirror has the newer scan (continuing it
+    would be refused), so they have none."""
+    raw = conn.hmget(SCANNED_KEY, [os.fsencode(p) for p in paths])
     records, pending = {}, set()
-    for p, record, job_id in zip(paths, map(_record, raw), latest):
-        if record is not None and job_id is not None and job_id.decode() != record["job_id"]:
+    for p, record in zip(paths, map(_record, raw)):
+        job_id = latest.get(p)
+        if record is not None and job_id is not None and job_id != record["job_id"]:
             record = None
             pending.add(p)
         records[p] = record
@@ -359,10 +359,15 @@ def _record(raw):
     return json.loads(raw) if raw else None
 
 
-def _in_flight(conn, paths):
-    """{path: job id} for the paths whose latest job will still run."""
+def _latest(conn, paths):
+    """{path: id of its latest job} for the paths pushed before."""
     ids = conn.hmget(FILES_KEY, [os.fsencode(p) for p in paths])
-    known = [(p, i.decode()) for p, i in zip(paths, ids) if i]
+    return {p: i.decode() for p, i in zip(paths, ids) if i}
+
+
+def _in_flight(conn, paths, latest=None):
+    """{path: job id} for the paths whose latest job (from `_latest`, read if not given) will still run."""
+    known = list((_latest(conn, paths) if latest is None else latest).items())
     if not known:
         return {}
     states = statuses(conn, [job_id for _, job_id in known])
