@@ -26,13 +26,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = """
 import json, sys, time
 from logjobs import scanner
-path, pattern, rounds, kernel = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+path, pattern, rounds, kernel, lines = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "lines"
 if kernel == "stdlib":
     scanner._sz = scanner._igzip = None
 times = []
 for _ in range(rounds):
     t = time.perf_counter()
-    r = scanner.scan(path, [pattern])
+    r = scanner.scan(path, [pattern], lines=lines)
     times.append(time.perf_counter() - t)
 with open("/proc/self/status") as f:
     rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
@@ -62,8 +62,12 @@ def peak_rss(argv, env=None):
     return int(r.stderr.split()[-1]) * 1024
 
 
-def time_scan(path, rounds, kernel):
-    out = subprocess.run([sys.executable, "-c", PROBE, path, PATTERN, str(rounds), kernel], cwd=ROOT,
+def time_scan(path, rounds, kernel, lines=False):
+    """As time_grep, for scanner.scan in a fresh interpreter. Without `lines`, the scan is the one a
+    `push --counts-only` job makes: it counts the pattern's lines only, as grep -c does; with it, the
+    scan also counts every line (as a scan with the analysis does)."""
+    out = subprocess.run([sys.executable, "-c", PROBE, path, PATTERN, str(rounds), kernel,
+                          "lines" if lines else "-"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     r = json.loads(out)
     return statistics.median(r["times"]), r["count"], r["rss"]

@@ -73,7 +73,7 @@ class ScanResult:
     """
 
     counts: dict[str, int]
-    lines: int
+    lines: int | None  # None: not counted (a scan without `lines`)
     bytes: int
     compression: str | None = None
     tail: bool = False
@@ -89,12 +89,14 @@ class ScanResult:
 
 
 def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
-         chunk_size: int = DEFAULT_CHUNK_SIZE, analyse: bool = False) -> ScanResult:
+         chunk_size: int = DEFAULT_CHUNK_SIZE, analyse: bool = False, lines: bool = True) -> ScanResult:
     """Count, per pattern, the lines containing it, in the file or in the lines owned by [start, end).
 
     In a compressed file, `start` skips that many uncompressed bytes (a scan continuing an earlier
     one, which ended at a line end) and `end` must be None: there is no seeking in a stream.
     With `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time).
+    Without `lines`, the result's `lines` is None: counting every newline is a pass over each byte,
+    slower than the pattern search itself, which grep -c does not make either.
     Raises ScanError (permanent or not) for every file that cannot be read, ValueError for bad arguments.
     """
     if chunk_size < 1 or start < 0 or (end is not None and end < start):
@@ -115,10 +117,10 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
 
                 analyzer = analysis.Analyzer(patterns, year=time.gmtime(os.fstat(f.fileno()).st_mtime).tm_year)
                 pieces = _tee(pieces, analyzer.feed)
-            counts, lines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size)
+            counts, nlines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size, lines)
         except OSError as e:
             raise _os_error(path, e) from None
-    return ScanResult(dict(zip(patterns, counts)), lines, nbytes, compression, tail,
+    return ScanResult(dict(zip(patterns, counts)), nlines, nbytes, compression, tail,
                       analyzer.finish().to_dict() if analyse else None)
 
 
@@ -147,7 +149,7 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
     """Add up the results of consecutive ranges of one file's content: exactly the single-pass result.
 
     The content may have been compressed in between (a rotated log continued in its archive): the
-    last result says what the file is now.
+    last result says what the file is now. Lines not counted in any of them are not counted in all.
     """
     total, analyses = ScanResult({}, 0, 0), []
     for r in results:
@@ -155,7 +157,7 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
         analyses.append(r.analysis)
         for p, n in r.counts.items():
             total.counts[p] = total.counts.get(p, 0) + n
-        total.lines += r.lines
+        total.lines = None if None in (total.lines, r.lines) else total.lines + r.lines
         total.bytes += r.bytes
         if r.bytes:  # an empty range says nothing of where the line before it ends
             total.tail = r.tail
@@ -189,17 +191,19 @@ def peek(path, length: int) -> tuple[os.stat_result, str | None, bytes]:
             raise _os_error(path, e) from None
 
 
-def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int) -> tuple[list[int], int, int, bool]:
+def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int,
+           count_lines: bool = True) -> tuple[list[int], int | None, int, bool]:
     """Count matching lines over a stream of pieces; lines may straddle pieces or be of any length.
 
     `carry` holds the unfinished line; once it outgrows a chunk, only its last `keep` bytes are kept
     (enough for a match straddling the next piece) and `seen` remembers which patterns it matched.
+    Newlines are counted only for `count_lines`, or for an empty pattern, which matches every line.
     """
     counts = [0] * len(kernels)
     lines = nbytes = 0
     keep = max([k.longest - 1 for k in kernels] + [0])
     carry, seen, open_line = b"", [False] * len(kernels), False
-    nlcount = _nlcount()
+    nlcount = _nlcount() if count_lines or any(isinstance(k, _Every) for k in kernels) else None
     for data in pieces:
         nbytes += len(data)
         first = data.find(NL)
@@ -219,8 +223,8 @@ def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int) -> tuple[lis
             lo = first + 1
         hi = data.rfind(NL) + 1
         if lo < hi:
-            n = nlcount(data, lo, hi)
-            lines += n
+            n = nlcount(data, lo, hi) if nlcount else None
+            lines += n or 0
             for i, k in enumerate(kernels):
                 counts[i] += k.count(data, lo, hi, n)
         carry, seen, open_line = data[hi:], [False] * len(kernels), hi < len(data)
@@ -228,7 +232,7 @@ def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int) -> tuple[lis
         lines += 1
         for i, k in enumerate(kernels):
             counts[i] += seen[i] or k.contains(carry)
-    return counts, lines, nbytes, open_line
+    return counts, lines if count_lines else None, nbytes, open_line
 
 
 def _nlcount():
@@ -288,7 +292,7 @@ def _kernel(pattern: str):
 
 
 class _Every:
-    """An empty pattern matches every line."""
+    """An empty pattern matches every line (so _count counts the lines for it)."""
 
     longest = 0
 
@@ -304,8 +308,11 @@ class _Literal:
 
     Split at each hit, the line holding hit t+1 matches first iff the part before it holds a "\n";
     so the count is the parts after the first one that hold a "\n" (the last one always does).
-    Hits outnumbering lines mean many per line: the regex, which skips to the next line, wins there.
+    More than a hit per DENSE bytes means many per line: the regex, which skips to the next line
+    after a hit, wins there.
     """
+
+    DENSE = 32
 
     def __init__(self, needle: bytes):
         self.needle, self.longest = needle, len(needle)
@@ -314,7 +321,7 @@ class _Literal:
     def count(self, data, lo, hi, lines):
         parts = _sz.Str(data)[lo:hi].split_iter(self.needle)
         next(parts)
-        n = sum(map(contains, islice(parts, lines), repeat(NL)))
+        n = sum(map(contains, islice(parts, (hi - lo) // self.DENSE + 1), repeat(NL)))
         return n if next(parts, None) is None else self.dense.count(data, lo, hi, lines)
 
     def contains(self, line):
