@@ -37,6 +37,7 @@ class Event:
     worker: str | None = None
     error: str | None = None
     result: dict | None = None        # the scan result, on `finished`
+    started_at: float | None = None   # on the outcome of a part whose `started` was never sent
     stream_id: str | None = None      # set when read back from the stream
 
     @property
@@ -51,8 +52,11 @@ class Event:
         return (self.attempt, _PHASE[self.state])
 
     def to_dict(self):
-        """JSON-simple, without the defaults (lone surrogates of non-UTF-8 file names survive JSON)."""
-        return {k: v for k, v in dataclasses.asdict(self).items()
+        """JSON-simple, without the defaults (lone surrogates of non-UTF-8 file names survive JSON).
+
+        Shallow: dataclasses.asdict() deep-copies the result, and cost a worker more than the scan of a
+        small file did."""
+        return {k: v for k, v in vars(self).items()
                 if v is not None and k != "stream_id" and not (k in ("attempt", "part") and v == 0)}
 
 
@@ -63,6 +67,18 @@ def emit(conn, *evs):
 
 
 def read(entry_id, fields):
-    """The events of one stream entry; each gets a stream id of its own, `<entry id>/<index>`."""
+    """The events of one stream entry; each gets a stream id of its own, `<entry id>/<index>`.
+
+    Fields this version does not know (sent by a newer logjobs on some worker) are left out."""
     entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return [Event(**d, stream_id=f"{entry_id}/{i}") for i, d in enumerate(json.loads(fields[b"events"]))]
+    return [_event(d, f"{entry_id}/{i}") for i, d in enumerate(json.loads(fields[b"events"]))]
+
+
+def _event(d, stream_id):
+    try:
+        return Event(**d, stream_id=stream_id)
+    except TypeError:
+        return Event(**{k: v for k, v in d.items() if k in _FIELDS}, stream_id=stream_id)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Event)} - {"stream_id"}

@@ -100,6 +100,7 @@ def _run(tasks, patterns, analyse):
     failures = {}
     with Heartbeat(conn, job.id, worker):
         for i, (path, start, end, part, resume) in enumerate(todo):
+            report.begin(path)
             try:
                 result = _scan(path, patterns, start, end, resume, analyse).to_dict()
             except JobTimeoutException as exc:
@@ -127,27 +128,39 @@ def _run(tasks, patterns, analyse):
 
 
 class Reporter:
-    """Sends a job's events, and records each file done, in few round trips."""
+    """Sends a job's events, and records each file done, in few round trips.
+
+    `started` goes out at once for the job's first file only: it says the attempt runs. A batch's other
+    files stay queued until their outcome, which carries when their scan began (`started_at`): a
+    started event for each of hundreds of small files, sent as the job starts, would only say they
+    wait in a running job, and would double the mirror's work.
+    """
 
     def __init__(self, conn, job_id, attempt, worker, done_key):
         self.conn, self.job_id, self.attempt, self.worker, self.done_key = conn, job_id, attempt, worker, done_key
         self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
+        self.begun = {}  # path: when its scan began, for files whose `started` was not sent
 
     def started(self, tasks):
-        self.pending += [events.Event(self.job_id, p, STARTED, self.attempt, part, worker=self.worker)
-                         for p, _, _, part, _ in tasks]
+        if tasks:
+            path, _, _, part, _ = tasks[0]
+            self.pending.append(events.Event(self.job_id, path, STARTED, self.attempt, part, worker=self.worker))
+            self.begun[path] = None  # sent
         self.flush()
+
+    def begin(self, path):
+        self.begun.setdefault(path, time.time())
 
     def finished(self, path, part, result):
         self.pending.append(events.Event(self.job_id, path, FINISHED, self.attempt, part, worker=self.worker,
-                                         result=result))
+                                         result=result, started_at=self.begun.pop(path, None)))
         self.done[path] = {"result": result}
         if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL:
             self.flush()
 
     def failed(self, path, part, state, error, final):
         self.pending.append(events.Event(self.job_id, path, state, self.attempt, part, worker=self.worker,
-                                         error=error))
+                                         error=error, started_at=self.begun.pop(path, None)))
         if final:
             self.done[path] = {"error": error}
 

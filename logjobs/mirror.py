@@ -212,10 +212,7 @@ def apply(batch):
     Returns what Redis must learn once this commits: {path: record of its finished scan, or None
     when it has none to continue} (see tracking).
     """
-    wanted = {e.path for e in batch} | {e.moved_from for e in batch if e.moved_from}
-    # Plain namespaces, not Model instances: building a Model per row costs more than the SQL.
-    query = Scan.select(*_ROW_FIELDS).where(Scan.path.in_(wanted)).dicts()
-    rows = {row["path"]: SimpleNamespace(**row) for row in query}
+    rows = _rows({e.path for e in batch} | {e.moved_from for e in batch if e.moved_from})
     parts = {path: json.loads(row.part_states) for path, row in rows.items()}
     changed, history, scanned = set(), [], {}
     for event in batch:
@@ -255,6 +252,25 @@ def apply(batch):
     _executemany(History, [[h.get(f.name) for f in _HISTORY_FIELDS] for h in history], _HISTORY_FIELDS,
                  lambda q: q.on_conflict_ignore())
     return scanned
+
+
+def _rows(paths):
+    """{path: row} of the files' rows in the database, as plain namespaces of the driver's own values.
+
+    Not Model instances, nor Peewee's conversions: a row is written back as it was read, but for the
+    fields apply() sets, so converting every field both ways would cost more than the SQL.
+    """
+    paths, rows = list(paths), {}
+    names = [f.name for f in _ROW_FIELDS]
+    for start in range(0, len(paths), _SELECT_CHUNK):
+        query = Scan.select(*_ROW_FIELDS).where(Scan.path.in_(paths[start:start + _SELECT_CHUNK]))
+        rows.update((row.path, row) for row in (SimpleNamespace(**dict(zip(names, values)))
+                                                for values in db.execute(query).fetchall()))
+    return rows
+
+
+#: Paths per SELECT: SQLite allows 32766 parameters per statement unless built with more.
+_SELECT_CHUNK = 10000
 
 
 def _history(event, row, part, finished, applied):
@@ -298,7 +314,7 @@ def _record(row):
     """What push needs to know of a finished scan to continue it (see tracking.decide)."""
     if not row.identity:
         return None
-    return {**json.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": row.tail,
+    return {**json.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": bool(row.tail),
             "patterns": json.loads(row.patterns), "analysed": row.analysis is not None,
             "counts": json.loads(row.counts), "lines": row.lines}
 
@@ -318,26 +334,27 @@ def _record_scanned(pipe, scanned):
 def _executemany(model, rows, fields, conflict):
     """Insert many rows with one prepared statement: Peewee would build the SQL anew for every value,
     which costs several times what the database does. `fields` are in the model's order, as Peewee
-    writes the statement's columns."""
+    writes the statement's columns. Values go to the driver as they are: str, int, float, bool,
+    None, naive datetimes, or what the driver itself returned (see _rows)."""
     if rows:
         key = (model, db.obj)  # the statement is the same every time, for a given database
         if key not in _STATEMENTS:
             _STATEMENTS[key] = conflict(model.insert({f: None for f in fields})).sql()[0]
-        db.cursor().executemany(_STATEMENTS[key], [[f.db_value(v) for f, v in zip(fields, row)] for row in rows])
+        db.cursor().executemany(_STATEMENTS[key], rows)
 
 
 _STATEMENTS = {}
 
 
 _ROW_FIELDS = [f for f in Scan._meta.sorted_fields if f.name != "id"]
+_ROW_UPDATES = [f for f in _ROW_FIELDS if f.name != "path"]
+_ROW_DEFAULTS = {f.name: f.default for f in _ROW_UPDATES}  # no callable default among them
+_HISTORY_FIELDS = [f for f in History._meta.sorted_fields if f.name != "id"]
 
 
 def _new_row(path):
     """A row not in the database yet, with the model's defaults (`_reset` fills it in)."""
-    return SimpleNamespace(**dict({f.name: f.default() if callable(f.default) else f.default for f in _ROW_FIELDS},
-                                  path=path))
-_ROW_UPDATES = [f for f in _ROW_FIELDS if f.name != "path"]
-_HISTORY_FIELDS = [f for f in History._meta.sorted_fields if f.name != "id"]
+    return SimpleNamespace(**_ROW_DEFAULTS, path=path)
 
 
 def _newer(event, part):
@@ -365,9 +382,11 @@ def _update(part, event):
         part["worker"] = event.worker
     if event.state == STARTED:
         part["started_at"] = event.at  # of the latest attempt
-    elif event.state == FINISHED:
+    elif event.started_at is not None:  # an outcome whose `started` was not sent (see jobs.Reporter)
+        part["started_at"] = event.started_at
+    if event.state == FINISHED:
         part["result"], part["error"], part["ended_at"] = event.result, None, event.at
-    else:
+    elif event.state != STARTED:
         part["error"] = event.error
         if event.state == FAILED:
             part["ended_at"] = event.at

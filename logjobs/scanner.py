@@ -80,7 +80,7 @@ class ScanResult:
     analysis: dict | None = None  # analysis.Analysis.to_dict() of the lines, when asked for
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return dict(vars(self), counts=dict(self.counts))  # shallow: asdict() deep-copies, at a cost
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScanResult":
@@ -283,10 +283,16 @@ def _count_newlines_by_search() -> bool:
 
 def _kernel(pattern: str):
     """The fastest exact line counter for one grep -F pattern (newlines separate alternatives)."""
+    return _new_kernel(pattern, _sz is not None)
+
+
+@functools.lru_cache(maxsize=256)
+def _new_kernel(pattern: str, simd: bool):
+    # Kernels hold no state of a scan: one serves every scan of its pattern in the process.
     alts = os.fsencode(pattern).split(NL)
     if b"" in alts:
         return _Every()
-    if len(alts) == 1 and _sz is not None:
+    if len(alts) == 1 and simd:
         return _Literal(alts[0])
     return _Regex(alts)
 

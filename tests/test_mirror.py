@@ -1,5 +1,6 @@
 """The mirror: event ordering, crash and restart, two mirrors at once, reconciliation with RQ."""
 
+import datetime
 import os
 import sqlite3
 import time
@@ -87,6 +88,23 @@ def test_a_split_file_is_finished_when_every_part_is_and_counts_add_up(database)
     feed(push_event("q0", parts=2), push_event("q1", part=1, parts=2), ev("q1", "failed", 1, part=1, error="gone"))
     r = row().to_dict()
     assert (r["status"], r["error"], r["parts"], r["counts"]) == ("failed", "gone", 2, {})
+
+
+def test_an_outcome_without_a_started_event_carries_its_start(database):
+    """A batch's later files send no `started` (jobs.Reporter): their row goes from queued to finished,
+    and the scan's start and duration come from the outcome."""
+    feed(push_event("j1"))
+    feed(ev("j1", "finished", 1, worker="a", result=RESULT, started_at=1000.0, at=1002.5))
+    r = row()
+    assert (r.status, r.attempts, r.worker) == ("finished", 1, "a")
+    assert r.started_at == datetime.datetime(1970, 1, 1, 0, 16, 40)
+    assert History.get(History.state == "finished").duration == 2.5
+
+
+def test_events_from_a_newer_logjobs_keep_what_this_one_knows():
+    fields = {b"events": b'[{"job_id": "j1", "path": "/l/a.log", "state": "started", "attempt": 1, "shiny": true}]'}
+    (e,) = events.read(b"5-0", fields)
+    assert (e.job_id, e.state, e.attempt, e.stream_id) == ("j1", "started", 1, "5-0/0")
 
 
 def test_reapplying_a_batch_changes_nothing(database):

@@ -43,7 +43,7 @@ class HistoryCollector:
             for state in FINAL_STATES:
                 jobs.add_metric([queue, state], totals["jobs"].get(queue, {}).get(state, 0))
         yield jobs
-        for name, doc in (("retries", "Attempts after the first that started, by queue."),
+        for name, doc in (("retries", "Job attempts after the first that started, by queue."),
                           ("recoveries", "Scans recovered from a worker that died or was cut off, by queue.")):
             family = CounterMetricFamily(f"logjobs_{name}", doc, labels=["queue"])
             for queue in _queues(totals[name]):
