@@ -60,7 +60,7 @@ class Identity:
         return f"{self.head_len}:{self.head}"
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return dict(vars(self))  # its fields are plain values: asdict()'s deep copy costs push 50 us a file
 
 
 @dataclasses.dataclass
