@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import sqlite3
 import subprocess
 import time
 
@@ -33,6 +34,18 @@ def test_counts_reach_the_report_like_grep(cluster, tmp_path):
     for row in rows.values():
         assert row["status"] == "finished" and row["attempts"] == 1 and row["error"] is None
         assert row["queue"] == "default" and row["job_id"].startswith("lj-")
+        assert row["started_at"] <= row["ended_at"]
+    # Three files on two workers: one job of two, one of one. A job sends `started` for its first
+    # file only; the other's result says when its scan began, so its duration is known all the same.
+    jobs = {}
+    for path, row in rows.items():
+        jobs.setdefault(row["job_id"], []).append(path)
+    assert sorted(map(len, jobs.values())) == [1, 2]
+    with sqlite3.connect(cluster.db) as c:
+        for job_id, paths in jobs.items():
+            states = c.execute("select path, state, duration from history where job_id = ?", (job_id,)).fetchall()
+            assert sorted(s for _, s, _ in states) == ["finished"] * len(paths) + ["queued"] * len(paths) + ["started"]
+            assert all(d is not None and d >= 0 for _, s, d in states if s == "finished")
 
 
 def test_high_priority_runs_before_low(cluster, tmp_path):
