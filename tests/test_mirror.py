@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from logjobs import events
+from logjobs import events, mirror
 from logjobs.defaults import EVENTS_KEY
 from logjobs.mirror import RECONCILE, apply
 from logjobs.models import History, Scan, db, open_database
@@ -99,6 +99,15 @@ def test_an_outcome_without_a_started_event_carries_its_start(database):
     assert (r.status, r.attempts, r.worker) == ("finished", 1, "a")
     assert r.started_at == datetime.datetime(1970, 1, 1, 0, 16, 40)
     assert History.get(History.state == "finished").duration == 2.5
+
+
+def test_a_batch_of_more_files_than_one_select_takes(database, monkeypatch):
+    """SQLite allows 32766 parameters a statement unless built with more: rows are read in chunks."""
+    monkeypatch.setattr(mirror, "_SELECT_CHUNK", 7)
+    paths = [f"/l/{i}.log" for i in range(30)]
+    feed(*(push_event(f"j{i}", path=p) for i, p in enumerate(paths)))
+    feed(*(events.Event(f"j{i}", p, "finished", 1, result=RESULT) for i, p in enumerate(paths)))
+    assert [r.status for r in Scan.select().order_by(Scan.id)] == ["finished"] * 30
 
 
 def test_events_from_a_newer_logjobs_keep_what_this_one_knows():
