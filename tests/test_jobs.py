@@ -2,9 +2,15 @@
 
 import gzip
 import os
+import shutil
 import sqlite3
 import subprocess
+import sys
 import time
+
+import pytest
+
+BIN = os.path.dirname(sys.executable)
 
 
 
@@ -125,6 +131,28 @@ def test_permanent_failures_fail_at_once_with_a_reason(cluster, tmp_path):
         assert "Traceback" not in row["error"]
     assert rows["good.log"]["status"] == "finished"
     assert out.returncode == 0
+
+
+def test_a_file_the_worker_may_not_read_fails_at_once(cluster, tmp_path):
+    """Permission denied, under a real `rq worker` that file permissions apply to: root without the
+    capabilities that let it read anything (the other tests' workers run as root and read all)."""
+    setpriv = shutil.which("setpriv")
+    if os.getuid() != 0 or setpriv is None:
+        pytest.skip("needs root and util-linux's setpriv, to start a worker without CAP_DAC_OVERRIDE")
+    (tmp_path / "ok.log").write_text("ERROR\n")
+    secret = tmp_path / "secret.log"
+    secret.write_text("ERROR\n")
+    secret.chmod(0)
+    cluster.spawn([setpriv, "--bounding-set=-dac_override,-dac_read_search",
+                   os.path.join(BIN, "rq"), "worker", "high", "default", "low"], "w-no-override")
+    started = time.monotonic()
+    out = cluster.run("push", "--wait", str(tmp_path / "ok.log"), str(secret), timeout=60)
+    assert time.monotonic() - started < 20, "a permanent failure must not wait out retry intervals"
+    assert out.returncode == 1 and "finished 1, failed 1" in out.stdout, out.stdout + out.stderr
+    rows = {os.path.basename(p): r for p, r in cluster.report().items()}
+    assert (rows["ok.log"]["status"], rows["ok.log"]["counts"]) == ("finished", {"ERROR": 1})
+    assert (rows["secret.log"]["status"], rows["secret.log"]["attempts"]) == ("failed", 1)
+    assert rows["secret.log"]["error"] == f"{secret}: permission denied"
 
 
 def test_wait_exits_non_zero_when_a_file_failed(cluster, tmp_path):
