@@ -8,6 +8,7 @@ failure in it is permanent, the job first empties its retry budget, so it fails 
 burning retries on files that cannot heal.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -98,11 +99,11 @@ def _run(tasks, patterns, analyse):
     report = Reporter(conn, job.id, attempt, worker, done_key)
     report.started(todo)
     failures = {}
-    with Heartbeat(conn, job.id, worker):
+    with Heartbeat(conn, job.id, worker, on_beat=report.announce):
         for i, (path, start, end, part, resume) in enumerate(todo):
-            report.begin(path)
             try:
-                result = _scan(path, patterns, start, end, resume, analyse).to_dict()
+                with report.scanning(path, part):
+                    result = _scan(path, patterns, start, end, resume, analyse).to_dict()
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
                 failures.update(((p, pt), exc) for p, _, _, pt, _ in todo[i:])
@@ -133,34 +134,60 @@ class Reporter:
     `started` goes out at once for the job's first file only: it says the attempt runs. A batch's other
     files stay queued until their outcome, which carries when their scan began (`started_at`): a
     started event for each of hundreds of small files, sent as the job starts, would only say they
-    wait in a running job, and would double the mirror's work.
+    wait in a running job, and would double the mirror's work. A file still being scanned when the
+    heartbeat beats (every 2 s) gets its `started` then (`announce`, from the heartbeat's thread).
     """
 
     def __init__(self, conn, job_id, attempt, worker, done_key):
         self.conn, self.job_id, self.attempt, self.worker, self.done_key = conn, job_id, attempt, worker, done_key
         self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
-        self.begun = {}  # path: when its scan began, for files whose `started` was not sent
+        self.begun = {}  # path: when its scan began, or None once its `started` is sent
+        self.current = None  # (path, part) being scanned
+        self.lock = threading.Lock()  # begun and current, shared with the heartbeat's thread
 
     def started(self, tasks):
         if tasks:
             path, _, _, part, _ = tasks[0]
             self.pending.append(events.Event(self.job_id, path, STARTED, self.attempt, part, worker=self.worker))
-            self.begun[path] = None  # sent
+            self.begun[path] = None
         self.flush()
 
-    def begin(self, path):
-        self.begun.setdefault(path, time.time())
+    @contextlib.contextmanager
+    def scanning(self, path, part):
+        with self.lock:
+            self.begun.setdefault(path, time.time())
+            self.current = (path, part)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.current = None
+
+    def announce(self):
+        """Send `started` for the file being scanned, unless sent: a long scan in a batch shows as one."""
+        with self.lock:  # held while sending: its outcome, read under the lock, must follow it
+            path, part = self.current or (None, None)
+            at = self.begun.get(path)
+            if at is not None:
+                events.emit(self.conn, events.Event(self.job_id, path, STARTED, self.attempt, part, at=at,
+                                                    worker=self.worker))
+                self.begun[path] = None
+
+    def _began(self, path):
+        """When the file's scan began, if its `started` was not sent (and forget it)."""
+        with self.lock:
+            return self.begun.pop(path, None)
 
     def finished(self, path, part, result):
         self.pending.append(events.Event(self.job_id, path, FINISHED, self.attempt, part, worker=self.worker,
-                                         result=result, started_at=self.begun.pop(path, None)))
+                                         result=result, started_at=self._began(path)))
         self.done[path] = {"result": result}
         if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL:
             self.flush()
 
     def failed(self, path, part, state, error, final):
         self.pending.append(events.Event(self.job_id, path, state, self.attempt, part, worker=self.worker,
-                                         error=error, started_at=self.begun.pop(path, None)))
+                                         error=error, started_at=self._began(path)))
         if final:
             self.done[path] = {"error": error}
 
@@ -195,11 +222,12 @@ class Heartbeat:
     """Refresh a short-lived key while a job runs, so the keeper sees a dead host within seconds.
 
     RQ's own heartbeat comes from the worker's parent process every 30 s and only expires 60 s
-    later; this one comes from the work-horse itself, every DEFAULT_BEAT_INTERVAL seconds.
+    later; this one comes from the work-horse itself, every DEFAULT_BEAT_INTERVAL seconds, and then
+    calls `on_beat` (in its thread).
     """
 
-    def __init__(self, conn, job_id, worker, interval=DEFAULT_BEAT_INTERVAL, ttl=DEFAULT_BEAT_TTL):
-        self.conn, self.key, self.worker = conn, BEAT_KEY + job_id, worker
+    def __init__(self, conn, job_id, worker, interval=DEFAULT_BEAT_INTERVAL, ttl=DEFAULT_BEAT_TTL, on_beat=None):
+        self.conn, self.key, self.worker, self.on_beat = conn, BEAT_KEY + job_id, worker, on_beat
         self.interval, self.ttl = interval, ttl
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logjobs-heartbeat", daemon=True)
@@ -224,6 +252,8 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             try:
                 self._beat()
+                if self.on_beat:
+                    self.on_beat()
             except redis.RedisError as exc:
                 # Cut off from Redis: keep scanning; the keeper may hand the job to another worker,
                 # and the mirror will ignore whichever result turns out to be stale.

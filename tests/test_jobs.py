@@ -8,7 +8,12 @@ import subprocess
 import sys
 import time
 
+import fakeredis
 import pytest
+
+from logjobs import events
+from logjobs.defaults import DONE_KEY, EVENTS_KEY
+from logjobs.jobs import Heartbeat, Reporter
 
 BIN = os.path.dirname(sys.executable)
 
@@ -185,3 +190,32 @@ def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
     doc = cluster.json("status", "--json")
     assert doc["queues"]["low"] == 12 and doc["nodes"] == {"a": {"high": 0, "default": 0, "low": 6},
                                                            "b": {"high": 0, "default": 0, "low": 6}}
+
+
+def test_a_long_scan_in_a_batch_gets_its_started_from_the_heartbeat():
+    """The Reporter alone, on fakeredis: a batch sends `started` for its first file at once; a later
+    file only if the heartbeat beats while it is scanned, and else its outcome says when it began."""
+    conn = fakeredis.FakeRedis()
+    report = Reporter(conn, "j1", 1, "w1", DONE_KEY + "j1")
+    result = {"counts": {"ERROR": 0}, "lines": None, "bytes": 0}
+    report.started([(p, 0, None, 0, None) for p in ("a", "b", "c")])
+    with Heartbeat(conn, "j1", "w1", interval=0.05, on_beat=report.announce):
+        with report.scanning("a", 0):
+            pass
+        report.finished("a", 0, result)
+        with report.scanning("b", 0):
+            b_began = time.time()
+            time.sleep(0.5)  # ten beats
+        report.finished("b", 0, result)
+    with report.scanning("c", 0):  # quick: no beat while it is scanned (the heartbeat has stopped)
+        pass
+    report.finished("c", 0, result)
+    report.flush()
+    sent = [(e.path, e.state, e.at, e.started_at) for i, f in conn.xrange(EVENTS_KEY) for e in events.read(i, f)]
+    assert [(p, s) for p, s, _, _ in sent] == [("a", "started"), ("b", "started"), ("a", "finished"),
+                                              ("b", "finished"), ("c", "finished")]
+    b_started = sent[1]
+    assert abs(b_started[2] - b_began) < 0.05, "announced with the time the scan began"
+    assert [s for _, state, _, s in sent if state == "finished"][:2] == [None, None]  # their started was sent
+    c_started_at = sent[4][3]
+    assert c_started_at is not None and c_started_at <= sent[4][2]
