@@ -25,6 +25,9 @@ from .jobs import done_paths, files_of, next_state
 
 log = logging.getLogger(__name__)
 
+#: Attempt counts looked at per `forget_expired` call: a step of a sweep, a few milliseconds.
+FORGET_BATCH = 1000
+
 
 class Keeper:
     """Enqueues due retries and recovers abandoned scans, in every queue; call `tick()` every second or so."""
@@ -33,6 +36,7 @@ class Keeper:
         self.conn, self.grace, self.clock = conn, grace, clock
         self.queues, self.scheduler = [], None
         self._silent_since = {}  # (job id, execution id) -> when its heartbeat was first seen missing
+        self._forget_cursor = 0  # where the sweep of ATTEMPTS_KEY goes on
 
     def tick(self):
         """One pass; returns the ids of the jobs recovered."""
@@ -91,6 +95,23 @@ class Keeper:
                 pipe.hset(ORPHANS_KEY, mapping=new)
             pipe.execute()
         return requeued
+
+    def forget_expired(self, batch=FORGET_BATCH):
+        """Drop the attempt counts of jobs RQ no longer holds (their result or failure expired), a
+        step of a sweep over ATTEMPTS_KEY at a time: else it would gain a field per job, for ever.
+        Returns the ids dropped. Job ids are never reused, so a job gone from RQ never comes back.
+        """
+        self._forget_cursor, fields = self.conn.hscan(ATTEMPTS_KEY, self._forget_cursor, count=batch)
+        ids = [f.decode() for f in fields]
+        if not ids:
+            return []
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(Job.key_for(job_id))
+            gone = [job_id for job_id, alive in zip(ids, pipe.execute()) if not alive]
+        if gone:
+            self.conn.hdel(ATTEMPTS_KEY, *gone)
+        return gone
 
     def recover_abandoned(self):
         now = self.clock()

@@ -147,7 +147,8 @@ class Mirror:
     # -- reconciling with RQ ---------------------------------------------------------------------
 
     def reconcile(self):
-        """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them."""
+        """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them.
+        Also requeues jobs lost between a worker's pop and its start, and forgets expired jobs' attempt counts."""
         rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES))
         todo = [(row.path, i, part) for row in rows for i, part in enumerate(json.loads(row.part_states))
                 if part is not None and part["state"] not in FINAL_STATES]
@@ -165,6 +166,7 @@ class Mirror:
         if found:
             events.emit(self.conn, *found)
         self.keeper.requeue_orphans(queued)
+        self.keeper.forget_expired()
         return found
 
 

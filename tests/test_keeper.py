@@ -5,7 +5,11 @@ import signal
 import time
 from datetime import datetime
 
+import fakeredis
 import psutil
+
+from logjobs.defaults import ATTEMPTS_KEY
+from logjobs.keeper import Keeper
 
 HUGE = 64 << 30  # a sparse file this big takes seconds to scan: time enough to kill its scanner
 
@@ -120,3 +124,36 @@ def test_a_job_popped_by_a_worker_that_died_at_once_is_requeued(cluster, tmp_pat
     cluster.worker()
     row = cluster.wait_for(lambda: (r := cluster.report()[str(path)])["status"] == "finished" and r, what="the scan")
     assert row["counts"] == {"ERROR": 1} and row["attempts"] == 1
+
+
+def test_attempt_counts_of_expired_jobs_are_forgotten(cluster, tmp_path, conn):
+    # Each run of a job counts its attempt in logjobs:attempts; once RQ drops the job (its result
+    # expired: here deleted, as the expiry does), the mirror's sweep drops its count too.
+    paths = []
+    for name in ("old.log", "new.log"):
+        paths.append(str(tmp_path / name))
+        (tmp_path / name).write_text("ERROR\n")
+    old, new = (cluster.json("push", "--json", p)["enqueued"][0]["job_id"] for p in paths)
+    worker = cluster.worker()
+    cluster.wait_for(lambda: all(cluster.report().get(p, {}).get("status") == "finished" for p in paths),
+                     what="both scans")
+    cluster.kill_tree(worker)
+    assert conn.hexists(ATTEMPTS_KEY, old) and conn.hexists(ATTEMPTS_KEY, new)
+    conn.delete(f"rq:job:{old}")
+    cluster.run("mirror", "--once", check=True)
+    assert not conn.hexists(ATTEMPTS_KEY, old)
+    assert conn.hget(ATTEMPTS_KEY, new) == b"1"
+
+
+def test_the_sweep_of_attempt_counts_goes_on_where_it_stopped():
+    conn = fakeredis.FakeRedis()
+    ids = [f"lj-{i:04}" for i in range(2500)]
+    conn.hset(ATTEMPTS_KEY, mapping=dict.fromkeys(ids, 1))
+    live = set(ids[::7])
+    for job_id in live:
+        conn.hset(f"rq:job:{job_id}", "status", "finished")
+    keeper, forgotten = Keeper(conn), []
+    for _ in range(10):  # 1,000 fields a call: three calls sweep them all
+        forgotten += keeper.forget_expired()
+    assert sorted(forgotten) == sorted(set(ids) - live)
+    assert {f.decode() for f in conn.hkeys(ATTEMPTS_KEY)} == live
