@@ -154,10 +154,8 @@ def _with_flags(settings, **flags):
 
 def _push(conn, settings, queue, patterns, files, force=False):
     """`queues.push` with the settings' retry policy, timeout and batching."""
-    return queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS,
-                       retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
-                       timeout=settings.job_timeout, split_bytes=settings.split_bytes,
-                       batch_files=settings.batch_files, force=force, analyse=settings.analysis)
+    return queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS, force=force,
+                       **settings.push_options())
 
 
 def _enqueued(path, ids, decision):

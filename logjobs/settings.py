@@ -104,6 +104,11 @@ class Settings:
                 values[name] = tuple(values[name])
         return cls(config_file=config_file, **values)
 
+    def push_options(self):
+        """The keyword arguments of `queues.push` these settings decide (retry policy, timeout, sizes)."""
+        return {"retry_max": self.retry_max, "retry_intervals": self.retry_intervals, "timeout": self.job_timeout,
+                "split_bytes": self.split_bytes, "batch_files": self.batch_files, "analyse": self.analysis}
+
     def redacted_redis_url(self):
         """The Redis URL with any password masked, for messages and logs."""
         return redact_url(self.redis_url)

@@ -20,10 +20,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from . import queues
-from .defaults import (
-    DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_RETRY_MAX, DEFAULT_WATCH_DEBOUNCE,
-    DEFAULT_WATCH_POLL, WATCH_MAX_DELAY_PERIODS,
-)
+from .defaults import DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL, WATCH_MAX_DELAY_PERIODS
 from .exceptions import LogJobsError, PushRefused
 
 log = logging.getLogger(__name__)
@@ -112,16 +109,16 @@ def acceptable(paths, roots=()):
     return accepted
 
 
-def push_paths(dirs, priority=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, node=None, retries=DEFAULT_RETRY_MAX,
-               timeout=DEFAULT_JOB_TIMEOUT, analyse=True):
-    """RQ job for `rq cron` (conf/cron.py): push the files below `dirs`, as a watcher does when it starts.
+def push_paths(dirs, priority=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, node=None, roots=(), **options):
+    """RQ job for `rq cron` (conf/cron.py): push the files below `dirs` (those within `roots`, when
+    given), as a watcher does when it starts. `options` go to `queues.push` (retry_max,
+    retry_intervals, timeout, split_bytes, batch_files, analyse): conf/cron.py passes logjobs' settings.
 
     Returns what it did, as RQ's job result: {"queue", "files", "jobs", "skipped", "unchanged"}.
     """
     queue = queues.queue_name(priority, node)
-    files = acceptable(sweep(check_dirs(dirs)))
-    pushed = queues.push(get_current_job().connection, files, queue=queue, patterns=patterns, retry_max=retries,
-                         timeout=timeout, analyse=analyse)
+    files = acceptable(sweep(check_dirs(dirs)), roots)
+    pushed = queues.push(get_current_job().connection, files, queue=queue, patterns=patterns, **options)
     return {"queue": queue, "files": len(pushed.files), "jobs": len(pushed.job_ids), "skipped": len(pushed.skipped),
             "unchanged": len(pushed.unchanged)}
 

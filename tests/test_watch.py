@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from rq.job import Job
 
 from logjobs import queues, watch
 from logjobs.defaults import FILES_KEY
@@ -148,6 +149,25 @@ def test_rq_cron_pushes_folders_periodically(cluster, tmp_path, conn):
         return conn.hgetall(FILES_KEY) == jobs
     # Once the mirror has recorded the last scans, later pushes find nothing new to scan.
     cluster.wait_for(no_new_job_for_two_pushes, timeout=10, interval=0, what="pushes that enqueue nothing")
+
+
+def test_rq_cron_pushes_with_logjobs_settings(cluster, tmp_path, conn):
+    # As `logjobs push` would: only files within the allowed roots, with the configured retry policy
+    # and analysis, read from LOGJOBS_* in the `rq cron` process's environment.
+    allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"
+    for folder in (allowed, elsewhere):
+        folder.mkdir()
+        write(folder / "a.log", "ERROR\n")
+    cluster.worker(), cluster.mirror()
+    env = dict(cluster.env, LOGJOBS_CRON_FOLDERS=f"{allowed}:{elsewhere}", LOGJOBS_CRON_INTERVAL="1",
+               LOGJOBS_ROOTS=str(allowed), LOGJOBS_RETRY_MAX="5", LOGJOBS_ANALYSIS="false")
+    cluster.spawn([os.path.join(BIN, "rq"), "cron", os.path.abspath(CRON_CONF)], "cron", env=env)
+    report = cluster.wait_for(lambda: counted(cluster, [allowed / "a.log"]), timeout=20, what="the periodic push")
+    time.sleep(2)  # a second push, which would have taken the other folder too
+    assert str(elsewhere / "a.log") not in cluster.report()
+    row = report[str(allowed / "a.log")]
+    assert (row["levels"], row["lines"]) == ({}, None)  # LOGJOBS_ANALYSIS=false: counts only
+    assert Job.fetch(row["job_id"], connection=conn).retries_left == 5
 
 
 def test_a_redis_outage_is_logged_and_the_push_retried(cluster, tmp_path, conn):
