@@ -551,12 +551,15 @@ def _classify(line: bytes):
 
 
 def _cached(cache: dict, keys: list, limit: int, compute) -> list:
-    """cache[key] for each key, computing the missing ones in one call; the cache empties when full."""
+    """cache[key] for each key, computing the missing ones in one call. A cache about to outgrow
+    `limit` is emptied first, but for the keys this call found in it."""
     values = list(map(cache.get, keys))
     if None in values:
         todo = list(set(compress(keys, map(operator.is_, values, repeat(None)))))
         if len(cache) + len(todo) > limit:
+            found = {key: cache[key] for key in set(keys).difference(todo)}
             cache.clear()
+            cache.update(found)
         cache.update(zip(todo, compute(todo)))
         values = list(map(cache.__getitem__, keys))
     return values

@@ -240,6 +240,23 @@ def test_templates_past_the_cap_count_as_overflow():
     assert first.merge(second, max_templates=3) == a
 
 
+def test_full_caches_are_emptied_without_losing_what_a_step_found_in_them(monkeypatch):
+    # A step (a chunk, or the open line) looks up its stamps and messages all at once: some already
+    # cached, some new. When the new ones do not fit, the cache empties, but for the ones found.
+    pieces = [b"".join(b"2025-01-01T00:%02d:00Z ERROR job %d failed\n" % (m, m) for m in range(4)),
+              b"2025-01-01T00:00:00Z ERROR job 0 failed\n2025-01-01T00:04:00Z ERROR job 4 failed\n",
+              b"2025-01-01T00:05:00Z WARN late\n2025-01-01T00:01:00Z ERROR job 1 failed"]
+    expected = analyse(b"".join(pieces))
+    monkeypatch.setattr(analysis, "_MINUTE_CACHE", 4)
+    monkeypatch.setattr(analysis, "_TEMPLATE_CACHE", 4)
+    analyzer = Analyzer()
+    for piece in pieces:
+        analyzer.feed(piece)
+    got = analyzer.finish()
+    assert got == expected
+    assert got.messages[("ERROR", "job <NUM> failed")].count == 7
+
+
 # -- the Analysis value
 
 
