@@ -33,6 +33,8 @@ milliseconds). RFC 5424 syslog, JSON ("ts", "time", "timestamp", "@timestamp": a
 number) and access logs (`[10/Oct/2000:13:55:36 -0700]`) have theirs where their format puts them.
 Timestamps without a zone are taken as UTC. Minutes are UTC strings "2024-05-01T12:03". Only lines with a
 level and a timestamp count in `minutes`; lines without a timestamp still count in `levels` and templates.
+Where minutes would be too many (see WIDTHS: past two weeks of minutes, say), every bucket of the Analysis
+is an hour "2024-05-01T12", or a day "2024-05-01": memory and the result stay bounded whatever the span.
 
 Templates. ERROR and FATAL lines, and lines holding one of the scan's patterns (grep -F literals:
 case-sensitive bytes; a pattern holds alternatives separated by "\\n"; an empty one matches every line),
@@ -75,6 +77,17 @@ MAX_TEMPLATES = 1000
 LINE_HEAD = 4096
 """Bytes of a line that levels, timestamps, templates and examples ever look at."""
 
+MAX_LEVEL_BUCKETS = 50_000
+"""(time bucket, level) counts an Analysis keeps at most: two weeks of minutes at 3-4 levels a minute."""
+
+MAX_MESSAGE_BUCKETS = 100_000
+"""(template, time bucket) counts an Analysis keeps at most, over all its templates."""
+
+WIDTHS = (16, 13, 10)
+"""Time buckets, finest first: minutes "2024-05-01T12:03", hours "2024-05-01T12", days "2024-05-01"
+(a bucket's key is the start of its minute key). An Analysis uses the finest that keeps it within
+MAX_LEVEL_BUCKETS and MAX_MESSAGE_BUCKETS (days if none does), so a log spanning a year has hours."""
+
 TEMPLATE_BYTES = 1024
 """Bytes of a message that its template is made of."""
 
@@ -102,9 +115,11 @@ _SEVERE_WORDS = frozenset(word for word, level in _LEVEL_OF.items() if level in 
 _SEVERE_PRIS = frozenset(pri for pri, level in _PRI_LEVEL_OF.items() if level in SEVERE)
 _UTC = (b"", b"Z", b"UTC")
 _MONTHS = {m.encode(): i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-_MINUTE_CACHE = 100_000   # distinct (stamp, zone) pairs remembered
-_TEMPLATE_CACHE = 50_000  # distinct messages remembered
-_RAW_KEYS = 200_000       # distinct (stamp, zone, word, word) counted before folding into minutes
+# Caches and buffers, sized so that an analysis stays near 50 MB even on a log spanning a year (a
+# distinct stamp every minute) or with 100,000 distinct messages, and no slower on usual logs.
+_MINUTE_CACHE = 25_000    # distinct (stamp, zone) pairs remembered
+_TEMPLATE_CACHE = 20_000  # distinct messages remembered (each up to TEMPLATE_BYTES)
+_RAW_KEYS = 50_000        # distinct (stamp, zone, word, word) counted before folding into minutes
 NL = b"\n"
 
 
@@ -242,26 +257,62 @@ class Analysis:
         Exactly the single pass's while `other` has no overflow: the earlier example wins, and the
         templates kept are the first max_templates in file order.
         """
+        width = min(self.width(), other.width())
         levels = Counter(self.levels)
         levels.update(other.levels)
         minutes: defaultdict = defaultdict(Counter)
         for part in (self.minutes, other.minutes):
             for m, by_level in part.items():
-                minutes[m].update(by_level)
-        messages = {key: Message(msg.count, msg.example, dict(msg.minutes)) for key, msg in self.messages.items()}
+                minutes[m[:width]].update(by_level)
+        messages = {key: Message(msg.count, msg.example, _buckets(msg.minutes, width))
+                    for key, msg in self.messages.items()}
         overflow = self.overflow + other.overflow
         for key, msg in other.messages.items():
             mine = messages.get(key)
             if mine is not None:
                 mine.count += msg.count
                 for m, n in msg.minutes.items():
-                    mine.minutes[m] = mine.minutes.get(m, 0) + n
+                    mine.minutes[m[:width]] = mine.minutes.get(m[:width], 0) + n
             elif len(messages) < max_templates:
-                messages[key] = Message(msg.count, msg.example, dict(msg.minutes))
+                messages[key] = Message(msg.count, msg.example, _buckets(msg.minutes, width))
             else:
                 overflow += msg.count
-        return Analysis({level: levels[level] for level in LEVELS if levels[level]},
-                        {m: dict(minutes[m]) for m in sorted(minutes)}, messages, overflow)
+        merged = Analysis({level: levels[level] for level in LEVELS if levels[level]},
+                          {m: dict(minutes[m]) for m in sorted(minutes)}, messages, overflow)
+        while merged.width() > WIDTHS[-1] and not merged._fits():
+            merged = merged.coarsened(WIDTHS[WIDTHS.index(merged.width()) + 1])
+        return merged
+
+    def width(self) -> int:
+        """The length of its time buckets' keys (see WIDTHS): 16 for minutes, and when it has none."""
+        for m in self.minutes:
+            return len(m)
+        for msg in self.messages.values():
+            for m in msg.minutes:
+                return len(m)
+        return WIDTHS[0]
+
+    def coarsened(self, width: int) -> "Analysis":
+        """The same counts in time buckets of `width` (hours: 13, days: 10); itself if they are not finer."""
+        if width >= self.width():
+            return self
+        minutes: defaultdict = defaultdict(Counter)
+        for m, by_level in self.minutes.items():
+            minutes[m[:width]].update(by_level)
+        return Analysis(dict(self.levels), {m: dict(minutes[m]) for m in sorted(minutes)},
+                        {key: Message(msg.count, msg.example, _buckets(msg.minutes, width))
+                         for key, msg in self.messages.items()}, self.overflow)
+
+    def _fits(self) -> bool:
+        """Within MAX_LEVEL_BUCKETS and MAX_MESSAGE_BUCKETS, counting as an Analyzer does: a level or
+        template with lines that have no time counts once more (their bucket is "")."""
+        timed = Counter()
+        for by_level in self.minutes.values():
+            timed.update(by_level)
+        level_entries = sum(map(len, self.minutes.values())) + sum(n > timed[lv] for lv, n in self.levels.items())
+        message_entries = sum(len(msg.minutes) + (msg.count > sum(msg.minutes.values()))
+                              for msg in self.messages.values())
+        return level_entries <= MAX_LEVEL_BUCKETS and message_entries <= MAX_MESSAGE_BUCKETS
 
     def top(self, n: int = 10, since=None, until=None, levels=None) -> list[dict]:
         """The n (None: all) most frequent templates as dicts: level, template, count, example.
@@ -308,6 +359,7 @@ class Analyzer:
         self._head, self._len, self._hit, self._tail = b"", 0, False, b""  # the open line
         self._minute_of: dict = {}
         self._template_of: dict = {}
+        self._width = WIDTHS[0]  # of the time buckets: coarser once they would be too many (_shrink)
 
     def feed(self, data: bytes) -> None:
         """Analyse the next piece of the stream; a line may straddle pieces."""
@@ -461,10 +513,32 @@ class Analyzer:
             if level:
                 pairs[minute, level] += n
         raw.clear()
+        self._shrink()
+
+    def _shrink(self) -> None:
+        """Coarsen the time buckets while there are more than the Analysis may keep (see WIDTHS).
+
+        `_pairs` and `_key_minutes` hold one entry per bucket, or "" for lines without a time, exactly
+        what Analysis._fits counts; counts only grow, so this picks the width a single look at the
+        whole file would.
+        """
+        while self._width > WIDTHS[-1] and (len(self._pairs) > MAX_LEVEL_BUCKETS
+                                            or len(self._key_minutes) > MAX_MESSAGE_BUCKETS):
+            width = self._width = WIDTHS[WIDTHS.index(self._width) + 1]
+            pairs: Counter = Counter()
+            for (minute, level), n in self._pairs.items():
+                pairs[minute[:width], level] += n
+            key_minutes: Counter = Counter()
+            for (key, minute), n in self._key_minutes.items():
+                key_minutes[key, minute[:width]] += n
+            self._pairs, self._key_minutes = pairs, key_minutes
 
     def _minutes_of(self, stamps: list) -> list:
-        """The UTC minute of each (stamp, zone) pair, "" if none; parsed once per distinct pair."""
-        return _cached(self._minute_of, stamps, _MINUTE_CACHE, lambda todo: [_to_minute(s, self._year) for s in todo])
+        """The time bucket (UTC minute, or hour or day: see _shrink) of each (stamp, zone) pair, "" if
+        none; parsed once per distinct pair."""
+        minutes = _cached(self._minute_of, stamps, _MINUTE_CACHE, lambda todo: [_to_minute(s, self._year) for s in todo])
+        width = self._width
+        return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
 
     def _templates(self, srcs: list) -> list:
         """The template of each message; masked once per distinct message, all at once."""
@@ -499,6 +573,7 @@ class Analyzer:
             self._overflow += kept.count(False)
             self._counts.update(compress(stream.keys, kept))
             self._key_minutes.update(compress(zip(stream.keys, stream.minutes), kept))
+        self._shrink()
 
 
 class _Stream:
@@ -638,9 +713,21 @@ def _days(year: int, month: int) -> int:
     return 30 if month in (4, 6, 9, 11) else 31
 
 
-def within(minute: str, since: str | None, until: str | None) -> bool:
-    """Does the minute key lie in [since, until) (minute keys; None: unbounded)?"""
-    return (since is None or minute >= since) and (until is None or minute < until)
+def within(bucket: str, since: str | None, until: str | None) -> bool:
+    """Does the time bucket start in [since, until) (minute keys; None: unbounded), both ends rounded
+    down to the bucket's unit (so an hour bucket counts whole, or not at all)?"""
+    width = len(bucket)
+    return (since is None or bucket >= since[:width]) and (until is None or bucket < until[:width])
+
+
+def _buckets(counts: dict, width: int) -> dict:
+    """Counts per time bucket, summed into buckets of `width`."""
+    if all(len(m) <= width for m in counts):
+        return dict(counts)
+    out: dict = {}
+    for m, n in counts.items():
+        out[m[:width]] = out.get(m[:width], 0) + n
+    return out
 
 
 def _minute_bound(value) -> str | None:

@@ -107,15 +107,25 @@ def top(path_glob=None, since=None, until=None, levels=None, limit=20, path=None
 
 def level_timeline(path_glob=None, since=None, until=None, path=None):
     """Lines per minute and level over the files whose path matches `path_glob` (or the file at
-    `path`): {minute: {level: n}}, in time order."""
+    `path`): {minute: {level: n}}, in time order. Where a file's analysis has hours or days (a log
+    spanning months: see analysis.WIDTHS), every bucket is one of those."""
     total = {}
     for _, found in _analyses(path_glob, path):
-        for minute, levels in found.minutes.items():
-            if analysis.within(minute, since, until):
-                into = total.setdefault(minute, {})
-                for level, n in levels.items():
-                    into[level] = into.get(level, 0) + n
+        for bucket, levels in found.minutes.items():
+            if analysis.within(bucket, since, until):
+                _add(total.setdefault(bucket, {}), levels)
+    width = min(map(len, total), default=analysis.WIDTHS[0])
+    if any(len(bucket) > width for bucket in total):
+        coarse = {}
+        for bucket, levels in total.items():
+            _add(coarse.setdefault(bucket[:width], {}), levels)
+        total = coarse
     return dict(sorted(total.items()))
+
+
+def _add(into, levels):
+    for level, n in levels.items():
+        into[level] = into.get(level, 0) + n
 
 
 #: Chart buckets by unit: how much of a minute key ("YYYY-MM-DDTHH:MM") names the bucket, its length.
@@ -126,11 +136,15 @@ _BUCKET_FORMAT = {16: "%Y-%m-%dT%H:%M", 13: "%Y-%m-%dT%H", 10: "%Y-%m-%d"}
 
 def level_chart(minutes, max_buckets=120):
     """{minute: {level: n}} as chart data: the finest unit (minute, hour, day) that spans the time in
-    at most `max_buckets` buckets (days beyond that), every bucket in between shown, one series per level."""
+    at most `max_buckets` buckets (days beyond that), every bucket in between shown, one series per level.
+    Buckets already coarser than minutes (hours, days) are charted in their unit or a coarser one."""
     if not minutes:
         return {"unit": "minute", "labels": [], "series": []}
     first, last = min(minutes), max(minutes)
+    finest = min(map(len, minutes))
     for unit, width, step in _BUCKETS:
+        if width > finest:
+            continue
         start = datetime.datetime.strptime(first[:width], _BUCKET_FORMAT[width])
         end = datetime.datetime.strptime(last[:width], _BUCKET_FORMAT[width])
         if (end - start) / step < max_buckets or unit == "day":

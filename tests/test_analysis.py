@@ -342,6 +342,45 @@ def test_ranges_merge_into_the_single_pass(seed, kernel):
     assert merged.to_dict() == whole.to_dict()
 
 
+@pytest.mark.parametrize("max_levels, max_messages, width", [
+    (5000, 10**6, 13),   # too many (minute, level) counts: hours
+    (10**6, 5000, 13),   # too many (template, minute) counts: hours
+    (400, 10**6, 10),    # too many even in hours: days
+    (10, 10, 10),        # days, however many
+])
+def test_time_buckets_coarsen_alike_in_one_pass_and_in_merged_ranges(monkeypatch, max_levels, max_messages, width):
+    data = generated_log(4, 25_000)
+    minutes = feed(data, [])
+    assert minutes.width() == 16
+    monkeypatch.setattr(analysis, "MAX_LEVEL_BUCKETS", max_levels)
+    monkeypatch.setattr(analysis, "MAX_MESSAGE_BUCKETS", max_messages)
+    whole = feed(data, [])
+    # the finest unit within the bounds: the minutes' counts, summed per hour or day
+    assert whole.width() == width and whole == minutes.coarsened(width)
+    if width == 13:
+        assert not minutes._fits() and whole._fits()
+    assert max(whole.minutes) == max(minutes.minutes)[:width]
+    rnd = random.Random(width + max_levels)
+    cuts = sorted(rnd.sample([m.end() for m in re.finditer(b"\n", data)], 6))
+    merged = None
+    for lo, hi in zip([0, *cuts], [*cuts, len(data)]):
+        one = feed(data[lo:hi], sorted(rnd.sample(range(hi - lo), 20)))
+        merged = one if merged is None else merged.merge(one)
+    assert merged == whole
+
+
+def test_buckets_of_an_hour_or_a_day_count_whole_in_a_time_window():
+    a = Analysis({"ERROR": 3}, {"2024-05-01T11": {"ERROR": 1}, "2024-05-01T12": {"ERROR": 2}},
+                 {("ERROR", "x"): Message(3, "ERROR x", {"2024-05-01T11": 1, "2024-05-01T12": 2})})
+    assert [r["count"] for r in a.top(since="2024-05-01T12:30")] == [2]  # the 12:00 bucket, whole
+    assert [r["count"] for r in a.top(until="2024-05-01T12:30")] == [1]
+    assert a.top(since="2024-05-01T13:00") == []
+    assert analysis.within("2024-05-01", "2024-05-01T23:59", "2024-05-02T00:00")
+    assert not analysis.within("2024-05-01", None, "2024-05-01T23:59")
+    assert a.merge(Analysis({"ERROR": 1}, {"2024-05-01T12:05": {"ERROR": 1}})).minutes == {
+        "2024-05-01T11": {"ERROR": 1}, "2024-05-01T12": {"ERROR": 3}}
+
+
 def test_one_byte_pieces_agree_with_one_piece():
     """Each line then goes through the one-line path; in one piece all but the first go through the bulk path."""
     data = generated_log(9, 300)
@@ -369,6 +408,43 @@ def test_odd_lines_read_the_same_in_bulk_and_one_at_a_time(fragments, cuts):
 
 
 # -- memory
+
+
+def minute_log(days: int) -> bytes:
+    """An ERROR line a minute for `days` days."""
+    start = datetime.datetime(2024, 1, 1)
+    return b"".join(b"%s ERROR job %d failed\n" % ((start + datetime.timedelta(minutes=m)).isoformat().encode(), m)
+                    for m in range(days * 24 * 60))
+
+
+def test_a_log_spanning_months_has_hours():
+    # 86,400 minutes are too many (MAX_LEVEL_BUCKETS), 1,440 hours are not.
+    a = analyse(minute_log(60), ["ERROR"])
+    assert a.levels == {"ERROR": 86_400} and len(a.minutes) == 1440
+    assert a.minutes["2024-01-01T00"] == {"ERROR": 60} and max(a.minutes) == "2024-02-29T23"
+    assert a.messages[("ERROR", "job <NUM> failed")].minutes["2024-02-29T23"] == 60
+
+
+def test_memory_does_not_grow_with_the_span(monkeypatch):
+    # The bounds made small, so that a short log reaches them: twice the span takes no more memory.
+    for name, value in (("MAX_LEVEL_BUCKETS", 2000), ("MAX_MESSAGE_BUCKETS", 2000), ("_RAW_KEYS", 2000),
+                        ("_MINUTE_CACHE", 1000), ("_TEMPLATE_CACHE", 1000)):
+        monkeypatch.setattr(analysis, name, value)
+
+    def peak(days):
+        data = minute_log(days)
+        analyzer = Analyzer(["ERROR"])
+        tracemalloc.start()
+        try:
+            for i in range(0, len(data), 2**16):
+                analyzer.feed(data[i:i + 2**16])
+            a = analyzer.finish()
+            bytes_at_peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(a.minutes) == days * 24  # hours
+        return bytes_at_peak
+    assert peak(8) < 1.2 * peak(4)
 
 
 def test_a_100_mb_line_keeps_memory_bounded():

@@ -1,12 +1,14 @@
 """Levels, top messages and time windows end to end: `push` -> real `rq worker`s -> mirror ->
 `report`, `top`. Expected values are worked out by hand from the lines below."""
 
+import datetime
 import json
 import random
 
 import pytest
 
 from logjobs import analysis, views
+from logjobs.models import db, open_database
 
 APP = b"""\
 2024-05-01 12:00:01,100 INFO api: started
@@ -109,6 +111,42 @@ def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
     assert window["levels"] == views._window(expected.minutes, "2024-05-02T05:00", "2024-05-02T07:30")
 
 
+def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path):
+    """Two months of minutes are too many buckets: the parts of a split scan, the mirror's merge,
+    time windows, the timeline and its chart all work in hours, and a file in minutes joins them."""
+    start = datetime.datetime(2024, 1, 1)
+    data = b"".join(b"%s %s app: job %d done\n" % ((start + datetime.timedelta(minutes=m)).isoformat().encode(),
+                                                  b"ERROR" if m % 7 == 0 else b"INFO", m) for m in range(60 * 24 * 60))
+    (tmp_path / "long.log").write_bytes(data)
+    (tmp_path / "app.log").write_bytes(APP)
+    cluster.worker()
+    cluster.worker()
+    doc = cluster.json("push", "--wait", "--json", "--split-size", str(len(data) // 3), str(tmp_path))
+    assert {d["path"]: d["parts"] for d in doc["enqueued"]}[str(tmp_path / "long.log")] == 2
+    cluster.run("mirror", "--once", check=True)
+    expected = analysis.analyse(data, ["ERROR"])
+    assert expected.width() == 13
+    rows = {row["path"]: row for row in cluster.json("report", "--json")}
+    assert rows[str(tmp_path / "long.log")]["levels"] == expected.levels == {"INFO": 74_057, "ERROR": 12_343}
+    window = cluster.json("report", "--json", "--since", "2024-02-01T10:30", "--until", "2024-02-01T12:00")
+    assert {r["path"]: r["levels"] for r in window} == {  # whole hours: 10:00 to 12:00
+        str(tmp_path / "long.log"): views._window(expected.minutes, "2024-02-01T10", "2024-02-01T12")}
+    assert sum(window[0]["levels"].values()) == 120
+    open_database(cluster.db)
+    try:
+        assert views.level_timeline(since="2024-05-01T00:00") == {  # app.log alone: minutes
+            "2024-05-01T12:00": {"INFO": 1, "ERROR": 1}, "2024-05-01T12:01": {"ERROR": 1, "WARN": 1},
+            "2024-05-01T12:02": {"INFO": 1}}
+        assert views.level_timeline(since="2024-02-29T23:00") == {  # with long.log's last hour: hours
+            "2024-02-29T23": {"ERROR": 8, "INFO": 52}, "2024-05-01T12": {"INFO": 2, "ERROR": 2, "WARN": 1}}
+        everything = views.level_timeline()
+        assert len(everything) == 60 * 24 + 1 and everything["2024-01-01T00"] == {"ERROR": 9, "INFO": 51}
+        chart = views.level_chart(everything)
+        assert chart["unit"] == "day" and sum(map(sum, (s["counts"] for s in chart["series"]))) == 86_400 + 5
+    finally:
+        db.close()
+
+
 def test_counts_only_scans_have_no_levels(cluster, tmp_path):
     (tmp_path / "a.log").write_bytes(APP)
     cluster.worker()
@@ -138,3 +176,6 @@ def test_level_chart_picks_a_unit_and_fills_gaps():
     days = views.level_chart({"2024-05-01T00:00": {"WARN": 1}, "2024-06-30T23:59": {"WARN": 2}})
     assert days["unit"] == "day" and len(days["labels"]) == 61 and sum(days["series"][0]["counts"]) == 3
     assert json.dumps(views.level_chart({}))
+    hours = views.level_chart({"2024-05-01T10": {"ERROR": 1}, "2024-05-01T12": {"ERROR": 2}})
+    assert hours["unit"] == "hour" and hours["labels"] == ["2024-05-01T10", "2024-05-01T11", "2024-05-01T12"]
+    assert hours["series"] == [{"level": "ERROR", "counts": [1, 0, 2]}]
