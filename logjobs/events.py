@@ -8,9 +8,9 @@ partition) can be told apart from a newer one: see `Event.order`.
 """
 
 import dataclasses
-import json
 import time
 
+from . import fastjson
 from .defaults import EVENTS_KEY, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
 
 #: Within one attempt: its start, then a retry wait, then its final outcome.
@@ -63,7 +63,7 @@ class Event:
 def emit(conn, *evs):
     """Append events to the stream as one entry (`conn` may be a pipeline, to join a transaction)."""
     # No MAXLEN: an entry the mirror has not applied must never be trimmed; it trims applied ones.
-    return conn.xadd(EVENTS_KEY, {"events": json.dumps([e.to_dict() for e in evs])})
+    return conn.xadd(EVENTS_KEY, {"events": fastjson.dumps([e.to_dict() for e in evs])})
 
 
 def read(entry_id, fields):
@@ -71,7 +71,7 @@ def read(entry_id, fields):
 
     Fields this version does not know (sent by a newer logjobs on some worker) are left out."""
     entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return [_event(d, f"{entry_id}/{i}") for i, d in enumerate(json.loads(fields[b"events"]))]
+    return [_event(d, f"{entry_id}/{i}") for i, d in enumerate(fastjson.loads(fields[b"events"]))]
 
 
 def _event(d, stream_id):

@@ -9,7 +9,6 @@ burning retries on files that cannot heal.
 """
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -20,7 +19,7 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from . import events, scanner, tracking
+from . import events, fastjson, scanner, tracking
 from .defaults import (
     ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, DEFAULT_FAILURE_TTL, DONE_KEY, FAILED,
     FINISHED, QUEUED, SCHEDULED, STARTED,
@@ -196,7 +195,7 @@ class Reporter:
             if self.pending:
                 events.emit(pipe, *self.pending)
             if self.done:
-                pipe.hset(self.done_key, mapping={os.fsencode(p): json.dumps(v) for p, v in self.done.items()})
+                pipe.hset(self.done_key, mapping={os.fsencode(p): fastjson.dumps(v) for p, v in self.done.items()})
                 pipe.expire(self.done_key, DEFAULT_FAILURE_TTL)
             pipe.execute()
         self.pending, self.done, self.flushed_at = [], {}, time.monotonic()

@@ -12,7 +12,6 @@ row with RQ's view and appends the missing change to the stream as an event mark
 which applies only if nothing newer has arrived.
 """
 
-import json
 import logging
 import os
 import socket
@@ -25,7 +24,7 @@ from peewee import PeeweeException
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from . import events, scanner
+from . import events, fastjson, scanner
 from .defaults import (
     ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DONE_KEY, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
     EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, HEADS_KEY, INODES_KEY, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, MOVED,
@@ -150,7 +149,7 @@ class Mirror:
         """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them.
         Also requeues jobs lost between a worker's pop and its start, and forgets expired jobs' attempt counts."""
         rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES))
-        todo = [(row.path, i, part) for row in rows for i, part in enumerate(json.loads(row.part_states))
+        todo = [(row.path, i, part) for row in rows for i, part in enumerate(fastjson.loads(row.part_states))
                 if part is not None and part["state"] not in FINAL_STATES]
         found, queued = [], set()
         for start in range(0, len(todo), self.batch):
@@ -184,7 +183,7 @@ def _missed(conn, path, index, part, status, attempt):
         return None
     # Only now are the details worth fetching: the file's own record in the job, or why the job ended.
     record = conn.hget(DONE_KEY + job_id, os.fsencode(path))
-    record = json.loads(record) if record else {}
+    record = fastjson.loads(record) if record else {}
     if "result" in record:
         event.state, event.result = FINISHED, record["result"]
     elif "error" in record:
@@ -215,7 +214,7 @@ def apply(batch):
     when it has none to continue} (see tracking).
     """
     rows = _rows({e.path for e in batch} | {e.moved_from for e in batch if e.moved_from})
-    parts = {path: json.loads(row.part_states) for path, row in rows.items()}
+    parts = {path: fastjson.loads(row.part_states) for path, row in rows.items()}
     changed, history, scanned = set(), [], {}
     for event in batch:
         applied = True
@@ -280,7 +279,7 @@ def _history(event, row, part, finished, applied):
             "queue": row.queue, "state": event.state, "attempt": event.attempt, "worker": event.worker,
             "error": event.error, "at": utc(event.at),
             "duration": event.at - part["started_at"] if finished and "started_at" in part else None,
-            "counts": json.dumps(event.result["counts"]) if finished else None, "applied": applied}
+            "counts": fastjson.dumps(event.result["counts"]) if finished else None, "applied": applied}
 
 
 #: The order of a part that stands for an earlier scan: no event of that scan's jobs applies over it.
@@ -316,9 +315,9 @@ def _record(row):
     """What push needs to know of a finished scan to continue it (see tracking.decide)."""
     if not row.identity:
         return None
-    return {**json.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": bool(row.tail),
-            "patterns": json.loads(row.patterns), "analysed": row.analysis is not None,
-            "counts": json.loads(row.counts), "lines": row.lines}
+    return {**fastjson.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": bool(row.tail),
+            "patterns": fastjson.loads(row.patterns), "analysed": row.analysis is not None,
+            "counts": fastjson.loads(row.counts), "lines": row.lines}
 
 
 def _record_scanned(pipe, scanned):
@@ -328,7 +327,7 @@ def _record_scanned(pipe, scanned):
         pipe.hdel(SCANNED_KEY, *gone)
     records = {p: r for p, r in scanned.items() if r is not None}
     if records:
-        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): json.dumps(r) for p, r in records.items()})
+        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, r in records.items()})
         pipe.hset(INODES_KEY, mapping={f"{r['dev']}:{r['ino']}": os.fsencode(p) for p, r in records.items()})
         pipe.hset(HEADS_KEY, mapping={f"{r['head_len']}:{r['head']}": os.fsencode(p) for p, r in records.items()})
 
@@ -367,8 +366,8 @@ def _newer(event, part):
 
 def _reset(row, event):
     row.job_id, row.queue, row.status, row.parts = event.job_id, event.queue, QUEUED, event.parts
-    row.patterns = json.dumps(event.patterns or [])
-    row.identity = json.dumps(event.identity) if event.identity else None
+    row.patterns = fastjson.dumps(event.patterns or [])
+    row.identity = fastjson.dumps(event.identity) if event.identity else None
     row.counts = row.lines = row.bytes = row.compression = row.error = row.worker = row.moved_to = None
     row.levels = row.analysis = None
     row.scanned, row.tail = None, False
@@ -396,7 +395,7 @@ def _update(part, event):
 
 def _summarise(row, parts):
     """The file's row from its parts: failed if one failed, finished when all have, else the furthest state."""
-    row.part_states = json.dumps(parts)
+    row.part_states = fastjson.dumps(parts)
     known = [p for p in parts if p is not None]
     states = {p["state"] for p in known}
     if FAILED in states:
@@ -419,8 +418,8 @@ def _summarise(row, parts):
     if row.status == FINISHED:
         merged = scanner.merge(scanner.ScanResult.from_dict(p["result"]) for p in known if p.get("result"))
         row.counts, row.lines, row.bytes, row.compression, row.tail = (
-            json.dumps(merged.counts), merged.lines, merged.bytes, merged.compression, merged.tail)
-        row.levels = json.dumps(merged.analysis["levels"]) if merged.analysis else None
-        row.analysis = json.dumps(merged.analysis) if merged.analysis else None
+            fastjson.dumps(merged.counts), merged.lines, merged.bytes, merged.compression, merged.tail)
+        row.levels = fastjson.dumps(merged.analysis["levels"]) if merged.analysis else None
+        row.analysis = fastjson.dumps(merged.analysis) if merged.analysis else None
         # What this scan read: all of it, or (continuing an earlier scan, as part 0) what was new.
         row.scanned = sum(p["result"]["bytes"] for p in known if p.get("result") and p["order"] != _BASE_ORDER)

@@ -5,7 +5,6 @@ inherit one.
 """
 
 import datetime
-import json
 
 from peewee import (
     BigIntegerField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField, ImproperlyConfigured, IntegerField, Model,
@@ -15,6 +14,7 @@ from peewee import (
 from playhouse.db_url import connect as connect_url
 from playhouse.migrate import SchemaMigrator, migrate
 
+from . import fastjson
 from .exceptions import ConfigError, ConnectionFailed
 
 db = DatabaseProxy()
@@ -66,17 +66,17 @@ class Scan(BaseModel):
         return {
             "path": self.path,
             "status": self.status,
-            "counts": json.loads(self.counts) if self.counts else {},
+            "counts": fastjson.loads(self.counts) if self.counts else {},
             "error": self.error,
             "attempts": self.attempts,
             "queue": self.queue,
             "job_id": self.job_id,
-            "patterns": json.loads(self.patterns),
+            "patterns": fastjson.loads(self.patterns),
             "parts": self.parts,
             "lines": self.lines,
             "bytes": self.bytes,
             "compression": self.compression,
-            "levels": json.loads(self.levels) if self.levels else {},
+            "levels": fastjson.loads(self.levels) if self.levels else {},
             "scanned": self.scanned,
             "moved_to": self.moved_to,
             "worker": self.worker,

@@ -151,6 +151,10 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
     The content may have been compressed in between (a rotated log continued in its archive): the
     last result says what the file is now. Lines not counted in any of them are not counted in all.
     """
+    results = list(results)
+    if len(results) == 1:  # the usual case (a file in one part): no need to read its analysis
+        r = results[0]
+        return ScanResult(dict(r.counts), r.lines, r.bytes, r.compression, r.tail, r.analysis)
     total, analyses = ScanResult({}, 0, 0), []
     for r in results:
         total.compression = r.compression

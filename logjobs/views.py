@@ -4,14 +4,13 @@ import bisect
 import datetime
 import fnmatch
 import heapq
-import json
 import re
 import time
 
 from peewee import SQL, SqliteDatabase, fn
 from rq import Queue, Worker
 
-from . import analysis
+from . import analysis, fastjson
 from .defaults import FINAL_STATES, FINISHED, MOVED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
 from .queues import split_queue_name
@@ -63,7 +62,7 @@ def report(failed_only=False, since=None, until=None):
         return [row.to_dict() for row in query]
     rows = []
     for row in query.where(Scan.analysis.is_null(False)):
-        levels = _window(analysis.Analysis.from_dict(json.loads(row.analysis)).minutes, since, until)
+        levels = _window(analysis.Analysis.from_dict(fastjson.loads(row.analysis)).minutes, since, until)
         if levels:
             rows.append({**row.to_dict(), "levels": levels})
     return rows
@@ -87,7 +86,7 @@ def _analyses(path_glob=None, path=None):
         query = query.where(Scan.path == path)
     for found, text in query.tuples().iterator():
         if path_glob is None or fnmatch.fnmatchcase(found, path_glob):
-            yield found, analysis.Analysis.from_dict(json.loads(text))
+            yield found, analysis.Analysis.from_dict(fastjson.loads(text))
 
 
 def top(path_glob=None, since=None, until=None, levels=None, limit=20, path=None):
@@ -247,7 +246,7 @@ def top_files(limit=10):
     """The finished files with the most matching lines, most first."""
     query = Scan.select(Scan.path, Scan.queue, Scan.counts).where(
         (Scan.status == FINISHED) & Scan.counts.is_null(False)).tuples()
-    rows = ({"path": path, "queue": queue, "counts": json.loads(counts)} for path, queue, counts in query.iterator())
+    rows = ({"path": path, "queue": queue, "counts": fastjson.loads(counts)} for path, queue, counts in query.iterator())
     top = heapq.nlargest(limit, ((matches(row), row["path"], row) for row in rows))
     return [dict(row, matches=n) for n, _, row in top if n]
 
@@ -345,7 +344,7 @@ def history_totals(after_id=0, after_stream_id=None, buckets=DURATION_BUCKETS):
         if error and RECOVERY_MARK in error:
             totals["recoveries"][queue] = totals["recoveries"].get(queue, 0) + 1
         if state == FINISHED and counts:
-            for pattern, n in json.loads(counts).items():
+            for pattern, n in fastjson.loads(counts).items():
                 totals["matched"][pattern] = totals["matched"].get(pattern, 0) + n
         if state == FINISHED and duration is not None:
             hist = totals["durations"].setdefault(queue, {"buckets": [0] * len(buckets), "sum": 0.0, "count": 0})

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import time
 
+import fakeredis
 import pytest
 
 from logjobs import events, mirror
@@ -114,6 +115,22 @@ def test_events_from_a_newer_logjobs_keep_what_this_one_knows():
     fields = {b"events": b'[{"job_id": "j1", "path": "/l/a.log", "state": "started", "attempt": 1, "shiny": true}]'}
     (e,) = events.read(b"5-0", fields)
     assert (e.job_id, e.state, e.attempt, e.stream_id) == ("j1", "started", 1, "5-0/0")
+
+
+def test_events_with_text_orjson_refuses_go_through_the_stream_and_the_database(database):
+    # A pattern given as bytes that are not UTF-8 (a lone surrogate in Python), counts beyond 64 bits:
+    # orjson refuses both, the stdlib takes them, and they read back the same.
+    pattern = os.fsdecode(b"caf\xe9")
+    conn = fakeredis.FakeRedis()
+    sent = [events.Event("j1", P, "queued", parts=1, queue="high", patterns=[pattern]),
+            ev("j1", "finished", 1, worker="w", result={**RESULT, "counts": {pattern: 2**70}})]
+    events.emit(conn, *sent)
+    ((_, entries),) = conn.xread({EVENTS_KEY: 0})
+    ((entry_id, fields),) = entries
+    got = events.read(entry_id, fields)
+    assert [(e.patterns, e.result) for e in got] == [(e.patterns, e.result) for e in sent]
+    feed(*got)
+    assert row().to_dict()["counts"] == {pattern: 2**70}
 
 
 def test_reapplying_a_batch_changes_nothing(database):
