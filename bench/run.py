@@ -707,6 +707,8 @@ def main():
     ap.add_argument("--dir", help="keep corpora here and reuse them across runs (default: a temporary "
                                   "directory, removed at the end)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--small-files", type=int, metavar="N", help="number of small logs (default 2000; 200 with "
+                                                                  "--quick): more of them sustain the load longer")
     ap.add_argument("--big-mb", type=int, metavar="MB", help="size of the big logs (default 850; 24 with --quick)")
     ap.add_argument("--split-size", type=int, metavar="BYTES", help="`logjobs push --split-size` in the big case "
                                                                       "(default: logjobs' own, 64 MiB)")
@@ -716,6 +718,8 @@ def main():
     size = QUICK if args.quick else FULL
     if args.rounds:
         size = dataclasses.replace(size, rounds=args.rounds)
+    if args.small_files:
+        size = dataclasses.replace(size, files=args.small_files)
     if args.big_mb:
         size = dataclasses.replace(size, big_mb=args.big_mb)
     if args.split_size is not None:
