@@ -41,7 +41,8 @@ DEFAULT_ABANDON_GRACE = 5
 #: How often the mirror's loop runs the keeper and reconciles with RQ (s).
 DEFAULT_KEEPER_INTERVAL = 1.0
 DEFAULT_RECONCILE_INTERVAL = 5.0
-#: Events the mirror applies per database transaction.
+#: Stream entries the mirror applies per database transaction at most (fewer when they are large:
+#: see mirror.STEP_BYTES); and unfinished parts it checks with RQ per round trip.
 DEFAULT_MIRROR_BATCH = 500
 
 #: `logjobs watch`: a changed file is pushed once quiet this long (s), and a file written without a

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 CONSUMER = "mirror"   # one name for every mirror: the lock holder re-reads whatever a dead one left
 LOCK_TIMEOUT = 10     # s; renewed after every batch, so a dead mirror's lock frees within this
 RECONCILE = "reconcile"  # worker name marking an event the reconciler synthesised
+#: Bytes of stream entries a drain step reads, about: its memory and its transaction stay bounded
+#: however long the backlog (a mirror back after an outage), since an entry of analysed files' events
+#: can hold megabytes.
+STEP_BYTES = 4 << 20
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
 _RQ_ENDED = {"failed": FAILED, "stopped": FAILED, "canceled": FAILED, "queued": QUEUED, "scheduled": SCHEDULED}
 
@@ -49,6 +53,7 @@ class Mirror:
         self.conn, self.batch = conn, batch
         self.keeper = keeper if keeper is not None else Keeper(conn)
         self.lock = conn.lock(MIRROR_LOCK_KEY, timeout=LOCK_TIMEOUT)
+        self._entry_bytes = STEP_BYTES // 16  # per stream entry, as last read: the first step takes 16
 
     # -- the two ways to run ---------------------------------------------------------------------
 
@@ -97,10 +102,12 @@ class Mirror:
         self._ensure_group()
         applied = 0
         while True:
+            count = max(1, min(self.batch, STEP_BYTES // self._entry_bytes))
             # Entries delivered before but never acknowledged (a mirror died mid-batch) come first.
-            entries = self._read("0") or self._read(">")
+            entries = self._read("0", count) or self._read(">", count)
             if not entries:
                 return applied
+            self._entry_bytes = max(1, sum(len(fields.get(b"events", b"")) for _, fields in entries) // len(entries))
             # An entry trimmed while pending comes back without fields: nothing to apply, only to ack.
             batch = [event for entry_id, fields in entries if fields for event in events.read(entry_id, fields)]
             with db.atomic():
@@ -120,8 +127,8 @@ class Mirror:
         except LockError:
             pass  # expired already: the next cycle takes it again
 
-    def _read(self, start):
-        reply = self.conn.xreadgroup(EVENTS_GROUP, CONSUMER, {EVENTS_KEY: start}, count=self.batch)
+    def _read(self, start, count):
+        reply = self.conn.xreadgroup(EVENTS_GROUP, CONSUMER, {EVENTS_KEY: start}, count=count)
         return [(i, f) for _, entries in reply for i, f in entries] if reply else []
 
     def _ensure_group(self):

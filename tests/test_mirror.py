@@ -4,12 +4,13 @@ import datetime
 import os
 import sqlite3
 import time
+import tracemalloc
 
 import fakeredis
 import pytest
 
 from logjobs import events, mirror
-from logjobs.defaults import EVENTS_KEY
+from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY
 from logjobs.mirror import RECONCILE, apply
 from logjobs.models import History, Scan, db, open_database
 
@@ -141,6 +142,44 @@ def test_reapplying_a_batch_changes_nothing(database):
         apply(batch)  # the mirror died after committing, before acknowledging
     assert row().to_dict() == before
     assert History.select().count() == 3
+
+
+def backlog(conn, entries, files=200, example=2000):
+    """`entries` stream entries, each finishing `files` files with a fat result (as an analysis makes)."""
+    for e in range(entries):
+        paths = [f"/l/{e}-{i}.log" for i in range(files)]
+        events.emit(conn, *(events.Event(f"j{e}", p, "queued", parts=1, queue="high", patterns=["ERROR"])
+                            for p in paths))
+        events.emit(conn, *(events.Event(f"j{e}", p, "finished", 1, worker="w", started_at=1.0,
+                                         result={**RESULT, "counts": {"ERROR": 1}, "analysis": None,
+                                                 "padding": "x" * example}) for p in paths))
+
+
+def test_a_long_backlog_is_applied_in_steps_of_bounded_memory(database, conn, monkeypatch):
+    # A mirror back after an outage reads a few megabytes of entries at a time, not the whole backlog.
+    monkeypatch.setattr(mirror, "STEP_BYTES", 1 << 20)
+
+    def drain_peak(entries):
+        conn.flushall()
+        Scan.delete().execute()
+        History.delete().execute()
+        backlog(conn, entries)
+        m, reads = mirror.Mirror(conn), []
+        read = m._read
+        m._read = lambda start, count: reads.append(count) or read(start, count)
+        assert m.lock.acquire()  # as once() and run() hold it
+        tracemalloc.start()
+        try:
+            assert m.drain() == entries * 400
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            m.lock.release()
+        assert Scan.select().where(Scan.status == "finished").count() == entries * 200
+        assert conn.xpending(EVENTS_KEY, EVENTS_GROUP)["pending"] == 0 and conn.xlen(EVENTS_KEY) <= 1  # trimmed
+        assert reads[0] == 16 and min(reads) < 16  # a first guess, then what 1 MiB holds of these
+        return peak
+    assert drain_peak(40) < 1.25 * drain_peak(10)
 
 
 def test_mirror_killed_and_restarted_mid_run_loses_nothing(cluster, tmp_path, conn):
