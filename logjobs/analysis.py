@@ -536,7 +536,8 @@ class Analyzer:
     def _minutes_of(self, stamps: list) -> list:
         """The time bucket (UTC minute, or hour or day: see _shrink) of each (stamp, zone) pair, "" if
         none; parsed once per distinct pair."""
-        minutes = _cached(self._minute_of, stamps, _MINUTE_CACHE, lambda todo: [_to_minute(s, self._year) for s in todo])
+        minutes = _cached(self._minute_of, stamps, _MINUTE_CACHE,
+                          lambda todo: [_to_minute(s, self._year) for s in todo])
         width = self._width
         return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
 

@@ -246,7 +246,8 @@ def top_files(limit=10):
     """The finished files with the most matching lines, most first."""
     query = Scan.select(Scan.path, Scan.queue, Scan.counts).where(
         (Scan.status == FINISHED) & Scan.counts.is_null(False)).tuples()
-    rows = ({"path": path, "queue": queue, "counts": fastjson.loads(counts)} for path, queue, counts in query.iterator())
+    rows = ({"path": path, "queue": queue, "counts": fastjson.loads(counts)}
+            for path, queue, counts in query.iterator())
     top = heapq.nlargest(limit, ((matches(row), row["path"], row) for row in rows))
     return [dict(row, matches=n) for n, _, row in top if n]
 

@@ -20,7 +20,9 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from . import queues
-from .defaults import DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL, WATCH_MAX_DELAY_PERIODS
+from .defaults import (
+    DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL, WATCH_MAX_DELAY_PERIODS,
+)
 from .exceptions import LogJobsError, PushRefused
 
 log = logging.getLogger(__name__)
