@@ -254,27 +254,28 @@ class Analysis:
     def merge(self, other: "Analysis", max_templates: int = MAX_TEMPLATES) -> "Analysis":
         """This Analysis followed by `other`, the next range of the file, as one; neither changes.
 
-        Exactly the single pass's while `other` has no overflow: the earlier example wins, and the
-        templates kept are the first max_templates in file order.
+        Exactly the single pass's while `other` has no overflow: the earlier example wins, the
+        templates kept are the first max_templates in file order, and the time buckets are the unit
+        the single pass picks (the coarser of the two, or coarser still if the sum needs it).
         """
         width = min(self.width(), other.width())
-        levels = Counter(self.levels)
+        first, other = self.coarsened(width), other.coarsened(width)
+        levels = Counter(first.levels)
         levels.update(other.levels)
         minutes: defaultdict = defaultdict(Counter)
-        for part in (self.minutes, other.minutes):
+        for part in (first.minutes, other.minutes):
             for m, by_level in part.items():
-                minutes[m[:width]].update(by_level)
-        messages = {key: Message(msg.count, msg.example, _buckets(msg.minutes, width))
-                    for key, msg in self.messages.items()}
-        overflow = self.overflow + other.overflow
+                minutes[m].update(by_level)
+        messages = {key: Message(msg.count, msg.example, dict(msg.minutes)) for key, msg in first.messages.items()}
+        overflow = first.overflow + other.overflow
         for key, msg in other.messages.items():
             mine = messages.get(key)
             if mine is not None:
                 mine.count += msg.count
                 for m, n in msg.minutes.items():
-                    mine.minutes[m[:width]] = mine.minutes.get(m[:width], 0) + n
+                    mine.minutes[m] = mine.minutes.get(m, 0) + n
             elif len(messages) < max_templates:
-                messages[key] = Message(msg.count, msg.example, _buckets(msg.minutes, width))
+                messages[key] = Message(msg.count, msg.example, dict(msg.minutes))
             else:
                 overflow += msg.count
         merged = Analysis({level: levels[level] for level in LEVELS if levels[level]},
@@ -723,8 +724,6 @@ def within(bucket: str, since: str | None, until: str | None) -> bool:
 
 def _buckets(counts: dict, width: int) -> dict:
     """Counts per time bucket, summed into buckets of `width`."""
-    if all(len(m) <= width for m in counts):
-        return dict(counts)
     out: dict = {}
     for m, n in counts.items():
         out[m[:width]] = out.get(m[:width], 0) + n
