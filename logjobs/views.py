@@ -73,8 +73,7 @@ def _window(minutes, since, until):
     total = {}
     for minute, levels in minutes.items():
         if analysis.within(minute, since, until):
-            for level, n in levels.items():
-                total[level] = total.get(level, 0) + n
+            _add(total, levels)
     return total
 
 
@@ -123,6 +122,7 @@ def level_timeline(path_glob=None, since=None, until=None, path=None):
 
 
 def _add(into, levels):
+    """Add lines per level into `into`."""
     for level, n in levels.items():
         into[level] = into.get(level, 0) + n
 
