@@ -12,7 +12,9 @@ row with RQ's view and appends the missing change to the stream as an event mark
 which applies only if nothing newer has arrived.
 """
 
+import functools
 import logging
+import operator
 import os
 import socket
 import time
@@ -42,8 +44,9 @@ LOCK_TIMEOUT = 10     # s; renewed after every batch, so a dead mirror's lock fr
 RECONCILE = "reconcile"  # worker name marking an event the reconciler synthesised
 #: Bytes of stream entries a drain step reads, about: its memory and its transaction stay bounded
 #: however long the backlog (a mirror back after an outage), since an entry of analysed files' events
-#: can hold megabytes.
-STEP_BYTES = 4 << 20
+#: can hold megabytes. A step's rows show when it commits: 1 MB (the events of ~5,000 files counted
+#: without the analysis) shows the first events of a burst sooner than 4 MB did.
+STEP_BYTES = 1 << 20
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
 _RQ_ENDED = {"failed": FAILED, "stopped": FAILED, "canceled": FAILED, "queued": QUEUED, "scheduled": SCHEDULED}
 
@@ -236,7 +239,7 @@ def apply(batch):
                     history.append(_history(event, rows[event.path], part, False, True))
                     continue
             parts[event.path][event.part] = part = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
-                                                    "order": [0, 0], "at": event.at}
+                                                    "order": list(_PUSHED), "at": event.at}
         elif event.path not in rows:
             continue  # of a file this database never saw pushed
         else:
@@ -255,10 +258,9 @@ def apply(batch):
             _summarise(rows[path], parts[path])
             if rows[path].status == FINISHED:
                 scanned[path] = _record(rows[path])
-    _executemany(Scan, [[getattr(rows[p], f.name) for f in _ROW_FIELDS] for p in changed], _ROW_FIELDS,
+    _executemany(Scan, [_row_values(rows[p]) for p in changed], _ROW_FIELDS,
                  lambda q: q.on_conflict(conflict_target=[Scan.path], preserve=_ROW_UPDATES))
-    _executemany(History, [[h.get(f.name) for f in _HISTORY_FIELDS] for h in history], _HISTORY_FIELDS,
-                 lambda q: q.on_conflict_ignore())
+    _executemany(History, list(map(_history_values, history)), _HISTORY_FIELDS, lambda q: q.on_conflict_ignore())
     return scanned
 
 
@@ -271,14 +273,29 @@ def _rows(paths):
     paths, rows = list(paths), {}
     names = [f.name for f in _ROW_FIELDS]
     for start in range(0, len(paths), _SELECT_CHUNK):
-        query = Scan.select(*_ROW_FIELDS).where(Scan.path.in_(paths[start:start + _SELECT_CHUNK]))
+        chunk = paths[start:start + _SELECT_CHUNK]
+        width = _select_width(len(chunk))
+        cursor = db.execute_sql(_select_rows_sql(width, db.obj), chunk + chunk[-1:] * (width - len(chunk)))
         rows.update((row.path, row) for row in (SimpleNamespace(**dict(zip(names, values)))
-                                                for values in db.execute(query).fetchall()))
+                                                for values in cursor.fetchall()))
     return rows
 
 
 #: Paths per SELECT: SQLite allows 32766 parameters per statement unless built with more.
-_SELECT_CHUNK = 10000
+_SELECT_CHUNK = 8192
+
+
+def _select_width(n):
+    """The number of paths a SELECT of `n` asks for: the next power of two (the last path repeated),
+    so that a few statements, built once, serve every batch."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@functools.lru_cache(maxsize=64)
+def _select_rows_sql(width, database):
+    """The SELECT of `width` rows by path. Peewee builds a statement in time linear in its values, at
+    several microseconds each: more than the database takes to run it, were it built every batch."""
+    return Scan.select(*_ROW_FIELDS).where(Scan.path.in_([""] * width)).sql()[0]
 
 
 def _history(event, row, part, finished, applied):
@@ -289,6 +306,8 @@ def _history(event, row, part, finished, applied):
             "counts": fastjson.dumps(event.result["counts"]) if finished else None, "applied": applied}
 
 
+#: The order of a part that only its push event has set (events.Event.order).
+_PUSHED = [0, 0]
 #: The order of a part that stands for an earlier scan: no event of that scan's jobs applies over it.
 _BASE_ORDER = [1 << 62, 9]
 
@@ -358,6 +377,9 @@ _ROW_FIELDS = [f for f in Scan._meta.sorted_fields if f.name != "id"]
 _ROW_UPDATES = [f for f in _ROW_FIELDS if f.name != "path"]
 _ROW_DEFAULTS = {f.name: f.default for f in _ROW_UPDATES}  # no callable default among them
 _HISTORY_FIELDS = [f for f in History._meta.sorted_fields if f.name != "id"]
+# A row's values in its fields' order, as executemany takes them.
+_row_values = operator.attrgetter(*(f.name for f in _ROW_FIELDS))
+_history_values = operator.itemgetter(*(f.name for f in _HISTORY_FIELDS))
 
 
 def _new_row(path):
@@ -403,6 +425,8 @@ def _update(part, event):
 def _summarise(row, parts):
     """The file's row from its parts: failed if one failed, finished when all have, else the furthest state."""
     row.part_states = fastjson.dumps(parts)
+    if all(p is not None and p["order"] == _PUSHED for p in parts):
+        return  # every part as its push left it: so is the row (see _reset), and a push is most events
     known = [p for p in parts if p is not None]
     states = {p["state"] for p in known}
     if FAILED in states:

@@ -1,6 +1,7 @@
 """The mirror: event ordering, crash and restart, two mirrors at once, reconciliation with RQ."""
 
 import datetime
+import json
 import os
 import sqlite3
 import time
@@ -75,6 +76,18 @@ def test_a_new_push_supersedes_the_old_jobs_events(database):
     feed(ev("old", "finished", 1, result=RESULT))
     r = row()
     assert (r.job_id, r.status, r.attempts, r.counts) == ("new", "queued", 0, None)
+
+
+def test_a_new_push_resets_every_field_of_the_row(database):
+    """A batch that only pushes a file writes its row as the push left it, without summarising its parts."""
+    feed(push_event("old"), ev("old", "started", 1, worker="a"), ev("old", "failed", 1, worker="a", error="gone"))
+    feed(push_event("new", parts=2), push_event("new1", part=1, parts=2))
+    r = row().to_dict()
+    assert {k: r[k] for k in ("job_id", "status", "attempts", "error", "worker", "started_at", "ended_at", "counts",
+                              "parts")} == {"job_id": "new", "status": "queued", "attempts": 0, "error": None,
+                                            "worker": None, "started_at": None, "ended_at": None, "counts": {},
+                                            "parts": 2}
+    assert [p["job_id"] for p in json.loads(row().part_states)] == ["new", "new1"]
 
 
 def test_a_split_file_is_finished_when_every_part_is_and_counts_add_up(database):
