@@ -8,6 +8,7 @@
 Run it with the Python that has logjobs installed (the project's venv). It starts a private
 redis-server on a free port, real `rq worker high default low` processes, `logjobs mirror`, and
 Celery's worker for the baseline (installed once into bench/.venv-celery), and stops them all.
+Workers run at nice 10, as conf/'s systemd and supervisor units run them (--nice 0: not niced).
 Cases (docs/performance.md says what each measures):
 
   small   2,000 x 8 KB logs end to end (push -> every row final in the status DB), 2 rq workers,
@@ -195,11 +196,16 @@ def wait_until(predicate, timeout, what):
 
 # -- logjobs: the processes a user runs, and the status database they fill -------------------------
 
+def niced(argv, nice):
+    """argv run at niceness `nice`, as conf/'s systemd and supervisor units run workers (0: as is)."""
+    return ["nice", "-n", str(nice), *argv] if nice else argv
+
+
 class Logjobs:
     """`rq worker high default low` x N and `logjobs mirror` around the bench's private Redis."""
 
-    def __init__(self, server, workdir, watch):
-        self.server, self.workdir, self.watch = server, workdir, watch
+    def __init__(self, server, workdir, watch, nice=0):
+        self.server, self.workdir, self.watch, self.nice = server, workdir, watch, nice
         self.conn = redis.Redis.from_url(server.url)
         self.procs, self.db, self.round = [], None, 0
 
@@ -217,8 +223,8 @@ class Logjobs:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.db + suffix):
                 os.remove(self.db + suffix)
-        self.workers = [self._spawn([os.path.join(BIN, "rq"), "worker", "high", "default", "low"], f"worker{i}")
-                        for i in range(workers)]
+        self.workers = [self._spawn(niced([os.path.join(BIN, "rq"), "worker", "high", "default", "low"], self.nice),
+                                    f"worker{i}") for i in range(workers)]
         self.mirror = self._spawn([os.path.join(BIN, "logjobs"), "mirror"], "mirror")
         for w in self.workers:
             self.watch.track(group, w.pid)
@@ -355,7 +361,7 @@ def celery_python():
     return python
 
 
-def celery_end_to_end(python, server, directory, files, workdir, watch, timeout=600):
+def celery_end_to_end(python, server, directory, files, workdir, watch, nice=0, timeout=600):
     """Seconds from starting the seed's producer until the result backend holds every result.
 
     Returns (seconds, (ERROR occurrences summed over the results, failed tasks))."""
@@ -365,10 +371,10 @@ def celery_end_to_end(python, server, directory, files, workdir, watch, timeout=
     env = dict(os.environ, BENCH_REDIS_URL=server.url, PYTHONPATH=HERE)
     celery = os.path.join(os.path.dirname(python), "celery")
     with open(os.path.join(workdir, "logs", "celery.log"), "ab") as log:
-        worker = subprocess.Popen([celery, "-A", "celery_seed", "worker", "--pool", "prefork", "--concurrency", "2",
-                                   "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-                                   "--without-heartbeat"], cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+        worker = subprocess.Popen(niced([celery, "-A", "celery_seed", "worker", "--pool", "prefork", "--concurrency",
+                                         "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+                                         "--without-heartbeat"], nice),
+                                  cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     watch.track("celery", worker.pid)
     try:
         subprocess.run([python, "celery_seed.py", "ping"], cwd=HERE, env=env, check=True, timeout=90,
@@ -440,7 +446,8 @@ def case_small(ctx):
                 t = run.seconds
                 mine.append(t)
             elif python:
-                t, (count, failed) = celery_end_to_end(python, ctx.server, directory, s.files, ctx.workdir, ctx.watch)
+                t, (count, failed) = celery_end_to_end(python, ctx.server, directory, s.files, ctx.workdir,
+                                                       ctx.watch, ctx.nice)
                 check("celery, small files", (count, failed), (expected, 0))
                 theirs.append(t)
             else:
@@ -658,6 +665,7 @@ class Context:
     corpora: str
     no_celery: bool
     kernel_rounds: int
+    nice: int
     server: object = None
     logjobs: Logjobs = None
     watch: MemoryWatch = None
@@ -713,6 +721,9 @@ def main():
     ap.add_argument("--split-size", type=int, metavar="BYTES", help="`logjobs push --split-size` in the big case "
                                                                       "(default: logjobs' own, 64 MiB)")
     ap.add_argument("--no-celery", action="store_true", help="skip the Celery baseline (and its set-up)")
+    ap.add_argument("--nice", type=int, default=10, metavar="N",
+                    help="niceness of the rq and Celery workers (default 10, as conf/'s units run rq workers; "
+                         "0: that of the bench)")
     ap.add_argument("--json", metavar="FILE", help="also write the summary rows as JSON")
     args = ap.parse_args()
     size = QUICK if args.quick else FULL
@@ -735,14 +746,14 @@ def main():
     workdir = tempfile.mkdtemp(prefix="logjobs-bench-")
     corpora = args.dir or os.path.join(workdir, "corpora")
     os.makedirs(corpora, exist_ok=True)
-    ctx = Context(size, args.seed, workdir, corpora, args.no_celery, kernel_rounds=max(size.rounds, 3))
+    ctx = Context(size, args.seed, workdir, corpora, args.no_celery, kernel_rounds=max(size.rounds, 3), nice=args.nice)
     title = (f"logjobs benchmark, {'quick' if args.quick else 'full'} size, medians of {size.rounds} round(s) "
-             f"({ctx.kernel_rounds} for the kernel and gzip); {versions()}")
+             f"({ctx.kernel_rounds} for the kernel and gzip), workers at nice {args.nice}; {versions()}")
     print(f"{title}\n{load()} at the start", flush=True)
     ctx.server = RedisServer(os.path.join(workdir, "redis"), persist=False).start()
     ctx.watch = MemoryWatch()
     ctx.watch.start()
-    ctx.logjobs = Logjobs(ctx.server, workdir, ctx.watch)
+    ctx.logjobs = Logjobs(ctx.server, workdir, ctx.watch, args.nice)
     started, finished = time.monotonic(), False
     try:
         # lag is measured during small and big, so it is reported after them.
