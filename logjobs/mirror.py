@@ -158,20 +158,23 @@ class Mirror:
     def reconcile(self):
         """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them.
         Also requeues jobs lost between a worker's pop and its start, and forgets expired jobs' attempt counts."""
-        rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES))
-        todo = [(row.path, i, part) for row in rows for i, part in enumerate(fastjson.loads(row.part_states))
+        rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES)).tuples()
+        todo = [(path, i, part) for path, states in rows for i, part in enumerate(fastjson.loads(states))
                 if part is not None and part["state"] not in FINAL_STATES]
+        # Small files share a job: RQ is asked once per job, not once per file.
+        ids = list(dict.fromkeys(part["job_id"] for _, _, part in todo))
+        jobs = {}
+        for start in range(0, len(ids), self.batch):
+            chunk = ids[start:start + self.batch]
+            jobs.update(zip(chunk, zip(statuses(self.conn, chunk), self.conn.hmget(ATTEMPTS_KEY, chunk))))
         found, queued = [], set()
-        for start in range(0, len(todo), self.batch):
-            chunk = todo[start:start + self.batch]
-            ids = [part["job_id"] for _, _, part in chunk]
-            attempts = self.conn.hmget(ATTEMPTS_KEY, ids)
-            for (path, i, part), status, attempt in zip(chunk, statuses(self.conn, ids), attempts):
-                if status == QUEUED:
-                    queued.add(part["job_id"])
-                event = _missed(self.conn, path, i, part, status, int(attempt or 0))
-                if event is not None:
-                    found.append(event)
+        for path, i, part in todo:
+            status, attempt = jobs[part["job_id"]]
+            if status == QUEUED:
+                queued.add(part["job_id"])
+            event = _missed(self.conn, path, i, part, status, int(attempt or 0))
+            if event is not None:
+                found.append(event)
         if found:
             events.emit(self.conn, *found)
         self.keeper.requeue_orphans(queued)

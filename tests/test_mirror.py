@@ -232,12 +232,18 @@ def test_two_mirrors_take_turns_without_corrupting_the_database(cluster, tmp_pat
 
 
 def test_a_job_that_vanished_from_redis_is_reported_failed(cluster, tmp_path, conn):
-    (tmp_path / "a.log").write_text("ERROR\n")
-    job_id = cluster.json("push", "--json", str(tmp_path / "a.log"))["enqueued"][0]["job_id"]
-    conn.delete(f"rq:job:{job_id}")
+    # Small files share a job (the reconciler asks RQ once per job): each of its files is reported.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("a.log", "b.log", "c.log"):
+        (logs / name).write_text("ERROR\n")
+    job_ids = [e["job_id"] for e in cluster.json("push", "--json", str(logs))["enqueued"]]
+    assert len(set(job_ids)) < len(job_ids)  # some job holds several files
+    conn.delete(*{f"rq:job:{job_id}" for job_id in job_ids})
     rows = cluster.report()
-    assert rows[str(tmp_path / "a.log")]["status"] == "failed"
-    assert "vanished from Redis" in rows[str(tmp_path / "a.log")]["error"]
+    for name in ("a.log", "b.log", "c.log"):
+        assert rows[str(logs / name)]["status"] == "failed"
+        assert "vanished from Redis" in rows[str(logs / name)]["error"]
 
 
 def Scan_count(cluster):
