@@ -26,7 +26,7 @@ from peewee import PeeweeException
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from . import events, fastjson, scanner
+from . import events, fastjson, scanner, tracking
 from .defaults import (
     ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DONE_KEY, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
     EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, HEADS_KEY, INODES_KEY, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, MOVED,
@@ -47,6 +47,8 @@ RECONCILE = "reconcile"  # worker name marking an event the reconciler synthesis
 #: can hold megabytes. A step's rows show when it commits: 1 MB (the events of ~5,000 files counted
 #: without the analysis) shows the first events of a burst sooner than 4 MB did.
 STEP_BYTES = 1 << 20
+#: Fields of each rotation index (INODES_KEY, HEADS_KEY) looked at per reconciliation: a sweep's step.
+SWEEP_BATCH = 1000
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
 _RQ_ENDED = {"failed": FAILED, "stopped": FAILED, "canceled": FAILED, "queued": QUEUED, "scheduled": SCHEDULED}
 
@@ -57,6 +59,7 @@ class Mirror:
         self.keeper = keeper if keeper is not None else Keeper(conn)
         self.lock = conn.lock(MIRROR_LOCK_KEY, timeout=LOCK_TIMEOUT)
         self._entry_bytes = STEP_BYTES // 16  # per stream entry, as last read: the first step takes 16
+        self._sweep = {INODES_KEY: 0, HEADS_KEY: 0}  # where forget_stale_records goes on in each hash
 
     # -- the two ways to run ---------------------------------------------------------------------
 
@@ -179,7 +182,27 @@ class Mirror:
             events.emit(self.conn, *found)
         self.keeper.requeue_orphans(queued)
         self.keeper.forget_expired()
+        self.forget_stale_records()
         return found
+
+    def forget_stale_records(self, batch=SWEEP_BATCH):
+        """Drop the entries of INODES_KEY and HEADS_KEY that no record of a finished scan holds any
+        more (its file was replaced under its name, or moved on to another): else the hashes would gain
+        an entry per file ever scanned, for ever. A step of a sweep over each; returns the fields dropped.
+        Only the mirror writes these hashes, under its lock, so an entry read here cannot change meanwhile.
+        """
+        dropped = []
+        for key, field_of in ((INODES_KEY, _inode_field), (HEADS_KEY, _head_field)):
+            self._sweep[key], entries = self.conn.hscan(key, self._sweep[key], count=batch)
+            if not entries:
+                continue
+            fields = list(entries)
+            records = self.conn.hmget(SCANNED_KEY, [entries[f] for f in fields])
+            stale = [f for f, raw in zip(fields, records) if raw is None or field_of(fastjson.loads(raw)) != f.decode()]
+            if stale:
+                self.conn.hdel(key, *stale)
+                dropped += stale
+        return dropped
 
 
 def _missed(conn, path, index, part, status, attempt):
@@ -357,8 +380,16 @@ def _record_scanned(pipe, scanned):
     records = {p: r for p, r in scanned.items() if r is not None}
     if records:
         pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, r in records.items()})
-        pipe.hset(INODES_KEY, mapping={f"{r['dev']}:{r['ino']}": os.fsencode(p) for p, r in records.items()})
-        pipe.hset(HEADS_KEY, mapping={f"{r['head_len']}:{r['head']}": os.fsencode(p) for p, r in records.items()})
+        pipe.hset(INODES_KEY, mapping={_inode_field(r): os.fsencode(p) for p, r in records.items()})
+        pipe.hset(HEADS_KEY, mapping={_head_field(r): os.fsencode(p) for p, r in records.items()})
+
+
+def _inode_field(record):
+    return tracking.inode_key(record["dev"], record["ino"])
+
+
+def _head_field(record):
+    return tracking.head_key(record["head_len"], record["head"])
 
 
 def _executemany(model, rows, fields, conflict):

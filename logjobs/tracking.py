@@ -30,6 +30,16 @@ def fingerprint(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def inode_key(dev, ino):
+    """The field of INODES_KEY that finds a file by its inode."""
+    return f"{dev}:{ino}"
+
+
+def head_key(head_len, head):
+    """The field of HEADS_KEY that finds a file by its head."""
+    return f"{head_len}:{head}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Identity:
     """What tells a file apart whatever its name: where it lives, its size and time, and its head."""
@@ -53,11 +63,11 @@ class Identity:
 
     @property
     def inode_key(self):
-        return f"{self.dev}:{self.ino}"
+        return inode_key(self.dev, self.ino)
 
     @property
     def head_key(self):
-        return f"{self.head_len}:{self.head}"
+        return head_key(self.head_len, self.head)
 
     def to_dict(self):
         return dict(vars(self))  # its fields are plain values: asdict()'s deep copy costs push 50 us a file

@@ -11,7 +11,7 @@ import fakeredis
 import pytest
 
 from logjobs import events, mirror
-from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY
+from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY, HEADS_KEY, INODES_KEY
 from logjobs.mirror import RECONCILE, apply
 from logjobs.models import History, Scan, db, open_database
 
@@ -193,6 +193,32 @@ def test_a_long_backlog_is_applied_in_steps_of_bounded_memory(database, conn, mo
         assert reads[0] == 16 and min(reads) < 16  # a first guess, then what 1 MiB holds of these
         return peak
     assert drain_peak(40) < 1.25 * drain_peak(10)
+
+
+def test_the_rotation_indexes_forget_files_no_record_holds(database):
+    """logjobs:inodes and logjobs:heads find a file known under another name; an entry whose file was
+    replaced under its name, or whose record went, is swept out instead of staying for ever."""
+    conn = fakeredis.FakeRedis()
+    m = mirror.Mirror(conn)
+    assert m.lock.acquire()
+
+    def scanned(job_id, path, ino, head):
+        identity = {"dev": 1, "ino": ino, "size": 9, "mtime_ns": 0, "compression": None, "head_len": 9, "head": head}
+        events.emit(conn, events.Event(job_id, path, "queued", parts=1, queue="high", patterns=["ERROR"],
+                                       identity=identity),
+                    events.Event(job_id, path, "finished", 1, result=RESULT))
+        m.drain()
+
+    scanned("j1", "/l/a.log", 10, "a1")
+    scanned("j2", "/l/b.log", 20, "b1")
+    scanned("j3", "/l/a.log", 11, "a2")  # a.log replaced: a new file under the old name
+    conn.hset(INODES_KEY, "1:30", "/l/gone.log")  # a file whose record went
+    assert len(conn.hgetall(INODES_KEY)) == 4 and len(conn.hgetall(HEADS_KEY)) == 3
+    for _ in range(10):  # steps of two fields: the sweep goes round
+        m.forget_stale_records(batch=2)
+    assert conn.hgetall(INODES_KEY) == {b"1:11": b"/l/a.log", b"1:20": b"/l/b.log"}
+    assert conn.hgetall(HEADS_KEY) == {b"9:a2": b"/l/a.log", b"9:b1": b"/l/b.log"}
+    m.lock.release()
 
 
 def test_mirror_killed_and_restarted_mid_run_loses_nothing(cluster, tmp_path, conn):
