@@ -160,7 +160,8 @@ class Mirror:
 
     def reconcile(self):
         """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them.
-        Also requeues jobs lost between a worker's pop and its start, and forgets expired jobs' attempt counts."""
+        Also requeues jobs lost between a worker's pop and its start, and takes a step of the sweeps that
+        forget expired jobs' attempt counts and stale rotation index entries."""
         rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES)).tuples()
         todo = [(path, i, part) for path, states in rows for i, part in enumerate(fastjson.loads(states))
                 if part is not None and part["state"] not in FINAL_STATES]
@@ -198,7 +199,8 @@ class Mirror:
                 continue
             fields = list(entries)
             records = self.conn.hmget(SCANNED_KEY, [entries[f] for f in fields])
-            stale = [f for f, raw in zip(fields, records) if raw is None or field_of(fastjson.loads(raw)) != f.decode()]
+            stale = [f for f, raw in zip(fields, records)
+                     if raw is None or field_of(fastjson.loads(raw)) != f.decode()]
             if stale:
                 self.conn.hdel(key, *stale)
                 dropped += stale
