@@ -399,25 +399,58 @@ def _skip(pieces: Iterator[bytes], n: int) -> Iterator[bytes]:
 
 def _decompressed(f, compression: str, chunk_size: int, path: str) -> Iterator[bytes]:
     """Yield the uncompressed stream (all members) in pieces; bad data is a permanent ScanError."""
-    if compression == "gzip":
-        z = _igzip.IGzipFile(fileobj=f) if _igzip else gzip.GzipFile(fileobj=f)
-    elif compression == "bzip2":
-        z = bz2.BZ2File(f)
+    if compression == "xz":
+        pieces = _xz_streams(f, chunk_size)
+    elif compression == "gzip":
+        pieces = _reads(_igzip.IGzipFile(fileobj=f) if _igzip else gzip.GzipFile(fileobj=f), chunk_size)
     else:
-        z = lzma.LZMAFile(f)
+        pieces = _reads(bz2.BZ2File(f), chunk_size)
+    try:
+        yield from pieces
+    except OSError as e:
+        if e.errno is not None:  # a real read error, not bad data (gzip/bz2 raise OSError for both)
+            raise
+        raise _corrupt(path, compression, e) from None
+    except _CORRUPT as e:
+        raise _corrupt(path, compression, e) from None
+
+
+def _reads(z, chunk_size: int) -> Iterator[bytes]:
     with z:
-        while True:
-            try:
-                data = z.read(chunk_size)
-            except OSError as e:
-                if e.errno is not None:  # a real read error, not bad data (gzip/bz2 raise OSError for both)
-                    raise
-                raise _corrupt(path, compression, e) from None
-            except _CORRUPT as e:
-                raise _corrupt(path, compression, e) from None
-            if not data:
-                return
+        while data := z.read(chunk_size):
             yield data
+
+
+def _xz_streams(f, chunk_size: int) -> Iterator[bytes]:
+    """The content of every stream of an xz file, in pieces of at most `chunk_size` bytes.
+
+    Streams may be separated, and followed, by null padding in multiples of four bytes; anything else
+    after a stream is corrupt, as `xz -t` says. (lzma.LZMAFile stops at the first padding and ignores
+    whatever follows it, streams included, and takes padding at the end for a truncated stream.)
+    """
+    z, padding = lzma.LZMADecompressor(lzma.FORMAT_XZ), 0
+    while data := f.read(chunk_size):
+        while data:
+            if z is None:  # between streams
+                rest = data.lstrip(b"\0")
+                padding += len(data) - len(rest)
+                if not rest:
+                    break
+                if padding % 4:
+                    raise lzma.LZMAError(f"stream padding of {padding} bytes, not a multiple of 4")
+                z, padding, data = lzma.LZMADecompressor(lzma.FORMAT_XZ), 0, rest
+            piece = z.decompress(data, chunk_size)
+            while True:  # the decompressor keeps the input it has not turned into output yet
+                if piece:
+                    yield piece
+                if z.eof or z.needs_input:
+                    break
+                piece = z.decompress(b"", chunk_size)
+            data, z = (z.unused_data, None) if z.eof else (b"", z)
+    if z is not None:
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    if padding % 4:
+        raise lzma.LZMAError(f"stream padding of {padding} bytes, not a multiple of 4")
 
 
 def _open(path: str):

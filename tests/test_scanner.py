@@ -32,7 +32,7 @@ GREP = {None: "grep", "gzip": "zgrep", "bzip2": "bzgrep", "xz": "xzgrep"}
 CORPUS = [
     "mixed.log", "no_final_newline.log", "crlf.log", "empty.log", "only_newline.log", "blank_lines.log",
     "single_no_newline.log", "overlaps.log", "long_line.log", "long_then_short.log", "multi_member.gz",
-    "multi_stream.bz2", "multi_stream.xz", "long_line.xz", "empty.gz", "plain_named.gz",
+    "multi_stream.bz2", "multi_stream.xz", "padded_streams.xz", "long_line.xz", "empty.gz", "plain_named.gz",
     "gzip_named.log", "starts_like_bzip2.log",
 ]
 FRAGMENTS = [
@@ -89,6 +89,9 @@ def build_corpus(d):
         "multi_member.gz": (gzip.compress(text[:5001]) + gzip.compress(text[5001:] + b"E"), "gzip", small),
         "multi_stream.bz2": (bz2.compress(text[:777]) + bz2.compress(text[777:]), "bzip2", small),
         "multi_stream.xz": (lzma.compress(text[:333]) + lzma.compress(text[333:]), "xz", small),
+        # xz's stream padding: null bytes in fours, between streams and at the end
+        "padded_streams.xz": (lzma.compress(text[:333]) + b"\0" * 4 + lzma.compress(text[333:]) + b"\0" * 8, "xz",
+                              small),
         "long_line.xz": (lzma.compress(long_line + b"ERROR\nE"), "xz", big),
         "empty.gz": (gzip.compress(b""), "gzip", small),
         "plain_named.gz": (text, None, small),
@@ -419,6 +422,8 @@ def test_unreadable_file():
     ("truncated.gz", gzip.compress(b"ERROR\n" * 1000)[:-12], "gzip"),
     ("trailing_garbage.gz", gzip.compress(b"ERROR\n") + b"not gzip", "gzip"),
     ("truncated.xz", lzma.compress(os.urandom(4000))[:-50], "xz"),
+    ("trailing_garbage.xz", lzma.compress(b"ERROR\n") + b"garbage ERROR\n", "xz"),
+    ("odd_padding.xz", lzma.compress(b"ERROR\n") + b"\0" * 3, "xz"),
     ("bad.bz2", bz2.compress(b"ERROR\n" * 1000)[:20] + b"\xff" * 100, "bzip2"),
     ("truncated.bz2", bz2.compress(os.urandom(4000))[:-30], "bzip2"),
 ])
