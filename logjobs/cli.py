@@ -36,7 +36,14 @@ def one_line_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            finally:
+                sys.stdout.flush()  # a reader gone shows here, not as an error at exit
+        except BrokenPipeError:
+            # `logjobs report | head`: the reader has what it wanted. Stop as grep does, without a word.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except LogJobsError as exc:
             fail(str(exc))
         except redis.RedisError as exc:

@@ -87,6 +87,20 @@ def test_bad_settings_are_one_line_errors(cluster, tmp_path):
     one_line_error(cluster.run("--redis-url", "http://x", "push", str(bad)), "Redis URL")
 
 
+def test_a_reader_that_goes_away_ends_the_output_quietly(cluster, tmp_path):
+    # `logjobs report | head -1`: the pipe is closed before logjobs writes; as grep, it stops without a word.
+    (tmp_path / "a.log").write_text("ERROR\n")
+    cluster.worker()
+    cluster.run("push", "--wait", str(tmp_path / "a.log"), check=True)
+    cluster.run("mirror", "--once", check=True)
+    for args in (["report"], ["report", "--json"], ["status"], ["show", str(tmp_path / "a.log")]):
+        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "logjobs"), *args], env=cluster.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()
+        assert proc.wait(60) == 128 + signal.SIGPIPE, args
+        assert proc.stderr.read() == b"", args
+
+
 def test_report_before_any_mirror_says_what_to_do(cluster):
     one_line_error(cluster.run("report"), "no status database", "logjobs mirror")
 
