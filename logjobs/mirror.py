@@ -193,7 +193,7 @@ class Mirror:
         Only the mirror writes these hashes, under its lock, so an entry read here cannot change meanwhile.
         """
         dropped = []
-        for key, field_of in ((INODES_KEY, _inode_field), (HEADS_KEY, _head_field)):
+        for key, field_of in ((INODES_KEY, tracking.inode_key), (HEADS_KEY, tracking.head_key)):
             self._sweep[key], entries = self.conn.hscan(key, self._sweep[key], count=batch)
             if not entries:
                 continue
@@ -382,16 +382,8 @@ def _record_scanned(pipe, scanned):
     records = {p: r for p, r in scanned.items() if r is not None}
     if records:
         pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, r in records.items()})
-        pipe.hset(INODES_KEY, mapping={_inode_field(r): os.fsencode(p) for p, r in records.items()})
-        pipe.hset(HEADS_KEY, mapping={_head_field(r): os.fsencode(p) for p, r in records.items()})
-
-
-def _inode_field(record):
-    return tracking.inode_key(record["dev"], record["ino"])
-
-
-def _head_field(record):
-    return tracking.head_key(record["head_len"], record["head"])
+        pipe.hset(INODES_KEY, mapping={tracking.inode_key(r): os.fsencode(p) for p, r in records.items()})
+        pipe.hset(HEADS_KEY, mapping={tracking.head_key(r): os.fsencode(p) for p, r in records.items()})
 
 
 def _executemany(model, rows, fields, conflict):

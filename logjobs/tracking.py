@@ -30,14 +30,15 @@ def fingerprint(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def inode_key(dev, ino):
-    """The field of INODES_KEY that finds a file by its inode."""
-    return f"{dev}:{ino}"
+def inode_key(identity):
+    """The field of INODES_KEY that finds a file by its inode; `identity` is an Identity's fields (or a
+    record of a scan, which holds them)."""
+    return f"{identity['dev']}:{identity['ino']}"
 
 
-def head_key(head_len, head):
-    """The field of HEADS_KEY that finds a file by its head."""
-    return f"{head_len}:{head}"
+def head_key(identity):
+    """The field of HEADS_KEY that finds a file by its head (see inode_key)."""
+    return f"{identity['head_len']}:{identity['head']}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +64,11 @@ class Identity:
 
     @property
     def inode_key(self):
-        return inode_key(self.dev, self.ino)
+        return inode_key(vars(self))
 
     @property
     def head_key(self):
-        return head_key(self.head_len, self.head)
+        return head_key(vars(self))
 
     def to_dict(self):
         return dict(vars(self))  # its fields are plain values: asdict()'s deep copy costs push 50 us a file
