@@ -15,6 +15,8 @@ from .defaults import EVENTS_KEY, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
 
 #: Within one attempt: its start, then a retry wait, then its final outcome.
 _PHASE = {STARTED: 1, QUEUED: 2, SCHEDULED: 2, FINISHED: 3, FAILED: 3}
+#: The order of a push's event: before every attempt.
+PUSH_ORDER = (0, 0)
 
 
 @dataclasses.dataclass
@@ -48,7 +50,7 @@ class Event:
     def order(self):
         """Events of a part apply in this order; one ordered before the part's last one is stale."""
         if self.is_push:
-            return (0, 0)
+            return PUSH_ORDER
         return (self.attempt, _PHASE[self.state])
 
     def to_dict(self):

@@ -267,7 +267,7 @@ def apply(batch):
                     history.append(_history(event, rows[event.path], part, False, True))
                     continue
             parts[event.path][event.part] = part = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
-                                                    "order": list(_PUSHED), "at": event.at}
+                                                    "order": list(event.order), "at": event.at}
         elif event.path not in rows:
             continue  # of a file this database never saw pushed
         else:
@@ -334,8 +334,6 @@ def _history(event, row, part, finished, applied):
             "counts": fastjson.dumps(event.result["counts"]) if finished else None, "applied": applied}
 
 
-#: The order of a part that only its push event has set (events.Event.order).
-_PUSHED = [0, 0]
 #: The order of a part that stands for an earlier scan: no event of that scan's jobs applies over it.
 _BASE_ORDER = [1 << 62, 9]
 
@@ -453,7 +451,7 @@ def _update(part, event):
 def _summarise(row, parts):
     """The file's row from its parts: failed if one failed, finished when all have, else the furthest state."""
     row.part_states = fastjson.dumps(parts)
-    if all(p is not None and p["order"] == _PUSHED for p in parts):
+    if all(p is not None and tuple(p["order"]) == events.PUSH_ORDER for p in parts):
         return  # every part as its push left it: so is the row (see _reset), and a push is most events
     known = [p for p in parts if p is not None]
     states = {p["state"] for p in known}
