@@ -12,7 +12,6 @@ row with RQ's view and appends the missing change to the stream as an event mark
 which applies only if nothing newer has arrived.
 """
 
-import functools
 import logging
 import operator
 import os
@@ -303,7 +302,8 @@ def _rows(paths):
     for start in range(0, len(paths), _SELECT_CHUNK):
         chunk = paths[start:start + _SELECT_CHUNK]
         width = _select_width(len(chunk))
-        cursor = db.execute_sql(_select_rows_sql(width, db.obj), chunk + chunk[-1:] * (width - len(chunk)))
+        select = _statement(("select", width), lambda: Scan.select(*_ROW_FIELDS).where(Scan.path.in_([""] * width)))
+        cursor = db.execute_sql(select, chunk + chunk[-1:] * (width - len(chunk)))
         rows.update((row.path, row) for row in (SimpleNamespace(**dict(zip(names, values)))
                                                 for values in cursor.fetchall()))
     return rows
@@ -317,13 +317,6 @@ def _select_width(n):
     """The number of paths a SELECT of `n` asks for: the next power of two (the last path repeated),
     so that a few statements, built once, serve every batch."""
     return 1 << max(n - 1, 0).bit_length()
-
-
-@functools.lru_cache(maxsize=64)
-def _select_rows_sql(width, database):
-    """The SELECT of `width` rows by path. Peewee builds a statement in time linear in its values, at
-    several microseconds each: more than the database takes to run it, were it built every batch."""
-    return Scan.select(*_ROW_FIELDS).where(Scan.path.in_([""] * width)).sql()[0]
 
 
 def _history(event, row, part, finished, applied):
@@ -385,15 +378,20 @@ def _record_scanned(pipe, scanned):
 
 
 def _executemany(model, rows, fields, conflict):
-    """Insert many rows with one prepared statement: Peewee would build the SQL anew for every value,
-    which costs several times what the database does. `fields` are in the model's order, as Peewee
-    writes the statement's columns. Values go to the driver as they are: str, int, float, bool,
+    """Insert many rows with one prepared statement (see _statement). `fields` are in the model's order,
+    as Peewee writes the statement's columns. Values go to the driver as they are: str, int, float, bool,
     None, naive datetimes, or what the driver itself returned (see _rows)."""
     if rows:
-        key = (model, db.obj)  # the statement is the same every time, for a given database
-        if key not in _STATEMENTS:
-            _STATEMENTS[key] = conflict(model.insert({f: None for f in fields})).sql()[0]
-        db.cursor().executemany(_STATEMENTS[key], rows)
+        db.cursor().executemany(_statement(model, lambda: conflict(model.insert({f: None for f in fields}))), rows)
+
+
+def _statement(key, query):
+    """The SQL of `query()`, built once per key and database. Peewee builds a statement value by value,
+    at several microseconds each: more than the database takes to run it, were it built every batch."""
+    key = (key, db.obj)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = query().sql()[0]
+    return _STATEMENTS[key]
 
 
 _STATEMENTS = {}
