@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 FORGET_BATCH = 1000
 
 
+def sweep(conn, key, cursor, batch, stale):
+    """One step of a sweep over the hash `key`: from `cursor`, about `batch` fields, of which those that
+    `stale({field: value})` lists are dropped. Returns the cursor to go on from (0: the sweep starts
+    over) and the fields dropped. A hash that would otherwise gain a field per job or file, for ever,
+    is swept a step at a time from the mirror's loop."""
+    cursor, entries = conn.hscan(key, cursor, count=batch)
+    dropped = stale(entries) if entries else []
+    if dropped:
+        conn.hdel(key, *dropped)
+    return cursor, dropped
+
+
 class Keeper:
     """Enqueues due retries and recovers abandoned scans, in every queue; call `tick()` every second or so."""
 
@@ -101,17 +113,14 @@ class Keeper:
         step of a sweep over ATTEMPTS_KEY at a time: else it would gain a field per job, for ever.
         Returns the ids dropped. Job ids are never reused, so a job gone from RQ never comes back.
         """
-        self._forget_cursor, fields = self.conn.hscan(ATTEMPTS_KEY, self._forget_cursor, count=batch)
-        ids = [f.decode() for f in fields]
-        if not ids:
-            return []
-        with self.conn.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.exists(Job.key_for(job_id))
-            gone = [job_id for job_id, alive in zip(ids, pipe.execute()) if not alive]
-        if gone:
-            self.conn.hdel(ATTEMPTS_KEY, *gone)
-        return gone
+        def gone(entries):
+            with self.conn.pipeline(transaction=False) as pipe:
+                for field in entries:
+                    pipe.exists(Job.key_for(field.decode()))
+                return [field for field, alive in zip(entries, pipe.execute()) if not alive]
+
+        self._forget_cursor, dropped = sweep(self.conn, ATTEMPTS_KEY, self._forget_cursor, batch, gone)
+        return [field.decode() for field in dropped]
 
     def recover_abandoned(self):
         now = self.clock()

@@ -32,7 +32,7 @@ from .defaults import (
     QUEUED, SCANNED_KEY, SCHEDULED, STARTED,
 )
 from .exceptions import LogJobsError
-from .keeper import Keeper
+from .keeper import Keeper, sweep
 from .models import History, Scan, db, utc
 from .queues import failure_reason, statuses
 
@@ -193,16 +193,13 @@ class Mirror:
         """
         dropped = []
         for key, field_of in ((INODES_KEY, tracking.inode_key), (HEADS_KEY, tracking.head_key)):
-            self._sweep[key], entries = self.conn.hscan(key, self._sweep[key], count=batch)
-            if not entries:
-                continue
-            fields = list(entries)
-            records = self.conn.hmget(SCANNED_KEY, [entries[f] for f in fields])
-            stale = [f for f, raw in zip(fields, records)
-                     if raw is None or field_of(fastjson.loads(raw)) != f.decode()]
-            if stale:
-                self.conn.hdel(key, *stale)
-                dropped += stale
+            def stale(entries, field_of=field_of):
+                records = self.conn.hmget(SCANNED_KEY, list(entries.values()))
+                return [field for field, raw in zip(entries, records)
+                        if raw is None or field_of(fastjson.loads(raw)) != field.decode()]
+
+            self._sweep[key], gone = sweep(self.conn, key, self._sweep[key], batch, stale)
+            dropped += gone
         return dropped
 
 
