@@ -58,7 +58,7 @@ import operator
 import os
 import re
 from collections import Counter, defaultdict
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import add, itemgetter
 
 from .defaults import LEVELS
@@ -262,10 +262,6 @@ class Analysis:
         first, other = self.coarsened(width), other.coarsened(width)
         levels = Counter(first.levels)
         levels.update(other.levels)
-        minutes: defaultdict = defaultdict(Counter)
-        for part in (first.minutes, other.minutes):
-            for m, by_level in part.items():
-                minutes[m].update(by_level)
         messages = {key: Message(msg.count, msg.example, dict(msg.minutes)) for key, msg in first.messages.items()}
         overflow = first.overflow + other.overflow
         for key, msg in other.messages.items():
@@ -279,7 +275,7 @@ class Analysis:
             else:
                 overflow += msg.count
         merged = Analysis({level: levels[level] for level in LEVELS if levels[level]},
-                          {m: dict(minutes[m]) for m in sorted(minutes)}, messages, overflow)
+                          fold(chain(first.minutes.items(), other.minutes.items()), width), messages, overflow)
         while merged.width() > WIDTHS[-1] and not merged._fits():
             merged = merged.coarsened(WIDTHS[WIDTHS.index(merged.width()) + 1])
         return merged
@@ -297,10 +293,7 @@ class Analysis:
         """The same counts in time buckets of `width` (hours: 13, days: 10); itself if they are not finer."""
         if width >= self.width():
             return self
-        minutes: defaultdict = defaultdict(Counter)
-        for m, by_level in self.minutes.items():
-            minutes[m[:width]].update(by_level)
-        return Analysis(dict(self.levels), {m: dict(minutes[m]) for m in sorted(minutes)},
+        return Analysis(dict(self.levels), fold(self.minutes.items(), width),
                         {key: Message(msg.count, msg.example, _buckets(msg.minutes, width))
                          for key, msg in self.messages.items()}, self.overflow)
 
@@ -720,6 +713,15 @@ def within(bucket: str, since: str | None, until: str | None) -> bool:
     down to the bucket's unit (so an hour bucket counts whole, or not at all)?"""
     width = len(bucket)
     return (since is None or bucket >= since[:width]) and (until is None or bucket < until[:width])
+
+
+def fold(buckets, width: int) -> dict:
+    """(time bucket, {level: lines}) pairs as {bucket: {level: lines}} in time order, summed into
+    buckets of `width` (see WIDTHS). A bucket may come more than once; each is `width` long or finer."""
+    folded: defaultdict = defaultdict(Counter)
+    for bucket, by_level in buckets:
+        folded[bucket[:width]].update(by_level)
+    return {bucket: dict(folded[bucket]) for bucket in sorted(folded)}
 
 
 def _buckets(counts: dict, width: int) -> dict:

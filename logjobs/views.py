@@ -112,13 +112,7 @@ def level_timeline(path_glob=None, since=None, until=None, path=None):
         for bucket, levels in found.minutes.items():
             if analysis.within(bucket, since, until):
                 _add(total.setdefault(bucket, {}), levels)
-    width = min(map(len, total), default=analysis.WIDTHS[0])
-    if any(len(bucket) > width for bucket in total):
-        coarse = {}
-        for bucket, levels in total.items():
-            _add(coarse.setdefault(bucket[:width], {}), levels)
-        total = coarse
-    return dict(sorted(total.items()))
+    return analysis.fold(total.items(), min(map(len, total), default=analysis.WIDTHS[0]))
 
 
 def _add(into, levels):
