@@ -33,7 +33,7 @@ from .defaults import (
 )
 from .exceptions import LogJobsError
 from .keeper import Keeper, sweep
-from .models import History, Scan, db, utc
+from .models import History, Scan, db, stored_utc
 from .queues import failure_reason, statuses
 
 log = logging.getLogger(__name__)
@@ -248,19 +248,20 @@ def apply(batch):
     when it has none to continue} (see tracking).
     """
     rows = _rows({e.path for e in batch} | {e.moved_from for e in batch if e.moved_from})
+    stamp = stored_utc(db.obj)
     parts = {path: fastjson.loads(row.part_states) for path, row in rows.items()}
     changed, history, scanned = set(), [], {}
     for event in batch:
         applied = True
         if event.is_push:
             if event.part == 0:  # a new scan of the file: its row starts over
-                base = _base(event, rows, parts, changed, scanned) if event.base else None
-                rows[event.path] = _reset(rows.get(event.path) or _new_row(event.path), event)
+                base = _base(event, rows, parts, changed, scanned, stamp) if event.base else None
+                rows[event.path] = _reset(rows.get(event.path) or _new_row(event.path), event, stamp)
                 parts[event.path] = [None] * event.parts
                 if base is not None:
                     parts[event.path][0] = part = base
                     changed.add(event.path)
-                    history.append(_history(event, rows[event.path], part, False, True))
+                    history.append(_history(event, rows[event.path], part, False, True, stamp))
                     continue
             parts[event.path][event.part] = part = {"job_id": event.job_id, "state": QUEUED, "attempt": 0,
                                                     "order": list(event.order), "at": event.at}
@@ -276,10 +277,10 @@ def apply(batch):
         if applied:
             changed.add(event.path)
         finished = applied and event.state == FINISHED and event.result is not None
-        history.append(_history(event, rows[event.path], part, finished, applied))
+        history.append(_history(event, rows[event.path], part, finished, applied, stamp))
     for path in changed:
         if rows[path].status != MOVED:
-            _summarise(rows[path], parts[path])
+            _summarise(rows[path], parts[path], stamp)
             if rows[path].status == FINISHED:
                 scanned[path] = _record(rows[path])
     _executemany(Scan, [_row_values(rows[p]) for p in changed], _ROW_FIELDS,
@@ -316,10 +317,10 @@ def _select_width(n):
     return 1 << max(n - 1, 0).bit_length()
 
 
-def _history(event, row, part, finished, applied):
+def _history(event, row, part, finished, applied, stamp):
     return {"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path, "part": event.part,
             "queue": row.queue, "state": event.state, "attempt": event.attempt, "worker": event.worker,
-            "error": event.error, "at": utc(event.at),
+            "error": event.error, "at": stamp(event.at),
             "duration": event.at - part["started_at"] if finished and "started_at" in part else None,
             "counts": fastjson.dumps(event.result["counts"]) if finished else None, "applied": applied}
 
@@ -328,7 +329,7 @@ def _history(event, row, part, finished, applied):
 _BASE_ORDER = [1 << 62, 9]
 
 
-def _base(event, rows, parts, changed, scanned):
+def _base(event, rows, parts, changed, scanned, stamp):
     """Part 0 of a scan continuing the finished scan `event.base` of the file (under its old name, when
     it moved): that scan's whole result. When the row no longer holds that scan, the part fails, and
     the record goes, so that the next push scans the file whole."""
@@ -341,12 +342,11 @@ def _base(event, rows, parts, changed, scanned):
                 "error": f"the scan this one continues (of {source}) is no longer in the database: push the file "
                          "again"}
     results = [p["result"] for p in parts[source] if p and p.get("result")]
-    part.update(state=FINISHED, ended_at=event.at, result=scanner.merge(map(scanner.ScanResult.from_dict,
-                                                                            results)).to_dict())
+    part.update(state=FINISHED, ended_at=event.at, result=scanner.merge_dicts(results))
     if event.moved_from:
         row.status, row.moved_to, row.part_states = MOVED, event.path, "[]"
         row.counts = row.lines = row.bytes = row.scanned = row.error = row.levels = row.analysis = None
-        row.updated_at = utc(event.at)
+        row.updated_at = stamp(event.at)
         parts[source] = []
         changed.add(source)
         scanned[source] = None
@@ -414,7 +414,7 @@ def _newer(event, part):
     return event.order > current if event.worker == RECONCILE else event.order >= current
 
 
-def _reset(row, event):
+def _reset(row, event, stamp):
     row.job_id, row.queue, row.status, row.parts = event.job_id, event.queue, QUEUED, event.parts
     row.patterns = fastjson.dumps(event.patterns or [])
     row.identity = fastjson.dumps(event.identity) if event.identity else None
@@ -422,7 +422,7 @@ def _reset(row, event):
     row.levels = row.analysis = None
     row.scanned, row.tail = None, False
     row.attempts = 0
-    row.enqueued_at = row.updated_at = utc(event.at)
+    row.enqueued_at = row.updated_at = stamp(event.at)
     row.started_at = row.ended_at = None
     return row
 
@@ -443,7 +443,7 @@ def _update(part, event):
             part["ended_at"] = event.at
 
 
-def _summarise(row, parts):
+def _summarise(row, parts, stamp):
     """The file's row from its parts: failed if one failed, finished when all have, else the furthest state."""
     row.part_states = fastjson.dumps(parts)
     if all(p is not None and tuple(p["order"]) == events.PUSH_ORDER for p in parts):
@@ -461,17 +461,19 @@ def _summarise(row, parts):
     row.attempts = max((p["attempt"] for p in known), default=0)
     latest = max(known, key=lambda p: p.get("at", 0))
     row.worker = latest.get("worker") or row.worker
-    row.updated_at = utc(latest["at"])
+    row.updated_at = stamp(latest["at"])
     row.error = next((p["error"] for p in known if p["state"] == FAILED), None) or (
         latest.get("error") if row.status != FINISHED else None)
     starts = [p["started_at"] for p in known if p.get("started_at")]
-    row.started_at = utc(min(starts)) if starts else None
-    row.ended_at = utc(max(p["ended_at"] for p in known if p.get("ended_at"))) if row.status in FINAL_STATES else None
+    row.started_at = stamp(min(starts)) if starts else None
+    row.ended_at = stamp(max(p["ended_at"] for p in known if p.get("ended_at"))) if row.status in FINAL_STATES else None
     if row.status == FINISHED:
-        merged = scanner.merge(scanner.ScanResult.from_dict(p["result"]) for p in known if p.get("result"))
+        merged = scanner.merge_dicts([p["result"] for p in known if p.get("result")])
+        analysis = merged.get("analysis")
         row.counts, row.lines, row.bytes, row.compression, row.tail = (
-            fastjson.dumps(merged.counts), merged.lines, merged.bytes, merged.compression, merged.tail)
-        row.levels = fastjson.dumps(merged.analysis["levels"]) if merged.analysis else None
-        row.analysis = fastjson.dumps(merged.analysis) if merged.analysis else None
+            fastjson.dumps(merged["counts"]), merged["lines"], merged["bytes"], merged.get("compression"),
+            merged.get("tail", False))
+        row.levels = fastjson.dumps(analysis["levels"]) if analysis else None
+        row.analysis = fastjson.dumps(analysis) if analysis else None
         # What this scan read: all of it, or (continuing an earlier scan, as part 0) what was new.
         row.scanned = sum(p["result"]["bytes"] for p in known if p.get("result") and p["order"] != _BASE_ORDER)

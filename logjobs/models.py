@@ -5,6 +5,8 @@ inherit one.
 """
 
 import datetime
+import functools
+import math
 
 from peewee import (
     BigIntegerField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField, ImproperlyConfigured, IntegerField, Model,
@@ -156,6 +158,30 @@ def utc(timestamp):
 
 
 _EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def stored_utc(database):
+    """The quickest way to what `database` stores in a DateTimeField for utc(timestamp), for a writer
+    that binds values itself (the mirror). The driver takes a datetime, but SQLite's calls sqlite3's
+    adapter for each one, which formats it as text: a tenth of the mirror's time. So for SQLite this is
+    that text, made without a datetime (see _sqlite_utc); for other drivers, utc() itself."""
+    return _sqlite_utc if isinstance(database, SqliteDatabase) else utc
+
+
+def _sqlite_utc(timestamp):
+    """utc(timestamp).isoformat(" "), as sqlite3 stores a datetime (and Peewee reads it back), rounded
+    to the microsecond as timedelta() rounds: half to even."""
+    seconds = math.floor(timestamp)
+    micro = round((timestamp - seconds) * 1e6)
+    if micro == 1_000_000:
+        seconds, micro = seconds + 1, 0
+    text = _utc_second(seconds)
+    return f"{text}.{micro:06d}" if micro else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(seconds):
+    return utc(seconds).isoformat(" ")
 
 
 def isoformat(value):

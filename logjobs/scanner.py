@@ -172,6 +172,13 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
     return total
 
 
+def merge_dicts(results: Sequence[dict]) -> dict:
+    """merge() of results as ScanResult.to_dict() makes them, as such a dict; a lone one as it is."""
+    if len(results) == 1:
+        return results[0]
+    return merge(map(ScanResult.from_dict, results)).to_dict()
+
+
 def head(path, length: int) -> bytes:
     """The first `length` bytes of the file's content (uncompressed), or all of it when shorter."""
     return peek(path, length)[2]

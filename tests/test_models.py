@@ -1,11 +1,14 @@
-"""The status database: a database made by an older logjobs is brought up to date by the writer."""
+"""The status database: a database made by an older logjobs is brought up to date by the writer, and
+times are stored as the drivers store them."""
 
 import sqlite3
 
 import pytest
+from hypothesis import example, given, strategies as st
+from peewee import SqliteDatabase
 
 from logjobs.exceptions import ConfigError
-from logjobs.models import Scan, open_database
+from logjobs.models import Scan, open_database, stored_utc, utc
 
 OLD_SCANS = """create table scans (id integer primary key, path text not null unique, job_id varchar not null,
     queue varchar not null, status varchar not null, patterns text not null, counts text, lines bigint, bytes bigint,
@@ -27,3 +30,14 @@ def test_older_database_gets_new_columns_from_the_writer_only(tmp_path):
     assert row["counts"] == {"ERROR": 2} and row["levels"] == {} and row["scanned"] is None
     database.close()
     open_database(path, create=False).close()  # readers are fine now
+
+
+@given(st.floats(min_value=0, max_value=2 ** 35, allow_nan=False))
+@example(1_700_000_000.0).via("a whole second: no fraction, as sqlite3's adapter writes it")
+@example(1_700_000_000.9999996).via("rounds up into the next second")
+@example(0.0000005).via("half a microsecond: rounds to even")
+@example(0.0000015).via("rounds to even, up")
+def test_sqlite_times_are_the_text_sqlite3_makes_of_utc(timestamp):
+    # The mirror binds this text instead of the datetime, which sqlite3 would format through its adapter.
+    assert stored_utc(SqliteDatabase(None))(timestamp) == utc(timestamp).isoformat(" ")
+    assert stored_utc(object()) is utc
