@@ -31,14 +31,14 @@ def parse_intervals(text):
     return tuple(values)
 
 
-def _int(name):
+def _int(name, least=0):
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise ConfigError(f"{name} must be a whole number; got {text!r}") from None
-        if value < 0:
-            raise ConfigError(f"{name} cannot be negative; got {text!r}")
+        if value < least:
+            raise ConfigError(f"{name} must be at least {least}; got {text!r}")
         return value
     return parse
 
@@ -61,9 +61,9 @@ _SOURCES = {
     "roots": ("LOGJOBS_ROOTS", _paths),
     "retry_max": ("LOGJOBS_RETRY_MAX", _int("retry_max")),
     "retry_intervals": ("LOGJOBS_RETRY_INTERVALS", parse_intervals),
-    "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout")),
+    "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout", least=1)),
     "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes")),
-    "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files")),
+    "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files", least=1)),
     "analysis": ("LOGJOBS_ANALYSIS", _bool("analysis")),
     "dashboard_user": ("LOGJOBS_DASHBOARD_USER", str),
     "dashboard_password": ("LOGJOBS_DASHBOARD_PASSWORD", str),
@@ -123,12 +123,14 @@ def redact_url(url):
 
 
 def _read_config(path):
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=None)  # a "%" is itself (URL-encoded passwords have them)
     try:
         with open(path, encoding="utf-8") as f:
             parser.read_file(f)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except configparser.Error as exc:
         first_line = str(exc).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid INI: {first_line}") from None

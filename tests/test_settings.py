@@ -25,13 +25,35 @@ def test_roots_are_absolute(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("var,value,message", [
-    ("LOGJOBS_RETRY_MAX", "-1", "cannot be negative"),
+    ("LOGJOBS_RETRY_MAX", "-1", "retry_max must be at least 0"),
     ("LOGJOBS_JOB_TIMEOUT", "1h", "whole number"),
+    ("LOGJOBS_JOB_TIMEOUT", "0", "job_timeout must be at least 1"),  # RQ refuses a job without time
+    ("LOGJOBS_BATCH_FILES", "0", "batch_files must be at least 1"),
     ("LOGJOBS_RETRY_INTERVALS", "10,x", "whole seconds"),
 ])
 def test_bad_values(var, value, message):
     with pytest.raises(ConfigError, match=message):
         Settings.load(environ={var: value})
+
+
+def test_config_file_values_are_taken_literally(tmp_path):
+    ini = tmp_path / "logjobs.ini"
+    ini.write_text("[logjobs]\nredis_url = redis://:p%40ss@h:6379/0\ndashboard_password = 100%%(x)s\n")
+    s = Settings.load(config_file=str(ini), environ={})
+    assert (s.redis_url, s.dashboard_password) == ("redis://:p%40ss@h:6379/0", "100%%(x)s")
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\xff\xfe[\n", "is not UTF-8 text"),
+    (b"[logjobs]\njob_timeout = 0\n", "job_timeout must be at least 1"),
+    (b"[logjobs]\nbatch_files = 0\n", "batch_files must be at least 1"),
+    (b"redis_url = x\n", "is not valid INI"),
+])
+def test_bad_config_files(tmp_path, content, message):
+    ini = tmp_path / "logjobs.ini"
+    ini.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(config_file=str(ini), environ={})
 
 
 def test_redaction():
