@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
@@ -52,6 +53,12 @@ def one_line_errors(command):
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
+            peewee = sys.modules.get("peewee")  # imported only by the commands that open the database
+            if peewee is not None and isinstance(exc, peewee.PeeweeException):
+                from .models import database_reason
+
+                target = click.get_current_context().obj.db
+                fail(f"status database {redact_url(target)}: {database_reason(exc, target)}")
             logging.getLogger(__name__).debug("traceback", exc_info=True)
             click.echo(f"logjobs: internal error: {type(exc).__name__}: {exc} (run with -v to see where)", err=True)
             sys.exit(70)  # EX_SOFTWARE
@@ -75,6 +82,7 @@ def cli(ctx, redis_url, db, config_file, verbose):
       logjobs mirror
       logjobs report --failed
     """
+    _whole_writes()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("peewee").setLevel(logging.INFO)  # its DEBUG is every SQL statement
@@ -82,6 +90,16 @@ def cli(ctx, redis_url, db, config_file, verbose):
         ctx.obj = Settings.load(config_file=config_file, redis_url=redis_url, db=db)
     except LogJobsError as exc:
         fail(str(exc))
+
+
+def _whole_writes():
+    """Under PYTHONUNBUFFERED (containers often set it), stdout writes straight to its descriptor, and
+    Python drops without a word what a write(2) did not take (a pipe whose reader left mid-write): a
+    cut `report --json` that exits 0. A buffer, flushed at each line as -u intends, writes it all or
+    raises BrokenPipeError."""
+    if isinstance(sys.stdout, io.TextIOWrapper) and isinstance(sys.stdout.buffer, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(sys.stdout.buffer), encoding=sys.stdout.encoding,
+                                      errors=sys.stdout.errors, line_buffering=True)
 
 
 # Options of push and watch alike: where the scans go, what they count, how their jobs run.

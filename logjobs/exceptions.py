@@ -14,7 +14,7 @@ class ConnectionFailed(LogJobsError):
 
 
 class NoDatabase(LogJobsError):
-    """The SQLite status database does not exist yet: no mirror has run against it."""
+    """The status database does not exist yet, or has no tables: no mirror has run against it."""
 
 
 class PushRefused(LogJobsError):

@@ -9,15 +9,15 @@ import functools
 import math
 
 from peewee import (
-    BigIntegerField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField, ImproperlyConfigured, IntegerField, Model,
-    OperationalError,
-    SqliteDatabase, TextField,
+    BigIntegerField, BooleanField, CharField, DatabaseError, DatabaseProxy, DateTimeField, FloatField,
+    ImproperlyConfigured, IntegerField, Model, SqliteDatabase, TextField,
 )
 from playhouse.db_url import connect as connect_url
 from playhouse.migrate import SchemaMigrator, migrate
 
 from . import fastjson
-from .exceptions import ConfigError, ConnectionFailed
+from .exceptions import ConfigError, ConnectionFailed, NoDatabase
+from .settings import redact_url
 
 db = DatabaseProxy()
 
@@ -115,7 +115,10 @@ MODELS = (Scan, History)
 
 
 def open_database(target, create=True):
-    """Bind the models to `target` (a SQLite path or a database URL) and return the database."""
+    """Bind the models to `target` (a SQLite path or a database URL) and return the database.
+
+    Only the writer (`create`) makes the tables; a reader of a database without them gets NoDatabase."""
+    shown = redact_url(target)
     try:
         if "://" in target:
             extra = {"pragmas": SQLITE_PRAGMAS, "timeout": SQLITE_TIMEOUT} if target.startswith("sqlite") else {}
@@ -123,19 +126,26 @@ def open_database(target, create=True):
         else:
             database = SqliteDatabase(target, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_TIMEOUT)
     except (ValueError, RuntimeError) as exc:
-        raise ConfigError(f"bad status database {target!r}: {exc}") from None
+        raise ConfigError(f"bad status database {shown!r}: {exc}") from None
     db.initialize(database)
     try:
         database.connect(reuse_if_open=True)
         if create:
             database.create_tables(MODELS, safe=True)
             _add_missing_columns(database)
+        elif not database.table_exists(Scan._meta.table_name):
+            raise NoDatabase(f"the status database {shown} has no tables yet: run `logjobs mirror` first")
         elif any(_missing_columns(database, m) for m in MODELS if database.table_exists(m._meta.table_name)):
-            raise ConfigError(f"the status database {target} was made by an older logjobs: run `logjobs mirror "
+            raise ConfigError(f"the status database {shown} was made by an older logjobs: run `logjobs mirror "
                               "--once` (the one writer) to add the new columns")
-    except (OperationalError, ImproperlyConfigured) as exc:
-        raise ConnectionFailed(f"cannot open status database {target}: {exc}") from None
+    except (DatabaseError, ImproperlyConfigured) as exc:  # not a database, unreachable, refused...
+        raise ConnectionFailed(f"cannot open status database {shown}: {database_reason(exc, target)}") from None
     return database
+
+
+def database_reason(exc, target):
+    """The first line of a database error, without the password of `target` that it may quote."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(target, redact_url(target))
 
 
 def _add_missing_columns(database):

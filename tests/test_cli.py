@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, documentation, and one-line errors with exit status 2."""
 
+import json
 import os
 import re
 import signal
@@ -101,8 +102,44 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(cluster, tmp_path):
         assert proc.stderr.read() == b"", args
 
 
+def test_a_reader_that_leaves_mid_output_ends_it_as_a_broken_pipe(cluster, tmp_path):
+    # Under PYTHONUNBUFFERED, Python dropped the rest of a write the pipe took only part of, and exited 0:
+    # a script could not tell a cut report from a whole one.
+    (tmp_path / "logs").mkdir()
+    for i in range(300):
+        (tmp_path / "logs" / f"file-with-a-long-name-{i:04}.log").write_text("ERROR\n")
+    cluster.worker()
+    cluster.run("push", "--wait", str(tmp_path / "logs"), check=True)
+    cluster.run("mirror", "--once", check=True)
+    command, env = [os.path.join(os.path.dirname(sys.executable), "logjobs"), "report", "--json"], \
+        {**cluster.env, "PYTHONUNBUFFERED": "1"}
+    whole = subprocess.run(command, env=env, capture_output=True, check=True).stdout
+    assert len(json.loads(whole)) == 300 and len(whole) > 1 << 17  # more than a pipe holds
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10) == whole[:10]
+    proc.stdout.close()
+    assert proc.wait(60) == 128 + signal.SIGPIPE
+    assert proc.stderr.read() == b""
+
+
 def test_report_before_any_mirror_says_what_to_do(cluster):
     one_line_error(cluster.run("report"), "no status database", "logjobs mirror")
+    one_line_error(cluster.run("--db", "sqlite:///:memory:", "report"), "has no tables yet", "logjobs mirror")
+
+
+def test_a_status_database_that_cannot_be_opened_is_a_one_line_error(cluster, tmp_path):
+    not_a_database = tmp_path / "status.db"
+    not_a_database.write_text("not a database\n" * 100)
+    for args in (["report"], ["status"], ["show", "/x.log"], ["top"], ["mirror", "--once"]):
+        one_line_error(cluster.run("--db", str(not_a_database), *args), "cannot open status database",
+                       "file is not a database")
+    assert not_a_database.read_text() == "not a database\n" * 100
+    # A server that refuses: its message spans lines, and the URL's password must not show.
+    url = f"postgresql://logjobs:hunter2@127.0.0.1:{free_port()}/logjobs"
+    for args in (["report"], ["mirror", "--once"]):
+        result = cluster.run("--db", url, *args)
+        one_line_error(result, "cannot open status database postgresql://logjobs:***@127.0.0.1:")
+        assert "hunter2" not in result.stderr
 
 
 def test_status_json_shape(cluster, tmp_path):

@@ -10,15 +10,11 @@ import threading
 from flask import current_app
 from peewee import PeeweeException
 
-from ..exceptions import LogJobsError
-from ..models import open_database
+from ..exceptions import LogJobsError, NoDatabase
+from ..models import database_reason, open_database
 from ..settings import redact_url
 
 log = logging.getLogger(__name__)
-
-
-class NoDatabase(LogJobsError):
-    """The status database does not exist (yet)."""
 
 
 class StatusDatabase:
@@ -60,8 +56,7 @@ def _connect():
 
 def _unavailable(exc):
     target = _status().target
-    # A database URL may carry a password, and messages may quote the URL.
-    message = (str(exc).splitlines() or [type(exc).__name__])[0].replace(target, redact_url(target))
+    message = database_reason(exc, target)  # a database URL may carry a password, and messages may quote it
     level = logging.DEBUG if isinstance(exc, NoDatabase) else logging.WARNING
     log.log(level, "status database %s: %s: %s", redact_url(target), type(exc).__name__, message)
     if not isinstance(exc, LogJobsError):
