@@ -2,7 +2,7 @@
 
 import redis
 import redis_sentinel_url
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .exceptions import ConfigError, ConnectionFailed
@@ -20,30 +20,35 @@ def connect(url, check=True):
     `url` is redis://, rediss://, unix://, or redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]
     for a client that follows whichever server Redis Sentinel says is the master of SERVICE.
     """
-    options = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": SOCKET_TIMEOUT,
-        "health_check_interval": 30,
-        "encoding_errors": "surrogateescape",  # file names need not be UTF-8
-        "retry": Retry(ExponentialBackoff(cap=2, base=0.1), retries=3),
-    }
-    try:
-        if url.startswith(SENTINEL_SCHEME):
-            _, conn = redis_sentinel_url.connect(url, client_options=options)
-        else:
-            conn = redis.Redis.from_url(url, **options)
-    except ValueError as exc:
-        raise ConfigError(f"bad Redis URL {redact_url(url)!r}: {exc}") from None
     if check:
-        ping(conn, url)
-    return conn
+        ping(url)
+    return _client(url, socket_timeout=SOCKET_TIMEOUT, health_check_interval=30,
+                   retry=Retry(ExponentialBackoff(cap=2, base=0.1), retries=3))
 
 
-def ping(conn, url):
-    """Raise ConnectionFailed, naming the URL, unless Redis answers."""
+def ping(url):
+    """Raise ConnectionFailed, naming the URL, unless Redis answers within CONNECT_TIMEOUT seconds.
+
+    Asked by a client of its own that neither retries nor waits long: a server that takes connections
+    but never answers (stopped, hung, another service on its port) would hold a working client for
+    16 x SOCKET_TIMEOUT, its retries of a command nesting the retries of its health check.
+    """
+    conn = _client(url, socket_timeout=CONNECT_TIMEOUT, retry=Retry(NoBackoff(), 0))
     try:
         conn.ping()
     except redis.AuthenticationError as exc:
         raise ConnectionFailed(f"Redis at {redact_url(url)} refused the credentials: {exc}") from None
     except redis.RedisError as exc:
         raise ConnectionFailed(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _client(url, **options):
+    options.update(socket_connect_timeout=CONNECT_TIMEOUT, encoding_errors="surrogateescape")  # names need not be UTF-8
+    try:
+        if url.startswith(SENTINEL_SCHEME):
+            return redis_sentinel_url.connect(url, client_options=options)[1]
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {redact_url(url)!r}: {exc}") from None

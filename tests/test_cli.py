@@ -1,11 +1,14 @@
 """The command line as a user meets it: help, documentation, and one-line errors with exit status 2."""
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -58,6 +61,26 @@ def test_push_with_redis_down_names_the_url_and_enqueues_nothing(cluster, tmp_pa
                              str(tmp_path / "a.log")], capture_output=True, text=True, env=cluster.env, timeout=60)
     one_line_error(result, "cannot reach Redis at redis://:***@127.0.0.1")
     assert "secret" not in result.stderr
+
+
+def test_a_redis_that_never_answers_is_reported_in_seconds(cluster, tmp_path):
+    # A stopped or hung Redis, or another service on its port: connections are taken, nothing is answered.
+    (tmp_path / "a.log").write_text("ERROR\n")
+    held = []
+
+    def hold(server):
+        with contextlib.suppress(OSError):  # closed at the end
+            while True:
+                held.append(server.accept()[0])
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        threading.Thread(target=hold, args=(silent,), daemon=True).start()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        for args in (["push", str(tmp_path / "a.log")], ["mirror", "--once"]):
+            # The timeout: a client's nested retries took 488 s to say it.
+            one_line_error(cluster.run("--redis-url", url, *args, timeout=30), f"cannot reach Redis at {url}", "Timeout")
+    for peer in held:
+        peer.close()
 
 
 def test_refused_push_enqueues_nothing(cluster, tmp_path, conn):
