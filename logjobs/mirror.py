@@ -256,6 +256,11 @@ def apply(batch):
         if event.is_push:
             if event.part == 0:  # a new scan of the file: its row starts over
                 base = _base(event, rows, parts, changed, scanned, stamp) if event.base else None
+                if event.path in rows and rows[event.path].status == FINISHED:
+                    # The row no longer holds the scan its record describes, which a push would continue
+                    # (under this name or, taken for moved, another): this scan's record replaces it once
+                    # it finishes; should it fail, the next push scans the file whole.
+                    scanned[event.path] = None
                 rows[event.path] = _reset(rows.get(event.path) or _new_row(event.path), event, stamp)
                 parts[event.path] = [None] * event.parts
                 if base is not None:
