@@ -1,5 +1,6 @@
 """The `logjobs` command: parse, call one library function, format. Errors end in one line."""
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -65,7 +66,40 @@ def one_line_errors(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class UsageError(click.UsageError):
+    """A usage error said in one line, as every other refusal: click's takes three."""
+
+    def show(self, file=None):
+        hint = f" (see `{self.ctx.command_path} --help`)" if self.ctx else ""
+        click.echo(f"logjobs: error: {self.format_message()}{hint}", err=True)
+
+
+class Group(click.Group):
+    """click's group, its usage errors (and its commands') in one line."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_usage():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage():
+    try:
+        yield
+    except (UsageError, _NO_ARGS_IS_HELP):  # `logjobs` alone: the help (click 8.2 raises it as an error)
+        raise
+    except click.UsageError as exc:
+        raise UsageError(exc.format_message(), exc.ctx) from None
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="logjobs")
 @click.option("--redis-url", metavar="URL", help="Redis to use [env LOGJOBS_REDIS_URL; default redis://127.0.0.1:6379/0].")
 @click.option("--db", metavar="PATH|URL", help="Status database: SQLite path or database URL [env LOGJOBS_DB].")

@@ -83,6 +83,17 @@ def test_a_redis_that_never_answers_is_reported_in_seconds(cluster, tmp_path):
         peer.close()
 
 
+def test_usage_errors_are_one_line_too(cluster):
+    one_line_error(cluster.run("push", "--priority", "urgent", "x.log"), "Invalid value for '--priority'",
+                   "(see `logjobs push --help`)")
+    one_line_error(cluster.run("push"), "Missing argument 'PATH...'")
+    one_line_error(cluster.run("report", "--since", "yesterday"), "bad time 'yesterday'")
+    one_line_error(cluster.run("nosuch"), "No such command 'nosuch'", "(see `logjobs --help`)")
+    one_line_error(cluster.run("--bogus", "status"), "No such option '--bogus'")
+    alone = cluster.run()  # the help, as click gives it
+    assert alone.returncode == 2 and alone.stderr.startswith("Usage: logjobs [OPTIONS] COMMAND")
+
+
 def test_refused_push_enqueues_nothing(cluster, tmp_path, conn):
     (tmp_path / "a.log").write_text("ERROR\n")
     one_line_error(cluster.run("push", str(tmp_path / "a.log"), str(tmp_path / "missing.log")),
