@@ -364,7 +364,7 @@ def mirror(settings, once):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    logging.getLogger("logjobs").setLevel(logging.INFO)
+    logging.getLogger("logjobs").setLevel(min(logging.INFO, logging.getLogger().level))  # -v: DEBUG
     logging.getLogger(__name__).info("mirroring %s into %s", redact_url(settings.redis_url), redact_url(settings.db))
     Mirror(conn).run(stop)
 

@@ -41,6 +41,13 @@ def sweep(conn, key, cursor, batch, stale):
     return cursor, dropped
 
 
+#: The owner of RQ's scheduler locks for every keeper. Keepers run only under the mirror's lock, so they
+#: need no locks against one another; with a name of its own, a mirror restarted after a SIGKILL (or a
+#: standby taking over) found its predecessor's locks held for their 60 s, and retries waited as long.
+#: Against any other scheduler (`rq worker --with-scheduler`) the locks still hold.
+SCHEDULER_NAME = "logjobs-mirror"
+
+
 class Keeper:
     """Enqueues due retries and recovers abandoned scans, in every queue; call `tick()` every second or so."""
 
@@ -68,7 +75,8 @@ class Keeper:
             self.close()
             self.queues = [Queue(name, connection=self.conn) for name in names]
             # RQScheduler installs its own log handler: keep it as quiet as our own logger.
-            self.scheduler = RQScheduler(names, connection=self.conn, logging_level=log.getEffectiveLevel())
+            self.scheduler = RQScheduler(names, connection=self.conn, logging_level=log.getEffectiveLevel(),
+                                         name=SCHEDULER_NAME)
             # It would rebuild a client from our client's pool settings, which fails for a client
             # that follows Redis Sentinel; ours serves it as well.
             self.scheduler._connection = self.conn

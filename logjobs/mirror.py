@@ -12,6 +12,7 @@ row with RQ's view and appends the missing change to the stream as an event mark
 which applies only if nothing newer has arrived.
 """
 
+import contextlib
 import logging
 import operator
 import os
@@ -21,7 +22,7 @@ from types import SimpleNamespace
 
 import redis
 from redis.exceptions import LockError
-from peewee import PeeweeException
+from peewee import PeeweeException, __exception_wrapper__ as _as_peewee_error
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
@@ -72,10 +73,18 @@ class Mirror:
             self.reconcile()
             return applied + self.drain()
         finally:
+            self.keeper.close()
             self.lock.release()
 
     def run(self, stop, keeper_interval=DEFAULT_KEEPER_INTERVAL, reconcile_interval=DEFAULT_RECONCILE_INTERVAL):
         """Mirror until `stop` (a threading.Event) is set; survive Redis and database outages."""
+        try:
+            self._run(stop, keeper_interval, reconcile_interval)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self.keeper.close()
+
+    def _run(self, stop, keeper_interval, reconcile_interval):
         next_reconcile, backoff = 0.0, 1.0
         while not stop.is_set():
             try:
@@ -98,7 +107,6 @@ class Mirror:
                 log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
-        self.keeper.close()
 
     # -- applying events -------------------------------------------------------------------------
 
@@ -384,7 +392,9 @@ def _executemany(model, rows, fields, conflict):
     as Peewee writes the statement's columns. Values go to the driver as they are: str, int, float, bool,
     None, naive datetimes, or what the driver itself returned (see _rows)."""
     if rows:
-        db.cursor().executemany(_statement(model, lambda: conflict(model.insert({f: None for f in fields}))), rows)
+        statement = _statement(model, lambda: conflict(model.insert({f: None for f in fields})))
+        with _as_peewee_error:  # the driver's errors as Peewee's, as Peewee's own execute_sql raises them
+            db.cursor().executemany(statement, rows)
 
 
 def _statement(key, query):

@@ -24,6 +24,10 @@ db = DatabaseProxy()
 #: Per-connection SQLite settings: WAL lets readers (status, report, dashboard) run beside the writer.
 SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
 SQLITE_TIMEOUT = 30  # seconds a reader or writer waits for a lock
+#: The writer's transactions take the write lock as they begin, waiting up to SQLITE_TIMEOUT for it. A
+#: transaction begun as a reader (the mirror reads the rows it updates) cannot wait to become a writer
+#: when another connection writes: SQLite fails it at once with "database is locked".
+SQLITE_OPTIONS = {"pragmas": SQLITE_PRAGMAS, "timeout": SQLITE_TIMEOUT, "lock_type": "IMMEDIATE"}
 
 
 class BaseModel(Model):
@@ -121,10 +125,9 @@ def open_database(target, create=True):
     shown = redact_url(target)
     try:
         if "://" in target:
-            extra = {"pragmas": SQLITE_PRAGMAS, "timeout": SQLITE_TIMEOUT} if target.startswith("sqlite") else {}
-            database = connect_url(target, **extra)
+            database = connect_url(target, **(SQLITE_OPTIONS if target.startswith("sqlite") else {}))
         else:
-            database = SqliteDatabase(target, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_TIMEOUT)
+            database = SqliteDatabase(target, **SQLITE_OPTIONS)
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"bad status database {shown!r}: {exc}") from None
     db.initialize(database)

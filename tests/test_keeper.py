@@ -3,10 +3,12 @@
 import os
 import signal
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import fakeredis
 import psutil
+from rq import Queue
+from rq.scheduler import RQScheduler
 
 from logjobs.defaults import ATTEMPTS_KEY
 from logjobs.keeper import Keeper
@@ -40,6 +42,18 @@ def seconds(iso):
 
 def started(cluster, path):
     return cluster.report().get(path, {}).get("status") == "started"
+
+
+def test_a_mirror_restarted_after_a_sigkill_enqueues_due_retries_at_once(cluster, conn):
+    # The dead mirror's locks on RQ's scheduler outlive it by 60 s: a keeper of another name waited as long.
+    first = cluster.mirror()
+    lock = RQScheduler.get_locking_key("default")
+    cluster.wait_for(lambda: conn.exists(lock), what="the mirror's scheduler locks")
+    cluster.kill_tree(first)
+    cluster.mirror()
+    queue = Queue("default", connection=conn)
+    job = queue.enqueue_in(timedelta(seconds=1), "os.getpid")  # as a retry waits its interval
+    cluster.wait_for(lambda: job.id in queue.job_ids, timeout=20, what="the due job back in its queue")
 
 
 def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):

@@ -243,6 +243,32 @@ def test_mirror_killed_and_restarted_mid_run_loses_nothing(cluster, tmp_path, co
     assert_consistent(cluster.db)
 
 
+def test_a_database_locked_by_another_writer_holds_the_mirror_up_without_stopping_it(cluster, tmp_path):
+    # A transaction begun as a reader (the mirror reads the rows it updates) could not wait to write while
+    # another connection did: "database is locked" at once, which ended the mirror.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(50):
+        (logs / f"{i:02}.log").write_text("ERROR\n" * i)
+    mirror_proc = cluster.mirror()
+    cluster.worker()
+    cluster.wait_for(lambda: os.path.exists(cluster.db) and Scan_count(cluster) == 0 and tables(cluster),
+                     what="the mirror's tables")
+    holder = sqlite3.connect(cluster.db, isolation_level=None)
+    holder.execute("begin immediate")  # as a backup, or an operator's sqlite3 shell, would
+    cluster.run("push", "--wait", str(logs), check=True)
+    time.sleep(3)  # the mirror waits for the lock meanwhile
+    assert mirror_proc.poll() is None and Scan_count(cluster) == 0
+    holder.execute("commit")
+    cluster.wait_for(lambda: finished_count(cluster) == 50, what="all 50 rows finished")
+    assert mirror_proc.poll() is None
+
+
+def tables(cluster):
+    with sqlite3.connect(cluster.db) as c:
+        return {"scans", "history"} <= {name for name, in c.execute("select name from sqlite_master")}
+
+
 def test_two_mirrors_take_turns_without_corrupting_the_database(cluster, tmp_path, conn):
     logs = tmp_path / "logs"
     logs.mkdir()
