@@ -107,6 +107,7 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
         try:
             compression = _sniff(f)
             if compression is None:
+                first = os.pread(f.fileno(), _FIRST_BYTES, 0)
                 pieces = _owned(f, start, end, chunk_size)
             elif end is not None:
                 raise ValueError(f"{_show(path)}: a {compression} file cannot be scanned by byte range")
@@ -118,10 +119,24 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 analyzer = analysis.Analyzer(patterns, year=time.gmtime(os.fstat(f.fileno()).st_mtime).tm_year)
                 pieces = _tee(pieces, analyzer.feed)
             counts, nlines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size, lines)
+            if compression is None:
+                _still_holds(f, first, path)
         except OSError as e:
             raise _os_error(path, e) from None
     return ScanResult(dict(zip(patterns, counts)), nlines, nbytes, compression, tail,
                       analyzer.finish().to_dict() if analyse else None)
+
+
+#: The bytes a scan of a plain file reads again at its end, to tell whether it was rewritten meanwhile.
+_FIRST_BYTES = 4096
+
+
+def _still_holds(f, first: bytes, path: str):
+    """Raise a ScanError worth retrying if the file was truncated while it was read (`copytruncate`
+    rotation, a log emptied by hand), even if it grew again: the counts would be of no version of it."""
+    if os.fstat(f.fileno()).st_size < f.tell() or os.pread(f.fileno(), len(first), 0) != first:
+        raise ScanError(f"{_show(path)}: truncated or rewritten while it was scanned; scanning it again",
+                        permanent=False)
 
 
 def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART) -> list[tuple[int, int | None]]:

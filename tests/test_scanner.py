@@ -445,6 +445,36 @@ def test_io_error_is_transient(tmp_path, monkeypatch):
     assert_scan_error(p, False, "Input/output error")
 
 
+@pytest.mark.parametrize("change,failed", [
+    (lambda f: f.truncate(0), True),                                     # emptied: copytruncate rotation
+    (lambda f: (f.truncate(0), f.write(b"INFO new\n" * 20000)), True),  # emptied, and longer again since
+    (lambda f: f.truncate(6000), True),                                  # cut short, below what was read
+    (lambda f: (f.seek(0, os.SEEK_END), f.write(b"ERROR more\n")), False),  # appended: a log being written
+])
+def test_a_file_truncated_while_scanned_is_not_counted(tmp_path, monkeypatch, change, failed):
+    # The counts of a file emptied mid-scan would match no version of it; grep would print them.
+    p = tmp_path / "f.log"
+    p.write_bytes(b"ERROR line\n" * 100_000)
+    owned = scanner._owned
+
+    def changing_midway(f, start, end, chunk_size):
+        pieces = owned(f, start, end, chunk_size)
+        yield next(pieces)
+        with open(p, "r+b") as w:
+            change(w)
+        yield from pieces
+
+    monkeypatch.setattr(scanner, "_owned", changing_midway)
+    for start, end in ((0, None), (0, 600_000), (500_000, None)):
+        p.write_bytes(b"ERROR line\n" * 100_000)
+        if failed:
+            with pytest.raises(ScanError, match="truncated or rewritten while it was scanned; scanning it again") as e:
+                scan(str(p), ["ERROR"], start, end, chunk_size=1 << 16)
+            assert e.value.permanent is False  # retried: the next attempt counts the file as it is then
+        else:
+            assert scan(str(p), ["ERROR"], start, end, chunk_size=1 << 16).counts["ERROR"] > 0
+
+
 def test_simd_path_is_live_where_installed():
     """The parity tests above only cover the fast path if the import-time self-check accepted it."""
     pytest.importorskip("stringzilla")
