@@ -3,12 +3,15 @@
 import dataclasses
 import glob
 import json
+import logging
 import os
 import re
 import secrets
+import signal
 import stat
 import time
 
+import redis
 from rq import Queue, Retry, Worker
 from rq.job import Job
 
@@ -16,11 +19,13 @@ from . import events, scanner, tracking
 from .defaults import (
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS,
     DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
-    DEFAULT_SPLIT_BYTES, DONE_KEY, FILES_KEY, HEADS_KEY, INODES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
+    DEFAULT_SPLIT_BYTES, DONE_KEY, FAILED, FILES_KEY, HEADS_KEY, INODES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
     SCANNED_KEY,
 )
 from .exceptions import LogJobsError, PushRefused, ScanError
 from .jobs import SCAN_FILE, SCAN_FILES, ScanFailed
+
+log = logging.getLogger(__name__)
 
 #: Node queues are named NODE.PRIORITY; node names are plain words.
 NODE_SEPARATOR = "."
@@ -387,29 +392,61 @@ def failure_reason(job):
     result = job.latest_result()
     text = (result.exc_string or "") if result is not None else ""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return "the work-horse died (killed by a signal, e.g. the OOM killer)"
+    if not lines or lines[-1].startswith(_HORSE_DIED):
+        # No code of ours ran to the end: the attempt's work-horse died, killed outright (RQ says so in
+        # words of its own, or none).
+        number = re.search(r"signal (\d+)", lines[-1]) if lines else None
+        reason = f"the work-horse died (killed by {_signal_name(int(number[1])) if number else 'a signal'}, as by " \
+                 "the OOM killer)"
+        if job.get_status(refresh=False) == FAILED:
+            reason += "; no retries left (does this file kill its workers?)"
+        return reason
     # "logjobs.jobs.ScanFailed: /x: read error: ..." reads better without the class path.
     return lines[-1].removeprefix(f"{ScanFailed.__module__}.{ScanFailed.__name__}: ")
 
 
-def wait(conn, pushed, progress=None, poll=0.5, timeout=None):
+_HORSE_DIED = "Work-horse terminated unexpectedly"  # RQ's words, when it saw the horse die
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+#: Seconds `wait` rides out Redis being away (restarting, failing over) before it gives up.
+OUTAGE_PATIENCE = 60
+
+
+def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PATIENCE):
     """Poll RQ until every pushed job has ended; return each file's outcome (see `outcomes`).
 
-    `progress(files_done)` is called after each poll; LogJobsError after `timeout` seconds.
+    `progress(files_done)` is called after each poll; LogJobsError after `timeout` seconds. Redis may
+    be away for `patience` seconds at a time (a restart: the jobs go on), then its error is raised.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    pending, ended = pushed.job_ids, set()
+    pending, ended, outage = pushed.job_ids, set(), None
     while True:
-        ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
-        pending = [j for j in pending if j not in ended]
+        try:
+            ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
+            pending = [j for j in pending if j not in ended]
+            if not pending:
+                return outcomes(conn, pushed)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if outage is None:
+                outage = time.monotonic()
+                log.warning("lost Redis (%s); still waiting for the jobs, for up to %d s", exc, patience)
+            elif time.monotonic() - outage > patience:
+                raise
+        else:
+            outage = None
         if progress is not None:
             progress(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
-        if not pending:
-            return outcomes(conn, pushed)
         if deadline is not None and time.monotonic() > deadline:
             raise LogJobsError(f"{len(pending)} job(s) still running after {timeout} s")
         time.sleep(poll)
+
 
 
 def outcomes(conn, pushed):

@@ -5,10 +5,13 @@ import os
 import random
 import statistics
 import sqlite3
+import subprocess
 import time
 from datetime import datetime, timezone
 
 from logjobs.queues import statuses
+
+from conftest import BIN
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
 
@@ -54,11 +57,21 @@ def test_redis_restart_mid_run_loses_no_job(cluster, tmp_path, conn):
     cluster.supervised(cluster.mirror)
     cluster.run("push", "--batch-files", "5", "--retry-intervals", "1", str(tmp_path / "logs"), check=True)
     cluster.wait_for(lambda: len(final_rows(cluster)) >= 20, what="some scans done")
+    # A user waiting on a push of their own: the restart must not end the wait, as it ends no job.
+    (tmp_path / "mine").mkdir()
+    mine = corpus(tmp_path / "mine" / "logs", small=0, sparse=1)
+    waiting = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--wait", *mine], env=cluster.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cluster.wait_for(lambda: conn.hexists("logjobs:files", *mine), what="the waited push enqueued")
     cluster.server.stop()  # SIGTERM: Redis writes its append-only file and exits
     time.sleep(3)
     cluster.server.start()
-    cluster.wait_for(lambda: len(final_rows(cluster)) == len(expected), timeout=180, interval=1,
+    cluster.wait_for(lambda: len(final_rows(cluster)) == len(expected) + 1, timeout=180, interval=1,
                      what="every file to end after the restart")
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, (out, err)
+    assert "lost Redis" in err and "still waiting for the jobs" in err
+    expected.update(mine)
     assert_exactly_once(cluster, expected, conn)
     assert all(w.restarts <= 3 for w in workers), [w.restarts for w in workers]  # no crash loop
 

@@ -71,6 +71,19 @@ def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):
     assert worker.poll() is None, "the worker itself survives its horse"
 
 
+def test_a_horse_killed_on_its_last_attempt_fails_the_file_saying_so(cluster, tmp_path):
+    path = huge_file(tmp_path / "big.log")
+    worker = cluster.worker()
+    cluster.mirror()
+    cluster.run("push", "--split-size", "0", "--retries", "0", path, check=True)
+    cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
+    cluster.wait_for(lambda: horse_of(worker), what="the work-horse").kill()
+    row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "failed" and r, what="the failure")
+    # Not RQ's "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9);"
+    assert row["error"] == "the work-horse died (killed by SIGKILL, as by the OOM killer); no retries left " \
+                           "(does this file kill its workers?)"
+
+
 def test_worker_killed_mid_scan_is_recovered_by_another_within_30s(cluster, tmp_path):
     path = huge_file(tmp_path / "big.log")
     doomed = cluster.worker(name="doomed")
