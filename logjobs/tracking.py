@@ -150,7 +150,9 @@ def _continued(path, ident, record, moved_from):
     """Continue `record`: nothing new, what was appended, or (when that cannot be told) everything."""
     untouched = (ident.dev, ident.ino, ident.size, ident.mtime_ns) == (
         record["dev"], record["ino"], record["size"], record["mtime_ns"])
-    if untouched and (ident.compression is not None or ident.size == record["end"]):
+    # A plain file is read to its end: one that grew while it was scanned ends where its scan did, though
+    # its size and mtime are no longer those its push saw (and recorded).
+    if ident.size == record["end"] if ident.compression is None else untouched:
         if moved_from is None:
             return Decision(UNCHANGED, "unchanged since its last scan", record=record, scan=False)
         return Decision(MOVED, f"moved from {moved_from}", since=record["end"], base=record["job_id"],

@@ -51,6 +51,20 @@ def test_decide_unchanged_grown_truncated_replaced(tmp_path):
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).action == FULL
 
 
+def test_decide_a_file_that_grew_while_scanned_and_not_since_is_unchanged(tmp_path):
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 100))
+    rec = record_of(p)  # its identity as pushed
+    with open(p, "ab") as f:
+        f.write(lines(100, 10))  # while it is scanned, to its end
+    rec["end"] = p.stat().st_size
+    d = decide(str(p), Identity.of(str(p)), rec, ["ERROR"])
+    assert (d.action, d.scan) == (UNCHANGED, False)  # not an append of nothing
+    with open(p, "ab") as f:
+        f.write(lines(110, 1))
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).since == rec["end"]
+
+
 def test_decide_a_last_line_still_open_means_a_full_scan(tmp_path):
     p = tmp_path / "app.log"
     p.write_bytes(lines(0, 10) + b"half a li")
