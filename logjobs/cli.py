@@ -559,7 +559,7 @@ def show(settings, key, as_json):
         click.echo(f"{name + ':':10} {doc[name]}")
     for h in doc["history"]:
         click.echo(f"  {h['at']}  attempt {h['attempt']}  {h['state']:9} {h['worker'] or ''}"
-                   + (f"  {h['error']}" if h["error"] else ""))
+                   + (f"  {h['error']}" if h["error"] else "") + ("" if h["applied"] else "  (too late: not applied)"))
 
 
 def _read(settings, view, *args):

@@ -88,6 +88,9 @@ def test_partitioned_host_is_recovered_and_its_late_result_ignored(cluster, host
 
     late = cluster.wait_for(late_result, timeout=120, interval=1, what="host a's late result")
     assert late[0]["attempt"] == 1 and late[0]["applied"] is False
+    shown = cluster.run("show", path, check=True).stdout.splitlines()
+    finished = {line.split()[4]: line.endswith("(too late: not applied)") for line in shown if " finished " in line}
+    assert finished == {"host-a": True, "host-b": False}, shown
     rows = cluster.report()
     assert len(rows) == 1
     assert (rows[path]["worker"], rows[path]["attempts"], rows[path]["counts"]) == ("host-b", 2, {"ERROR": 2})
