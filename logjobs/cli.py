@@ -16,7 +16,7 @@ import time
 import click
 import redis
 
-from . import __version__, connections, queues
+from . import __version__, connections, queues, scanner
 from .defaults import (
     DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, QUEUES,
     LEVELS, WATCH_MAX_DELAY_PERIODS,
@@ -485,9 +485,10 @@ def report(settings, as_json, failed_only, since, until):
     width = shutil.get_terminal_size((120, 20)).columns
     click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} {'LEVELS':28} PATH")
     for row in rows:
-        counts = " ".join(f"{p}={n}" for p, n in row["counts"].items()) or "-"
+        # One line per row: a pattern or a name holding a newline is shown escaped.
+        counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in row["counts"].items()) or "-"
         levels = " ".join(f"{lv}={n}" for lv, n in row["levels"].items()) or "-"
-        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {levels:28} {row['path']}"
+        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {levels:28} {scanner.printable(row['path'])}"
         if row["error"]:
             line += f"  ({row['error']})"
         click.echo(line[:max(width, 80)] if sys.stdout.isatty() else line)

@@ -73,7 +73,7 @@ def expand(args, roots=(), stdin=None):
 
 def _existing(path, arg_kind="path"):
     if not os.path.lexists(path):
-        raise PushRefused(f"no such file or directory: {path} ({arg_kind}); nothing was enqueued")
+        raise PushRefused(f"no such file or directory: {scanner.printable(path)} ({arg_kind}); nothing was enqueued")
     return path
 
 
@@ -85,7 +85,8 @@ def _add(paths, path):
         return
 
     def refuse(err):
-        raise PushRefused(f"cannot read directory {err.filename}: {err.strerror}; nothing was enqueued")
+        raise PushRefused(f"cannot read directory {scanner.printable(err.filename)}: {err.strerror}; nothing was "
+                          "enqueued")
 
     for top, dirs, names in os.walk(path, onerror=refuse):
         dirs.sort()
@@ -112,7 +113,7 @@ def _check_root(path, roots):
     for root in roots:
         if _within(path, root) and _within(real, os.path.realpath(root)):
             return
-    raise PushRefused(f"{path} is outside the allowed roots ({os.pathsep.join(roots)}); nothing was enqueued")
+    raise PushRefused(f"{scanner.printable(path)} is outside the allowed roots ({os.pathsep.join(roots)}); nothing was enqueued")
 
 
 def _within(path, root):

@@ -110,7 +110,7 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 first = os.pread(f.fileno(), _FIRST_BYTES, 0)
                 pieces = _owned(f, start, end, chunk_size)
             elif end is not None:
-                raise ValueError(f"{_show(path)}: a {compression} file cannot be scanned by byte range")
+                raise ValueError(f"{printable(path)}: a {compression} file cannot be scanned by byte range")
             else:
                 pieces = _skip(_decompressed(f, compression, chunk_size, path), start)
             if analyse:  # syslog stamps have no year: the file's last write gives it
@@ -135,7 +135,7 @@ def _still_holds(f, first: bytes, path: str):
     """Raise a ScanError worth retrying if the file was truncated while it was read (`copytruncate`
     rotation, a log emptied by hand), even if it grew again: the counts would be of no version of it."""
     if os.fstat(f.fileno()).st_size < f.tell() or os.pread(f.fileno(), len(first), 0) != first:
-        raise ScanError(f"{_show(path)}: truncated or rewritten while it was scanned; scanning it again",
+        raise ScanError(f"{printable(path)}: truncated or rewritten while it was scanned; scanning it again",
                         permanent=False)
 
 
@@ -484,7 +484,7 @@ def _open(path: str):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise ScanError(f"{_show(path)}: not a regular file ({_kind(mode)})", permanent=True)
+            raise ScanError(f"{printable(path)}: not a regular file ({_kind(mode)})", permanent=True)
         os.set_blocking(fd, True)
         if hasattr(os, "posix_fadvise"):  # doubles read-ahead on a cold cache
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -523,23 +523,23 @@ def _kind(mode: int) -> str:
 def _os_error(path: str, e: OSError) -> ScanError:
     """Errors that cannot heal are permanent; any other OSError (EIO, ESTALE...) is worth a retry."""
     if e.errno in _PERMANENT:
-        return ScanError(f"{_show(path)}: {_PERMANENT[e.errno]}", permanent=True)
+        return ScanError(f"{printable(path)}: {_PERMANENT[e.errno]}", permanent=True)
     if e.errno == errno.ENXIO:  # open() of a socket, or of a device with no driver behind it
         try:
             kind = _kind(os.stat(path).st_mode)
         except OSError:
             kind = "no such device or address"
-        return ScanError(f"{_show(path)}: not a regular file ({kind})", permanent=True)
+        return ScanError(f"{printable(path)}: not a regular file ({kind})", permanent=True)
     reason = e.strerror or str(e) or type(e).__name__
-    return ScanError(f"{_show(path)}: read error: {_oneline(reason)}", permanent=False)
+    return ScanError(f"{printable(path)}: read error: {_oneline(reason)}", permanent=False)
 
 
 def _corrupt(path: str, compression: str, e: Exception) -> ScanError:
     reason = _oneline(str(e) or type(e).__name__)
-    return ScanError(f"{_show(path)}: corrupt {compression} data: {reason}", permanent=True)
+    return ScanError(f"{printable(path)}: corrupt {compression} data: {reason}", permanent=True)
 
 
-def _show(path: str) -> str:
+def printable(path: str) -> str:
     """The path as it reads in a one-line message; escaped when it holds control characters."""
     return path if path.isprintable() else ascii(path)
 

@@ -99,6 +99,9 @@ def test_refused_push_enqueues_nothing(cluster, tmp_path, conn):
     one_line_error(cluster.run("push", str(tmp_path / "a.log"), str(tmp_path / "missing.log")),
                    "no such file or directory", "missing.log")
     one_line_error(cluster.run("push", str(tmp_path / "*.nope")), "no file matches")
+    # A list written with CRLF line ends: the name shown quoted, so the "\r" is seen.
+    one_line_error(cluster.run("push", "-", input=f"{tmp_path / 'a.log'}\r\n"),
+                   f"no such file or directory: {ascii(str(tmp_path / 'a.log') + chr(13))} (path from stdin)")
     cluster.env["LOGJOBS_ROOTS"] = "/var/log"
     one_line_error(cluster.run("push", str(tmp_path / "a.log")), "outside the allowed roots")
     assert all(Queue(q, connection=conn).count == 0 for q in ("high", "default", "low"))
@@ -154,6 +157,16 @@ def test_a_reader_that_leaves_mid_output_ends_it_as_a_broken_pipe(cluster, tmp_p
     proc.stdout.close()
     assert proc.wait(60) == 128 + signal.SIGPIPE
     assert proc.stderr.read() == b""
+
+
+def test_report_text_is_one_line_per_file_whatever_its_name_and_patterns(cluster, tmp_path):
+    p = tmp_path / "two\nlines.log"
+    p.write_text("x\ny\nz\n")
+    cluster.worker()
+    cluster.run("push", "--wait", "--pattern", "x\ny", str(p), check=True)  # grep -F: x or y
+    cluster.run("mirror", "--once", check=True)
+    header, row = cluster.run("report", check=True).stdout.splitlines()
+    assert row.startswith("finished") and "'x\\ny'=2" in row and row.endswith(ascii(str(p)))
 
 
 def test_report_before_any_mirror_says_what_to_do(cluster):
