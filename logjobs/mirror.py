@@ -73,7 +73,8 @@ class Mirror:
             self.reconcile()
             return applied + self.drain()
         finally:
-            self.keeper.close()
+            with contextlib.suppress(redis.RedisError):
+                self.keeper.close()
             self.lock.release()
 
     def run(self, stop, keeper_interval=DEFAULT_KEEPER_INTERVAL, reconcile_interval=DEFAULT_RECONCILE_INTERVAL):

@@ -113,7 +113,8 @@ def _check_root(path, roots):
     for root in roots:
         if _within(path, root) and _within(real, os.path.realpath(root)):
             return
-    raise PushRefused(f"{scanner.printable(path)} is outside the allowed roots ({os.pathsep.join(roots)}); nothing was enqueued")
+    raise PushRefused(f"{scanner.printable(path)} is outside the allowed roots ({os.pathsep.join(roots)}); "
+                      "nothing was enqueued")
 
 
 def _within(path, root):
@@ -447,7 +448,6 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
         if deadline is not None and time.monotonic() > deadline:
             raise LogJobsError(f"{len(pending)} job(s) still running after {timeout} s")
         time.sleep(poll)
-
 
 
 def outcomes(conn, pushed):
