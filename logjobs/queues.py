@@ -433,6 +433,8 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
         try:
             ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
             pending = [j for j in pending if j not in ended]
+            if progress is not None:
+                progress(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
             if not pending:
                 return outcomes(conn, pushed)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -443,8 +445,6 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
                 raise
         else:
             outage = None
-        if progress is not None:
-            progress(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
         if deadline is not None and time.monotonic() > deadline:
             raise LogJobsError(f"{len(pending)} job(s) still running after {timeout} s")
         time.sleep(poll)
