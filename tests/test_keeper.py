@@ -56,13 +56,18 @@ def test_a_mirror_restarted_after_a_sigkill_enqueues_due_retries_at_once(cluster
     cluster.wait_for(lambda: job.id in queue.job_ids, timeout=20, what="the due job back in its queue")
 
 
-def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):
+def scanning(cluster, tmp_path, *push_options):
+    """A huge file pushed to a worker, its scan started: (its path, the worker, its work-horse)."""
     path = huge_file(tmp_path / "big.log")
     worker = cluster.worker()
     cluster.mirror()
-    cluster.run("push", "--split-size", "0", "--retry-intervals", "1", path, check=True)
+    cluster.run("push", "--split-size", "0", *push_options, path, check=True)
     cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
-    horse = cluster.wait_for(lambda: horse_of(worker), what="the work-horse")
+    return path, worker, cluster.wait_for(lambda: horse_of(worker), what="the work-horse")
+
+
+def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):
+    path, worker, horse = scanning(cluster, tmp_path, "--retry-intervals", "1")
     heal(path)
     horse.kill()  # as the OOM killer would
     row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
@@ -72,12 +77,8 @@ def test_horse_killed_mid_scan_is_retried_and_counted_once(cluster, tmp_path):
 
 
 def test_a_horse_killed_on_its_last_attempt_fails_the_file_saying_so(cluster, tmp_path):
-    path = huge_file(tmp_path / "big.log")
-    worker = cluster.worker()
-    cluster.mirror()
-    cluster.run("push", "--split-size", "0", "--retries", "0", path, check=True)
-    cluster.wait_for(lambda: started(cluster, path), what="the scan to start")
-    cluster.wait_for(lambda: horse_of(worker), what="the work-horse").kill()
+    path, _, horse = scanning(cluster, tmp_path, "--retries", "0")
+    horse.kill()
     row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "failed" and r, what="the failure")
     # Not RQ's "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9);"
     assert row["error"] == "the work-horse died (killed by SIGKILL, as by the OOM killer); no retries left " \
