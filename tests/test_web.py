@@ -565,6 +565,24 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
             shutil.copy(ARTIFACTS / f"{name}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
 
 
+def test_a_file_name_runs_no_script_on_rq_dashboards_pages(cluster, browser, logs):
+    # rq-dashboard writes a job's description (the file's name) into its job page unescaped; script run
+    # there could read the CSRF token of its buttons and empty queues.
+    (logs / '<img src=x onerror="document.title=\'pwned\'">.log').write_text("ERROR\n")
+    cluster.worker()
+    job_id = cluster.json("push", "--wait", "--json", str(logs))["enqueued"][0]["job_id"]
+    port = free_port()
+    page = Page(browser, wait_for_http(port, cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port",
+                                                            str(port)], "dashboard")))
+    page.open(f"/rq/0/view/job/{job_id}")
+    page.wait(lambda: page.js("return document.querySelectorAll('img[src=x]').length"))  # its script drew the job
+    time.sleep(1)  # the image fails at once: its handler would have run by now
+    assert browser.title != "pwned"
+    # What the browser refused: the image's handler, and nothing of rq-dashboard's own (its scripts ran).
+    refused = [e["message"] for e in page.errors() if "/rq/0/view/job/x " not in e["message"]]  # the image
+    assert refused and all("Executing inline event handler violates" in m for m in refused), refused
+
+
 def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs):
     from test_views import APP, OPEN_FAILED, UPSTREAM, WEB
 

@@ -5,6 +5,10 @@ rq-dashboard would rebuild a connection from its config's URL on every request a
 config holds only the redacted URL, so no password can reach a page.
 """
 
+import base64
+import hashlib
+import re
+
 import rq_dashboard
 from flask import abort, request, url_for
 from markupsafe import Markup
@@ -25,7 +29,7 @@ def mount(app, settings, conn):
     hooks = app.before_request_funcs[rq_dashboard.blueprint.name]
     hooks.remove(rq_web.push_rq_connection)
     hooks.append(_one_instance)
-    app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).append(_link_home)
+    app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).extend([_link_home, _policy])
     # A job page for a job Redis no longer has: rq-dashboard would answer 500.
     app.register_error_handler(NoSuchJobError, lambda exc: (
         "this job is no longer in Redis; logjobs' file pages keep its history\n", 404,
@@ -44,3 +48,24 @@ def _link_home(response):
         home = HOME.format(url_for("pages.overview"))
         response.set_data(response.get_data(as_text=True).replace(BRAND, home, 1))
     return response
+
+
+def _policy(response):
+    """Let rq-dashboard's pages run their own scripts, and nothing else.
+
+    Its job page writes a job's description (which names the file) and error into the page unescaped:
+    a file named `<img src=x onerror=...>.log` would run script there, and script on that page holds
+    the CSRF token of its buttons. Only the page's own inline script (allowed by its hash) and files
+    from this server may run; underscore's templates need eval, which an attribute's handler does not
+    get. (logjobs' own pages run no inline script at all: see pages._policy.)"""
+    if response.mimetype == "text/html" and not response.direct_passthrough:
+        hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
+                          for code in _INLINE_SCRIPT.findall(response.get_data(as_text=True)))
+        response.headers.setdefault(
+            "Content-Security-Policy", f"default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+    return response
+
+
+#: The text of each script element the browser runs inline (not those with a src, nor templates).
+_INLINE_SCRIPT = re.compile(r'<script(?![^>]*\bsrc=)(?![^>]*type="text/template")[^>]*>(.*?)</script>', re.S)
