@@ -105,7 +105,12 @@ class Mirror:
                 backoff = 1.0
                 self.wait_for_events(keeper_interval)
             except (redis.RedisError, PeeweeException) as exc:
-                log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, exc, backoff)
+                log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, " ".join(str(exc).split()),
+                            backoff)
+                if isinstance(exc, PeeweeException):
+                    # The connection may be dead (the server restarted): the next use opens a new one.
+                    with contextlib.suppress(PeeweeException):
+                        db.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 

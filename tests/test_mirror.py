@@ -324,6 +324,8 @@ def assert_consistent(path):
 
 
 def test_the_pipeline_on_postgresql(cluster, tmp_path, postgres_url):
+    import psycopg2
+
     from logjobs.models import MODELS
 
     database = open_database(postgres_url)
@@ -340,3 +342,16 @@ def test_the_pipeline_on_postgresql(cluster, tmp_path, postgres_url):
     rows = cluster.wait_for(lambda: (r := cluster.json("report", "--json")) and all(
         x["status"] == "finished" for x in r) and len(r) == 30 and r, what="30 finished rows")
     assert {os.path.basename(r["path"]): r["counts"]["ERROR"] for r in rows} == {f"{i}.log": i for i in range(30)}
+    # The server drops the mirror's connection (as a restart of PostgreSQL does): it must open another.
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    admin.cursor().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'logjobs' "
+                           "AND pid <> pg_backend_pid()")
+    admin.close()
+    (logs / "later.log").write_text("ERROR\n" * 3)
+    cluster.run("push", "--wait", str(logs / "later.log"), check=True)
+    assert cluster.wait_for(lambda: [r for r in cluster.json("report", "--json") if r["path"].endswith("later.log")
+                                     and r["status"] == "finished"], what="a row written after the drop")
+    # A URL's password shows in no message (this server trusts any).
+    missing = cluster.run("--db", postgres_url.replace("postgres@", "postgres:hunter2@"), "show", "/nope.log")
+    assert missing.returncode == 2 and "postgres:***@" in missing.stderr and "hunter2" not in missing.stderr
