@@ -536,8 +536,10 @@ class Analyzer:
         return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
 
     def _templates(self, srcs: list) -> list:
-        """The template of each message; masked once per distinct message, all at once."""
-        return _cached(self._template_of, srcs, _TEMPLATE_CACHE, _mask_all)
+        """The template of each message; masked once per distinct message, all at once. A template is
+        made of a message's first TEMPLATE_BYTES: the cache holds no more of it (long lines would make
+        it hold _TEMPLATE_CACHE of them whole)."""
+        return _cached(self._template_of, [src[:TEMPLATE_BYTES] for src in srcs], _TEMPLATE_CACHE, _mask_all)
 
     def _account(self, streams: list, data: bytes = b"", start: int = 0, hi: int = 0) -> None:
         """Count the templated lines of one step: streams of lines, each in file order.

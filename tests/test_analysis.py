@@ -447,6 +447,24 @@ def test_memory_does_not_grow_with_the_span(monkeypatch):
     assert peak(8) < 1.2 * peak(4)
 
 
+def test_many_long_error_lines_keep_memory_bounded():
+    # Each message was remembered whole (up to 20,000 of them) to template it once: 553 MB for 600 MB of
+    # 100 KB lines.
+    rnd = random.Random(7)
+    lines = [b"2024-05-01T12:00:00Z ERROR " + rnd.randbytes(25_000).hex().encode() + b"\n" for _ in range(600)]
+    analyzer = Analyzer(["ERROR"], 2024)
+    tracemalloc.start()
+    try:
+        for start in range(0, len(lines), 20):
+            analyzer.feed(b"".join(lines[start:start + 20]))  # a 1 MB piece, as a scan feeds it
+        a = analyzer.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert a.levels == {"ERROR": 600}
+    assert peak < 16 * 2**20  # the 30 MB of lines, made before, are not counted
+
+
 def test_a_100_mb_line_keeps_memory_bounded():
     piece = b"abcdefghijklmnopqrstuvwxyz 0123456789 " * (2**20 // 38)
     analyzer = Analyzer(["NEEDLE"], 2024)
