@@ -90,17 +90,21 @@ def _analyses(path_glob=None, path=None):
 
 def top(path_glob=None, since=None, until=None, levels=None, limit=20, path=None):
     """The most frequent message templates over the files whose path matches `path_glob` (or the
-    file at `path`), with the number of files each appears in; counts within [since, until) if given."""
-    merged, files = None, {}
+    file at `path`), with the number of files each appears in; counts within [since, until) if given.
+
+    Each file's counts are taken in its own time buckets, then added up: not Analysis.merge, which
+    keeps one file's first MAX_TEMPLATES templates, in buckets that a long span coarsens to hours."""
+    totals, files = {}, {}
     for _, found in _analyses(path_glob, path):
         for message in found.top(None, since, until, levels):
             key = (message["level"], message["template"])
+            if key in totals:
+                totals[key]["count"] += message["count"]
+            else:
+                totals[key] = message  # the first file's example
             files[key] = files.get(key, 0) + 1
-        merged = found if merged is None else merged.merge(found)
-    if merged is None:
-        return []
-    return [{**m, "files": files.get((m["level"], m["template"]), 0)}
-            for m in merged.top(limit, since, until, levels)]
+    ranked = sorted(totals.items(), key=lambda item: -item[1]["count"])  # ties: the order first seen
+    return [{**message, "files": files[key]} for key, message in ranked[:limit]]
 
 
 def level_timeline(path_glob=None, since=None, until=None, path=None):

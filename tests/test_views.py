@@ -83,6 +83,29 @@ def test_top_merges_files_and_filters(scanned):
     assert plain[2].strip().startswith("e.g. 2024-05-01 12:00:02,200 ERROR")
 
 
+def test_top_over_files_adds_up_each_files_own_counts(monkeypatch):
+    # It merged the files' analyses as the ranges of one file: past MAX_TEMPLATES templates in all, a
+    # later file's were dropped; past the merge's bucket bounds, minutes became hours and a window
+    # inside one hour found nothing.
+    def words(i):
+        return "".join(chr(97 + i // 26 ** k % 26) for k in range(3))
+
+    many = analysis.analyse(b"".join(b"2024-01-01T00:00:00Z ERROR alpha %s broke\n" % words(i).encode()
+                                     for i in range(1200)))
+    disk = analysis.analyse(b"2024-01-01T00:00:00Z ERROR zulu disk 7 full\n" * 5000)
+    minutes = [analysis.analyse(b"".join(b"%s ERROR tick\n" % (base + datetime.timedelta(minutes=i)).strftime(
+        "%Y-%m-%dT%H:%M:00Z").encode() for i in range(30_000))) for base in (datetime.datetime(2024, 1, 1),
+                                                                          datetime.datetime(2024, 3, 1))]
+    assert len(many.messages) == analysis.MAX_TEMPLATES and many.overflow == 200
+    files = [("/a.log", many), ("/b.log", disk), ("/c.log", minutes[0]), ("/d.log", minutes[1])]
+    monkeypatch.setattr(views, "_analyses", lambda path_glob=None, path=None: iter(files))
+    found = {m["template"]: (m["count"], m["files"]) for m in views.top(limit=None)}
+    assert found["zulu disk <NUM> full"] == (5000, 1) and found["tick"] == (60_000, 2) and len(found) == 1002
+    window = views.top(since="2024-01-01T00:30", until="2024-01-01T00:40", levels={"ERROR"})
+    assert [(m["template"], m["count"]) for m in window] == [("tick", 10)]
+    assert views.top(since="2024-01-01T00:30", until="2024-01-01T02:00")[0]["count"] == 90
+
+
 def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
     """A big file scanned as byte ranges by several workers ends in exactly the single-pass analysis."""
     rnd = random.Random(7)
