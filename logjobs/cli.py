@@ -426,6 +426,8 @@ def _status(settings):
 def _format_status(doc):
     lines = ["jobs:    " + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items()) + f"  (total {doc['total']})",
              "queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items())]
+    for node, by_priority in doc["nodes"].items():
+        lines.append(f"  {node}: " + "  ".join(f"{k} {v}" for k, v in by_priority.items()))
     if "waiting" in doc:
         lines.append("waiting: " + "  ".join(f"{k} {v}" for k, v in doc["waiting"].items()))
         lines.append(f"workers: {len(doc['workers_alive'])} alive"

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: Node queues are named NODE.PRIORITY; node names are plain words.
 NODE_SEPARATOR = "."
-NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # not "-x": `rq worker -x.high` reads an option
 #: RQ statuses after which a job will not run again (None: gone from Redis).
 ENDED = {"finished", "failed", "stopped", "canceled", None}
 #: RQ statuses of a job that will still run: a file whose job is in one is not pushed again.
@@ -128,7 +128,7 @@ def queue_name(priority, node=None):
     if node is None:
         return priority
     if not NODE_NAME.fullmatch(node):
-        raise PushRefused(f"bad node name {node!r}: use letters, digits, '_' and '-'")
+        raise PushRefused(f"bad node name {node!r}: use letters, digits, '_' and '-' (not first)")
     return f"{node}{NODE_SEPARATOR}{priority}"
 
 

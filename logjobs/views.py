@@ -34,8 +34,12 @@ def status():
 
 
 def live(conn):
-    """What Redis says right now: jobs waiting per queue, and the workers alive."""
+    """What Redis says right now: jobs waiting per queue (a node's too, when it has any), and the
+    workers alive."""
     waiting = {name: Queue(name, connection=conn).count for name in QUEUES}
+    for queue in sorted(Queue.all(connection=conn), key=lambda q: q.name):
+        if split_queue_name(queue.name)[0] is not None and queue.count:
+            waiting[queue.name] = queue.count
     workers = [
         {"name": w.name, "state": w.get_state(), "queues": w.queue_names(), "job_id": w.get_current_job_id()}
         for w in Worker.all(connection=conn)

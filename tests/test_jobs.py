@@ -190,6 +190,10 @@ def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
     doc = cluster.json("status", "--json")
     assert doc["queues"]["low"] == 12 and doc["nodes"] == {"a": {"high": 0, "default": 0, "low": 6},
                                                            "b": {"high": 0, "default": 0, "low": 6}}
+    assert "  a: high 0  default 0  low 6" in cluster.run("status", check=True).stdout.splitlines()
+    # A node no worker serves yet: its jobs show as waiting, though not in the shared queues.
+    cluster.run("push", "--node", "c", "--priority", "high", "--force", str(logs["a"] / "1.log"), check=True)
+    assert cluster.json("status", "--json")["waiting"] == {"high": 0, "default": 0, "low": 0, "c.high": 1}
 
 
 def test_a_long_scan_in_a_batch_gets_its_started_from_the_heartbeat():

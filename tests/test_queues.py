@@ -144,7 +144,8 @@ def test_node_queue_names():
     assert queues.split_queue_name("high") == (None, "high")
     assert queues.split_queue_name("logjobs-selftest-ab12") == (None, None)
     assert queues.node_worker_queues("a") == ["a.high", "high", "a.default", "default", "a.low", "low"]
-    with pytest.raises(PushRefused, match="bad node name"):
-        queues.queue_name("high", "a b")
+    for bad in ("a b", "-x", "a.b", ""):  # "-x": its worker's queue "-x.high" reads as an option of rq worker
+        with pytest.raises(PushRefused, match="bad node name"):
+            queues.queue_name("high", bad)
     with pytest.raises(PushRefused, match="unknown priority"):
         queues.queue_name("urgent")
