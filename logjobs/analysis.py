@@ -27,8 +27,9 @@ where one stands have no level.
 
 Time. A leading timestamp, maybe after "[", "time=" or "ts=": ISO 8601 / RFC 3339 (T or blank between
 date and time, "-" or "/" in the date, fraction after "." or ",", zone Z, UTC, +hh, +hhmm or +hh:mm),
-RFC 3164 syslog `May  1 12:03:04` (dated with the Analyzer's `year`; without one such lines get no
-minute), ctime `Wed Oct 11 14:32:52 2000` (Apache's error log), epoch seconds (10 digits, 13 with
+RFC 3164 syslog `May  1 12:03:04` (dated with the Analyzer's `year`, or the year before for a stamp
+more than a day past the file's `last_change`: a December line in a file last written in January;
+without a year such lines get no minute), ctime `Wed Oct 11 14:32:52 2000` (Apache's error log), epoch seconds (10 digits, 13 with
 milliseconds). RFC 5424 syslog, JSON ("ts", "time", "timestamp", "@timestamp": an ISO string or an epoch
 number) and access logs (`[10/Oct/2000:13:55:36 -0700]`) have theirs where their format puts them.
 Timestamps without a zone are taken as UTC. Minutes are UTC strings "2024-05-01T12:03". Only lines with a
@@ -332,17 +333,19 @@ class Analysis:
 class Analyzer:
     """Analyse a byte stream fed in pieces: feed() them in order, then call finish() once.
 
-    `patterns` are the scan's patterns; `year` dates RFC 3164 syslog timestamps (the caller passes the
-    year of the file's mtime).
+    `patterns` are the scan's patterns; `year` dates RFC 3164 syslog timestamps, or `last_change` (the
+    file's mtime, a naive UTC datetime) does: its year, the one before for the stamps after it.
     """
 
-    def __init__(self, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES):
+    def __init__(self, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES,
+                 last_change: datetime.datetime | None = None):
         alts = {alt for p in patterns for alt in os.fsencode(p).split(NL)}
         self._every = b"" in alts
         self._alts = sorted(alts - {b""})
         self._keep = max(map(len, self._alts), default=1) - 1
         self._hits = re.compile(b"(?:" + b"|".join(map(re.escape, self._alts)) + rb")[^\n]*") if self._alts else None
-        self._year = year
+        self._year = year if year is not None or last_change is None else last_change.year
+        self._latest = last_change + _SYSLOG_SLACK if last_change is not None else None
         self._max = max_templates
         self._raw: Counter = Counter()          # (stamp, zone, word, word) -> lines; folded into _pairs
         self._pairs: Counter = Counter()        # (minute or "", level or None) -> lines
@@ -531,7 +534,7 @@ class Analyzer:
         """The time bucket (UTC minute, or hour or day: see _shrink) of each (stamp, zone) pair, "" if
         none; parsed once per distinct pair."""
         minutes = _cached(self._minute_of, stamps, _MINUTE_CACHE,
-                          lambda todo: [_to_minute(s, self._year) for s in todo])
+                          lambda todo: [_to_minute(s, self._year, self._latest) for s in todo])
         width = self._width
         return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
 
@@ -671,8 +674,14 @@ def _example(line: bytes) -> str:
     return line[:EXAMPLE_CHARS * 4].decode("utf-8", "replace")[:EXAMPLE_CHARS].rstrip("\r\n")
 
 
-def _to_minute(stamp: tuple, year: int | None) -> str:
-    """The UTC minute "YYYY-MM-DDTHH:MM" of a (stamp, zone) pair as the regexes capture it, or ""."""
+#: How far past the file's last change an RFC 3164 stamp may be and still be of that year: its stamps
+#: are local times, the change is in UTC.
+_SYSLOG_SLACK = datetime.timedelta(days=1)
+
+
+def _to_minute(stamp: tuple, year: int | None, latest: datetime.datetime | None = None) -> str:
+    """The UTC minute "YYYY-MM-DDTHH:MM" of a (stamp, zone) pair as the regexes capture it, or "".
+    An RFC 3164 stamp (no year) is of `year`, or of the year before if that puts it after `latest`."""
     text, zone = stamp
     zone = zone.strip()
     try:
@@ -691,6 +700,8 @@ def _to_minute(stamp: tuple, year: int | None) -> str:
                                   int(text[15:17]))
         elif len(text) == 12 and year:  # RFC 3164: May  1 12:03
             t = datetime.datetime(year, _MONTHS[text[:3]], int(text[4:6]), int(text[7:9]), int(text[10:12]))
+            if latest is not None and t > latest:
+                t = t.replace(year=year - 1)
         else:
             return ""
         if zone not in _UTC:

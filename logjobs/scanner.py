@@ -7,6 +7,7 @@ Memory stays O(chunk_size) whatever the file size or line length.
 
 import bz2
 import dataclasses
+import datetime
 import errno
 import functools
 import gzip
@@ -113,10 +114,11 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 raise ValueError(f"{printable(path)}: a {compression} file cannot be scanned by byte range")
             else:
                 pieces = _skip(_decompressed(f, compression, chunk_size, path), start)
-            if analyse:  # syslog stamps have no year: the file's last write gives it
+            if analyse:  # syslog stamps have no year: the file's last write tells it
                 from logjobs import analysis  # its regexes take a while to compile: only when asked for
 
-                analyzer = analysis.Analyzer(patterns, year=time.gmtime(os.fstat(f.fileno()).st_mtime).tm_year)
+                changed = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=os.fstat(f.fileno()).st_mtime)
+                analyzer = analysis.Analyzer(patterns, last_change=changed)
                 pieces = _tee(pieces, analyzer.feed)
             counts, nlines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size, lines)
             if compression is None:

@@ -85,6 +85,19 @@ def test_syslog_rfc3164_without_a_year_has_no_minutes():
     assert all(msg.minutes == {} for msg in a.messages.values())
 
 
+def test_syslog_rfc3164_across_new_year_takes_december_from_the_year_before():
+    lines = (b"Dec 31 23:58:00 host app[1]: error: disk x\nDec 31 23:59:00 host app[1]: error: disk y\n"
+             b"Jan  1 00:01:00 host app[1]: error: disk z\n")
+    analyzer = Analyzer([], last_change=datetime.datetime(2025, 1, 1, 0, 30))  # the file's mtime
+    analyzer.feed(lines)
+    assert analyzer.finish().minutes == {"2024-12-31T23:58": {"ERROR": 1}, "2024-12-31T23:59": {"ERROR": 1},
+                                         "2025-01-01T00:01": {"ERROR": 1}}
+    # Within a day past the last change (local stamps, UTC mtime), a stamp keeps the year.
+    analyzer = Analyzer([], last_change=datetime.datetime(2025, 3, 1, 9, 0))
+    analyzer.feed(b"Mar  1 20:00:00 host app[1]: error: late\nMar  3 10:00:00 host app[1]: error: later\n")
+    assert set(analyzer.finish().minutes) == {"2025-03-01T20:00", "2024-03-03T10:00"}
+
+
 def test_syslog_rfc5424():
     a = analyse(corpus("syslog_rfc5424.log"))
     assert a.levels == {"INFO": 1, "ERROR": 1, "FATAL": 1}  # <165>: 5, <34>: 2, <11>: 3
