@@ -88,10 +88,13 @@ def _add(paths, path):
         raise PushRefused(f"cannot read directory {scanner.printable(err.filename)}: {err.strerror}; nothing was "
                           "enqueued")
 
+    real = os.path.realpath(path)
     for top, dirs, names in os.walk(path, onerror=refuse):
         dirs.sort()
         for name in sorted(names):
-            paths[os.path.join(top, name)] = None
+            full = os.path.join(top, name)
+            if not links_within(full, real):
+                paths[full] = None
         # os.walk lists symlinks to directories among `dirs` but does not descend into them.
         for name in dirs:
             full = os.path.join(top, name)
@@ -115,6 +118,13 @@ def _check_root(path, roots):
             return
     raise PushRefused(f"{scanner.printable(path)} is outside the allowed roots ({os.pathsep.join(roots)}); "
                       "nothing was enqueued")
+
+
+def links_within(path, root):
+    """Is `path` a symlink to a file below `root` (a real path)? A folder's files leave such links out:
+    their file is pushed under its own name, and under both its lines would count twice (or, the
+    inode seen under a new name, the file would be taken for moved there: `current.log -> app.log`)."""
+    return os.path.islink(path) and os.path.isfile(path) and _within(os.path.realpath(path), root)
 
 
 def _within(path, root):

@@ -92,11 +92,12 @@ def sweep(dirs):
         log.warning("cannot read directory %s: %s; its files are not pushed", err.filename, err.strerror)
 
     for top in dirs:
+        real = os.path.realpath(top)
         for root, subdirs, names in os.walk(top, onerror=unreadable):
             subdirs[:] = sorted(d for d in subdirs if not ignored(d))
             for name in sorted(names):
                 path = os.path.join(root, name)
-                if not ignored(name) and is_file(path):
+                if not ignored(name) and is_file(path) and not queues.links_within(path, real):
                     yield path
 
 
@@ -246,10 +247,11 @@ class Watcher:
                 self.pending.pop(path, None)
 
     def gone(self, path):
-        """Forget a deleted or moved-away file, or everything below a folder."""
+        """Forget a deleted or moved-away file, or everything below a folder; not a file there again
+        (rotation: polling reports the new `app.log` before the move of the old one to `app.log.1`)."""
         below = path + os.sep
         with self.lock:
-            for known in [k for k in self.pending if k == path or k.startswith(below)]:
+            for known in [k for k in self.pending if (k == path or k.startswith(below)) and not is_file(k)]:
                 del self.pending[known]
 
     def _add_tree(self, dirs):
@@ -262,7 +264,8 @@ class Watcher:
     def _ignored(self, path):
         for top in self.dirs:
             if path.startswith(top + os.sep):
-                return any(ignored(name) for name in os.path.relpath(path, top).split(os.sep))
+                return any(ignored(name) for name in os.path.relpath(path, top).split(os.sep)) or \
+                    queues.links_within(path, os.path.realpath(top))  # see sweep
         return path not in self.dirs
 
     def _observe(self):

@@ -60,6 +60,16 @@ def test_expand_does_not_follow_symlinked_directories(tree):
     assert len(paths) == 3
 
 
+def test_expand_leaves_links_to_the_folders_own_files_to_them(tree, tmp_path_factory):
+    other = tmp_path_factory.mktemp("other")
+    (other / "x.log").write_text("ERROR\n")
+    os.symlink("a.log", tree / "current.log")      # counted under a.log's own name
+    os.symlink(other / "x.log", tree / "outside.log")  # a file of no folder pushed: pushed by its link
+    paths = queues.expand([str(tree)])
+    assert str(tree / "current.log") not in paths and str(tree / "outside.log") in paths
+    assert queues.expand([str(tree / "current.log")]) == [str(tree / "current.log")]  # named: pushed
+
+
 def test_roots_refuse_paths_outside_them(tree, tmp_path_factory):
     other = tmp_path_factory.mktemp("other")
     (other / "x.log").write_text("ERROR\n")

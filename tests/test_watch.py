@@ -231,6 +231,37 @@ def test_a_file_written_without_pause_is_still_pushed(tmp_path):
     assert sum(path in call for call in push.calls) >= 2, push.calls
 
 
+def test_polling_sees_a_rotated_log_and_its_new_file(tmp_path):
+    # Polling reports the new app.log as created before the old one as moved to app.log.1: the move
+    # made the watcher forget the new file.
+    push = Recorder()
+    watcher = watch.Watcher([tmp_path], push, debounce=0.1, poll=0.2)
+    stop, thread = running(watcher, [])
+    wait(lambda: watcher.observer is not None)
+    write(tmp_path / "app.log", "ERROR old\n")
+    wait(lambda: [str(tmp_path / "app.log")] in push.calls)
+    os.rename(tmp_path / "app.log", tmp_path / "app.log.1")
+    write(tmp_path / "app.log", "ERROR new\n")
+    wait(lambda: sum(str(tmp_path / "app.log") in call for call in push.calls) == 2 and any(
+        str(tmp_path / "app.log.1") in call for call in push.calls))
+    stop.set(), thread.join(10)
+
+
+def test_links_to_files_of_the_tree_are_left_to_their_files(tmp_path):
+    # current.log -> app-2.log: pushed under both names, its lines counted twice, or app-2.log taken for
+    # moved to current.log. A link to a file elsewhere is pushed.
+    (tmp_path / "app-1.log").write_text("ERROR\n")
+    (tmp_path / "app-2.log").write_text("ERROR\n")
+    os.symlink("app-2.log", tmp_path / "current.log")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.log"
+    elsewhere.write_text("ERROR\n")
+    os.symlink(elsewhere, tmp_path / "outside.log")
+    expected = [str(tmp_path / name) for name in ("app-1.log", "app-2.log", "outside.log")]
+    assert list(watch.sweep([str(tmp_path)])) == expected
+    watcher = watch.Watcher([tmp_path], Recorder(), debounce=0.1)
+    assert watcher._ignored(str(tmp_path / "current.log")) and not watcher._ignored(str(tmp_path / "outside.log"))
+
+
 def test_inotify_that_cannot_start_falls_back_to_polling(tmp_path, monkeypatch, caplog):
     class OutOfWatches(watch.Observer):
         def start(self):
