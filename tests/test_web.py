@@ -143,6 +143,15 @@ def test_pages_say_when_there_is_no_database_yet(tmp_path):
     assert not (tmp_path / "not-yet.db").exists()  # only the mirror creates it
 
 
+def test_pages_say_so_when_the_database_is_deleted_and_make_no_new_one(seeded):
+    client = app_for(seeded).test_client()
+    assert client.get("/").status_code == 200
+    seeded.rename(seeded.with_suffix(".bak"))
+    reply = client.get("/")
+    assert reply.status_code == 503 and "logjobs mirror" in reply.get_data(as_text=True)
+    assert not seeded.exists()
+
+
 def test_pages_and_metrics_on_postgresql(postgres_url):
     url = postgres_url
     database = open_database(url)

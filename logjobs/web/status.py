@@ -23,11 +23,12 @@ class StatusDatabase:
 
     def connect(self):
         """This thread's connection, binding the models on first use; NoDatabase if there is none."""
+        # Before every connection: SQLite would make an empty file of a database deleted meanwhile.
+        if "://" not in self.target and not os.path.exists(self.target):
+            raise NoDatabase(f"no status database at {self.target} yet: start `logjobs mirror`")
         if self.database is None:
             with self._lock:
                 if self.database is None:
-                    if "://" not in self.target and not os.path.exists(self.target):
-                        raise NoDatabase(f"no status database at {self.target} yet: start `logjobs mirror`")
                     self.database = open_database(self.target, create=False)
                     return self.database
         self.database.connect(reuse_if_open=True)
