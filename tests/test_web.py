@@ -284,6 +284,18 @@ PAGES = ["/", "/files", "/failures", "/file?path=/l/a.log", "/metrics", "/static
          "/rq/0/view/workers", "/rq/0/data/queues.json", "/rq/static/css/main.css"]
 
 
+def test_rq_dashboard_says_when_redis_fails_it(seeded, redis_server):
+    # It answered 500, with a traceback in the log: Redis away, or refusing to compact an empty queue.
+    client = app_for(seeded).test_client()  # a Redis no one listens at
+    reply = client.get("/rq/0/data/queues.json")
+    assert reply.status_code == 503 and reply.get_data(as_text=True).startswith("Redis: ConnectionError: ")
+    client = app_for(seeded, redis_server.url).test_client()
+    client.get("/rq/")  # the CSRF cookie rq-dashboard's scripts send back
+    token = client.get_cookie("_csrf_token").value
+    reply = client.post("/rq/queue/high/compact", headers={"X-CSRFToken": token})
+    assert reply.status_code == 503 and "ResponseError" in reply.get_data(as_text=True)
+
+
 def test_with_credentials_strangers_get_nothing(seeded, redis_server):
     client = app_for(seeded, redis_server.url, dashboard_user=USER, dashboard_password=PASSWORD).test_client()
     for url in PAGES + MUTATIONS:

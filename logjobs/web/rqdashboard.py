@@ -7,13 +7,17 @@ config holds only the redacted URL, so no password can reach a page.
 
 import base64
 import hashlib
+import logging
 import re
 
 import rq_dashboard
 from flask import abort, request, url_for
 from markupsafe import Markup
+from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq_dashboard import web as rq_web
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/rq"
 #: rq-dashboard's navbar brand, which links nowhere: it becomes the way back to logjobs' pages.
@@ -34,6 +38,15 @@ def mount(app, settings, conn):
     app.register_error_handler(NoSuchJobError, lambda exc: (
         "this job is no longer in Redis; logjobs' file pages keep its history\n", 404,
         {"Content-Type": "text/plain; charset=utf-8"}))
+    # Redis away, or refusing a command (compacting an empty queue): rq-dashboard would answer 500, with
+    # a traceback in the log.
+    app.register_error_handler(RedisError, _redis_failed)
+
+
+def _redis_failed(exc):
+    log.warning("rq-dashboard: %s: %s", type(exc).__name__, " ".join(str(exc).split()))
+    return (f"Redis: {type(exc).__name__}: {' '.join(str(exc).split())}\n", 503,
+            {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"})
 
 
 def _one_instance():
