@@ -554,7 +554,8 @@ def show(settings, key, as_json):
 
     doc = _read(settings, views.show, os.path.abspath(key) if os.sep in key else key)
     if doc is None:
-        raise LogJobsError(f"no scan of {scanner.printable(key)} in {redact_url(settings.db)}; `logjobs report` lists them")
+        raise LogJobsError(f"no scan of {scanner.printable(key)} in {redact_url(settings.db)}; "
+                           "`logjobs report` lists them")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return

@@ -129,7 +129,7 @@ def _read_config(path):
             parser.read_file(f)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except configparser.Error as exc:
         first_line = str(exc).splitlines()[0]

@@ -78,7 +78,8 @@ def test_a_redis_that_never_answers_is_reported_in_seconds(cluster, tmp_path):
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
         for args in (["push", str(tmp_path / "a.log")], ["mirror", "--once"]):
             # The timeout: a client's nested retries took 488 s to say it.
-            one_line_error(cluster.run("--redis-url", url, *args, timeout=30), f"cannot reach Redis at {url}", "Timeout")
+            one_line_error(cluster.run("--redis-url", url, *args, timeout=30), f"cannot reach Redis at {url}",
+                           "Timeout")
     for peer in held:
         peer.close()
 
