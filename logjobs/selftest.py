@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from rq import Queue
+from rq import Queue, Worker
 
 from . import queues
 from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, MIRROR_ALIVE_KEY
@@ -72,6 +72,9 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        for worker in Worker.all(connection=conn):
+            if worker.name.startswith(f"selftest-{tag}-"):
+                worker.register_death()  # killed: RQ would list it as alive until its worker_ttl (420 s)
         Queue(queue, connection=conn).delete(delete_jobs=False)
         shutil.rmtree(folder, ignore_errors=True)
     return checks

@@ -207,6 +207,8 @@ def test_selftest_with_chaos_passes_on_a_healthy_deployment(cluster):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) >= 6 and all(line.startswith("[PASS]") for line in lines), lines
+    # Its killed workers are not left listed as alive.
+    assert not [w for w in cluster.json("status", "--json")["workers_alive"] if w["name"].startswith("selftest-")]
 
 
 def test_selftest_fails_without_a_mirror(cluster):
