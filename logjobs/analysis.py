@@ -30,8 +30,8 @@ date and time, "-" or "/" in the date, fraction after "." or ",", zone Z, UTC, +
 RFC 3164 syslog `May  1 12:03:04` (dated with the Analyzer's `year`, or the year before for a stamp
 more than a day past the file's `last_change`: a December line in a file last written in January;
 without a year such lines get no minute), ctime `Wed Oct 11 14:32:52 2000` (Apache's error log),
-epoch seconds (10 digits, 13 with milliseconds). RFC 5424 syslog, JSON ("ts", "time", "timestamp", "@timestamp": an ISO string or an epoch
-number) and access logs (`[10/Oct/2000:13:55:36 -0700]`) have theirs where their format puts them.
+epoch seconds (10 digits, 13 with milliseconds). RFC 5424 syslog, JSON ("ts", "time", "timestamp",
+"@timestamp": an ISO string or an epoch number) and access logs (`[10/Oct/2000:13:55:36 -0700]`) have theirs where their format puts them.
 Timestamps without a zone are taken as UTC. Minutes are UTC strings "2024-05-01T12:03". Only lines with a
 level and a timestamp count in `minutes`; lines without a timestamp still count in `levels` and templates.
 Where minutes would be too many (see WIDTHS: past two weeks of minutes, say), every bucket of the Analysis

@@ -569,8 +569,6 @@ def show(settings, key, as_json):
 def _read(settings, view, *args):
     from .models import open_database
 
-    if "://" not in settings.db and not os.path.exists(settings.db):
-        raise NoDatabase(f"no status database at {settings.db}: run `logjobs mirror` first (or set LOGJOBS_DB)")
     database = open_database(settings.db, create=False)
     with database.connection_context():
         return view(*args)

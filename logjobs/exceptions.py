@@ -1,6 +1,11 @@
 """Errors that logjobs raises: one base class, messages that name the problem and the fix."""
 
 
+def one_line(text: str) -> str:
+    """Text (an error's, say) for a one-line message or log line: each run of blanks and newlines as one space."""
+    return " ".join(text.split())
+
+
 class LogJobsError(Exception):
     """Base class of every error logjobs raises on purpose."""
 

@@ -32,7 +32,7 @@ from .defaults import (
     EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, HEADS_KEY, INODES_KEY, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, MOVED,
     QUEUED, SCANNED_KEY, SCHEDULED, STARTED,
 )
-from .exceptions import LogJobsError
+from .exceptions import LogJobsError, one_line
 from .keeper import Keeper, sweep
 from .models import History, Scan, db, stored_utc
 from .queues import failure_reason, statuses
@@ -105,8 +105,7 @@ class Mirror:
                 backoff = 1.0
                 self.wait_for_events(keeper_interval)
             except (redis.RedisError, PeeweeException) as exc:
-                log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, " ".join(str(exc).split()),
-                            backoff)
+                log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, one_line(str(exc)), backoff)
                 if isinstance(exc, PeeweeException):
                     # The connection may be dead (the server restarted): the next use opens a new one.
                     with contextlib.suppress(PeeweeException):
@@ -396,7 +395,7 @@ def _record_scanned(pipe, scanned):
 def _executemany(model, rows, fields, conflict):
     """Insert many rows with one prepared statement (see _statement). `fields` are in the model's order,
     as Peewee writes the statement's columns. Values go to the driver as they are: str, int, float, bool,
-    None, naive datetimes, or what the driver itself returned (see _rows)."""
+    None, times as models.stored_utc makes them, or what the driver itself returned (see _rows)."""
     if rows:
         statement = _statement(model, lambda: conflict(model.insert({f: None for f in fields})))
         with _as_peewee_error:  # the driver's errors as Peewee's, as Peewee's own execute_sql raises them

@@ -7,6 +7,7 @@ inherit one.
 import datetime
 import functools
 import math
+import os
 
 from peewee import (
     BigIntegerField, BooleanField, CharField, DatabaseError, DatabaseProxy, DateTimeField, FloatField,
@@ -121,7 +122,10 @@ MODELS = (Scan, History)
 def open_database(target, create=True):
     """Bind the models to `target` (a SQLite path or a database URL) and return the database.
 
-    Only the writer (`create`) makes the tables; a reader of a database without them gets NoDatabase."""
+    Only the writer (`create`) makes the tables, or the file; a reader of a database without them gets
+    NoDatabase."""
+    if not create:
+        require_file(target)
     shown = redact_url(target)
     try:
         if "://" in target:
@@ -144,6 +148,13 @@ def open_database(target, create=True):
     except (DatabaseError, ImproperlyConfigured) as exc:  # not a database, unreachable, refused...
         raise ConnectionFailed(f"cannot open status database {shown}: {database_reason(exc, target)}") from None
     return database
+
+
+def require_file(target):
+    """Raise NoDatabase if `target` is a SQLite path with no file: a reader's connection would make an
+    empty one (before the mirror's first start, or after the file was deleted)."""
+    if "://" not in target and not os.path.exists(target):
+        raise NoDatabase(f"no status database at {target}: run `logjobs mirror` first (or set LOGJOBS_DB)")
 
 
 def database_reason(exc, target):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import contains
 
-from logjobs.exceptions import ScanError
+from logjobs.exceptions import ScanError, one_line
 
 try:  # SIMD substring search: several times faster than bytes.find on the hot path
     import stringzilla as _sz
@@ -533,21 +533,17 @@ def _os_error(path: str, e: OSError) -> ScanError:
             kind = "no such device or address"
         return ScanError(f"{printable(path)}: not a regular file ({kind})", permanent=True)
     reason = e.strerror or str(e) or type(e).__name__
-    return ScanError(f"{printable(path)}: read error: {_oneline(reason)}", permanent=False)
+    return ScanError(f"{printable(path)}: read error: {one_line(reason)}", permanent=False)
 
 
 def _corrupt(path: str, compression: str, e: Exception) -> ScanError:
-    reason = _oneline(str(e) or type(e).__name__)
+    reason = one_line(str(e) or type(e).__name__)
     return ScanError(f"{printable(path)}: corrupt {compression} data: {reason}", permanent=True)
 
 
 def printable(path: str) -> str:
     """The path as it reads in a one-line message; escaped when it holds control characters."""
     return path if path.isprintable() else ascii(path)
-
-
-def _oneline(text: str) -> str:
-    return " ".join(text.split())
 
 
 def compression(path) -> str | None:

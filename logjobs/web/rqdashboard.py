@@ -17,6 +17,8 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq_dashboard import web as rq_web
 
+from ..exceptions import one_line
+
 log = logging.getLogger(__name__)
 
 PREFIX = "/rq"
@@ -44,9 +46,9 @@ def mount(app, settings, conn):
 
 
 def _redis_failed(exc):
-    log.warning("rq-dashboard: %s: %s", type(exc).__name__, " ".join(str(exc).split()))
-    return (f"Redis: {type(exc).__name__}: {' '.join(str(exc).split())}\n", 503,
-            {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"})
+    reason = f"{type(exc).__name__}: {one_line(str(exc))}"
+    log.warning("rq-dashboard: %s", reason)
+    return f"Redis: {reason}\n", 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"}
 
 
 def _one_instance():

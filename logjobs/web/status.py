@@ -4,14 +4,13 @@ Opened lazily so the dashboard can start before the mirror has created the datab
 """
 
 import logging
-import os
 import threading
 
 from flask import current_app
 from peewee import PeeweeException
 
 from ..exceptions import LogJobsError, NoDatabase
-from ..models import database_reason, open_database
+from ..models import database_reason, open_database, require_file
 from ..settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -23,14 +22,12 @@ class StatusDatabase:
 
     def connect(self):
         """This thread's connection, binding the models on first use; NoDatabase if there is none."""
-        # Before every connection: SQLite would make an empty file of a database deleted meanwhile.
-        if "://" not in self.target and not os.path.exists(self.target):
-            raise NoDatabase(f"no status database at {self.target} yet: start `logjobs mirror`")
         if self.database is None:
             with self._lock:
                 if self.database is None:
                     self.database = open_database(self.target, create=False)
                     return self.database
+        require_file(self.target)  # before every connection: the file may have been deleted meanwhile
         self.database.connect(reuse_if_open=True)
         return self.database
 
