@@ -464,7 +464,10 @@ def _update(part, event):
 
 
 def _summarise(row, parts, stamp):
-    """The file's row from its parts: failed if one failed, finished when all have, else the furthest state."""
+    """The file's row from its parts: failed if one failed, finished when all have, started while one
+    runs, else waiting (scheduled if a part waits for its retry, else queued). Parts already finished
+    (another range, or the earlier scan a grown file's new one continues) do not make it `started`:
+    that says a worker is on it."""
     row.part_states = fastjson.dumps(parts)
     if all(p is not None and tuple(p["order"]) == events.PUSH_ORDER for p in parts):
         return  # every part as its push left it: so is the row (see _reset), and a push is most events
@@ -474,8 +477,8 @@ def _summarise(row, parts, stamp):
         row.status = FAILED
     elif states == {FINISHED} and len(known) == row.parts:
         row.status = FINISHED
-    elif STARTED in states or FINISHED in states:
-        row.status = STARTED  # under way: some parts ran, others wait
+    elif STARTED in states:
+        row.status = STARTED
     else:
         row.status = SCHEDULED if SCHEDULED in states else QUEUED
     row.attempts = max((p["attempt"] for p in known), default=0)

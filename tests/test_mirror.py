@@ -95,14 +95,31 @@ def test_a_split_file_is_finished_when_every_part_is_and_counts_add_up(database)
     result = {"counts": {"ERROR": 2}, "lines": 10, "bytes": 100, "compression": None}
     feed(ev("p1", "started", 1, part=1), ev("p1", "finished", 1, part=1, result=result),
          ev("p0", "started", 1), ev("p0", "finished", 1, result=result))
-    assert row().status == "started"  # part 2 still queued: the file is under way
-    feed(ev("p2", "started", 1, part=2), ev("p2", "scheduled", 1, part=2, error="OSError: EIO"),
-         ev("p2", "started", 2, part=2), ev("p2", "finished", 2, part=2, result=result))
+    assert row().status == "queued"  # part 2 waits for a worker: none is on the file
+    feed(ev("p2", "started", 1, part=2))
+    assert row().status == "started"
+    feed(ev("p2", "scheduled", 1, part=2, error="OSError: EIO"))
+    assert row().status == "scheduled"  # finished parts do not hide the wait for a retry
+    feed(ev("p2", "started", 2, part=2), ev("p2", "finished", 2, part=2, result=result))
     r = row().to_dict()
     assert (r["status"], r["counts"], r["lines"], r["bytes"], r["attempts"]) == ("finished", {"ERROR": 6}, 30, 300, 2)
     feed(push_event("q0", parts=2), push_event("q1", part=1, parts=2), ev("q1", "failed", 1, part=1, error="gone"))
     r = row().to_dict()
     assert (r["status"], r["error"], r["parts"], r["counts"]) == ("failed", "gone", 2, {})
+
+
+def test_a_grown_file_waiting_for_its_new_scan_is_not_started(database):
+    """The earlier scan a new one continues is a finished part 0: the row waits with the new part."""
+    feed(push_event("j1"), ev("j1", "started", 1), ev("j1", "finished", 1, result=RESULT))
+    feed(events.Event("j2", P, "queued", part=0, parts=2, queue="high", patterns=["ERROR"], base="j1", since=0),
+         push_event("j2", part=1, parts=2))
+    assert row().status == "queued"
+    feed(ev("j2", "started", 1, part=1))
+    assert row().status == "started"
+    feed(ev("j2", "scheduled", 1, part=1, error="OSError: EIO"))
+    assert row().status == "scheduled"
+    feed(ev("j2", "started", 2, part=1), ev("j2", "finished", 2, part=1, result=RESULT))
+    assert (row().status, row().attempts) == ("finished", 2)
 
 
 def test_an_outcome_without_a_started_event_carries_its_start(database):
