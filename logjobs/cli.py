@@ -645,11 +645,9 @@ def worker(settings, node, rq_args):
       logjobs --redis-url redis://queue-host:6379/0 worker
       logjobs worker --node web1 --burst
     """
-    rq = shutil.which("rq")
-    if rq is None:
-        fail("the `rq` command is not on PATH; install logjobs into this environment")
     try:
         queue_args = queues.node_worker_queues(node) if node else list(QUEUES)
     except LogJobsError as exc:
         fail(str(exc))
-    os.execv(rq, [rq, "worker", "--url", settings.redis_url, *rq_args, *queue_args])
+    command = queues.rq_command("worker", "--url", settings.redis_url, *rq_args, *queue_args)
+    os.execv(command[0], command)

@@ -17,6 +17,7 @@ import time
 
 from .embedded import RedisServer
 from .models import open_database
+from .queues import rq_command
 from .views import status
 
 #: What the apps log, by level: message formats whose {fields} vary from line to line.
@@ -100,7 +101,7 @@ def main(argv=None):
     procs = []
     try:
         for name in ("demo-1", "demo-2"):
-            procs.append(_spawn([_rq(), "worker", "--name", f"{name}-{os.getpid()}", "high", "default", "low"],
+            procs.append(_spawn(rq_command("worker", "--name", f"{name}-{os.getpid()}", "high", "default", "low"),
                                 env, os.path.join(work, f"{name}.log")))
         procs.append(_spawn(logjobs + ["mirror"], env, os.path.join(work, "mirror.log")))
         started = time.monotonic()
@@ -137,10 +138,6 @@ def _settle(env, db, logjobs, timeout=120):
         if not any(jobs[s] for s in ("queued", "scheduled", "started")) or time.monotonic() > deadline:
             return jobs["failed"] == 0 and jobs["finished"] > 0
         time.sleep(0.5)
-
-
-def _rq():
-    return os.path.join(os.path.dirname(sys.executable), "rq")
 
 
 def _spawn(args, env, log):

@@ -9,6 +9,7 @@ import re
 import secrets
 import signal
 import stat
+import sys
 import time
 
 import redis
@@ -151,6 +152,12 @@ def split_queue_name(queue):
 def node_worker_queues(node):
     """The queues a worker on `node` listens to, in priority order: each priority's node queue first."""
     return [q for priority in QUEUES for q in (queue_name(priority, node), priority)]
+
+
+def rq_command(*args):
+    """`rq ARGS...` of the environment logjobs runs in, however it was installed (a venv, --user),
+    and wherever PATH points: RQ's CLI run by this Python."""
+    return [sys.executable, "-m", "rq.cli", *args]
 
 
 def new_job_id():

@@ -12,7 +12,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -152,8 +151,7 @@ def _mirror_alive(conn, wait=LOCK_TIMEOUT):
 
 
 def _worker(redis_url, queue, name, *options):
-    rq = os.path.join(os.path.dirname(sys.executable), "rq")
-    return subprocess.Popen([rq, "worker", "--url", redis_url, "--name", name, *options, queue],
+    return subprocess.Popen(queues.rq_command("worker", "--url", redis_url, "--name", name, *options, queue),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
