@@ -2,6 +2,9 @@
 
     rq worker -c rq_settings high default low
 
+`-c` takes a module name, imported from the current directory (or PYTHONPATH): run it from this
+folder, or copy the file where the worker runs. A path (`-c conf/rq_settings.py`) does not work.
+
 Plain `RQ_REDIS_URL=redis://HOST:6379/0 rq worker high default low` needs no file at all.
 """
 
