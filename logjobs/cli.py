@@ -26,6 +26,8 @@ from .settings import Settings, parse_intervals, redact_url
 
 #: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
 EXIT_REFUSED = 2
+#: Exit status after Ctrl-C, as a shell reports a command SIGINT ended.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
 def fail(message):
@@ -51,7 +53,10 @@ def one_line_errors(command):
         except redis.RedisError as exc:
             settings = click.get_current_context().obj
             fail(f"lost Redis at {redact_url(settings.redis_url)}: {exc}")
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            click.echo("logjobs: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:
             peewee = sys.modules.get("peewee")  # imported only by the commands that open the database
@@ -237,8 +242,13 @@ def _parse_intervals(text):
 
 def _wait(conn, pushed, quiet):
     """Wait for every pushed file, showing progress on stderr; return each file's outcome."""
-    with Progress(len(pushed.files), "scanning") as progress:
-        outcome = queues.wait(conn, pushed, progress.show)
+    try:
+        with Progress(len(pushed.files), "scanning") as progress:
+            outcome = queues.wait(conn, pushed, progress.show)
+    except KeyboardInterrupt:
+        click.echo("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "
+                   "`logjobs report` follow them)", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if not quiet:
         done = sum(o["status"] == "finished" for o in outcome)
         click.echo(f"finished {done}, failed {len(outcome) - done}")

@@ -225,13 +225,37 @@ def test_status_watch_prints_plain_lines_off_a_terminal(cluster, tmp_path):
     cluster.run("push", "--wait", str(tmp_path / "a.log"), check=True)
     cluster.run("mirror", "--once", check=True)
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "logjobs"), "status", "--watch",
-                             "--interval", "0.3"], env=cluster.env, stdout=subprocess.PIPE, text=True)
+                             "--interval", "0.3"], env=cluster.env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_default)
     time.sleep(2.5)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
     lines = out.strip().splitlines()
     assert proc.returncode == 0 and len(lines) >= 3
     assert all(re.match(r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 moved=0 rate=", l) for l in lines)
+
+
+def ctrl_c_default():
+    """In the child: SIGINT as at a terminal (a suite started in the background has it ignored, which
+    a child inherits, and Python then raises no KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_on_push_wait_says_the_jobs_go_on(cluster, tmp_path):
+    (tmp_path / "a.log").write_text("ERROR\n")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "logjobs"), "push", "--wait",
+                             str(tmp_path / "a.log")], env=cluster.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_default)
+    assert proc.stdout.readline().startswith("enqueued 1 file(s)")  # no worker yet: it waits
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert err.splitlines()[-1] == ("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "
+                                    "`logjobs report` follow them)")
+    assert "Traceback" not in err
+    cluster.worker()
+    cluster.wait_for(lambda: cluster.report()[str(tmp_path / "a.log")]["status"] == "finished",
+                     what="the pushed file to finish after all")
 
 
 def test_push_wait_reports_progress_as_plain_lines_off_a_terminal(cluster, tmp_path):
