@@ -254,7 +254,8 @@ def _wait(conn, pushed, quiet):
         click.echo(f"finished {done}, failed {len(outcome) - done}")
         for o in outcome:
             if o["status"] != "finished":
-                click.echo(f"  failed: {o['path']}: {o['error']}")
+                error = o["error"] or ""  # most reasons name the file first: once is enough
+                click.echo(f"  failed: {o['path']}: {error.removeprefix(scanner.printable(o['path']) + ': ')}")
     return outcome
 
 

@@ -167,7 +167,7 @@ def test_wait_exits_non_zero_when_a_file_failed(cluster, tmp_path):
     out = cluster.run("push", "--wait", str(tmp_path / "ok.log"), str(tmp_path / "pipe.log"))
     assert out.returncode == 1
     assert "finished 1, failed 1" in out.stdout
-    assert "pipe.log" in out.stdout and "not a regular file" in out.stdout
+    assert f"  failed: {tmp_path / 'pipe.log'}: not a regular file (FIFO)" in out.stdout.splitlines()
 
 
 def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
