@@ -559,11 +559,11 @@ def show(settings, key, as_json):
     \b
     Example:
       logjobs show /var/log/app/api.log
-      logjobs show lj-3f2a9c0d1e2b4a5c-0a1b2c3d --json
+      logjobs show lj-3f2a9c0d1e2b4a5c --json
     """
     from . import views
 
-    doc = _read(settings, views.show, os.path.abspath(key) if os.sep in key else key)
+    doc = _read(settings, views.show, os.path.abspath(key), key)
     if doc is None:
         raise LogJobsError(f"no scan of {scanner.printable(key)} in {redact_url(settings.db)}; "
                            "`logjobs report` lists them")
@@ -571,7 +571,8 @@ def show(settings, key, as_json):
         click.echo(json.dumps(doc, indent=2))
         return
     for name in ("path", "job_id", "queue", "status", "attempts", "counts", "error", "worker"):
-        click.echo(f"{name + ':':10} {doc[name]}")
+        value = doc[name]
+        click.echo(f"{name + ':':10} {'-' if value is None else json.dumps(value) if name == 'counts' else value}")
     for h in doc["history"]:
         click.echo(f"  {h['at']}  attempt {h['attempt']}  {h['state']:9} {h['worker'] or ''}"
                    + (f"  {h['error']}" if h["error"] else "") + ("" if h["applied"] else "  (too late: not applied)"))

@@ -186,9 +186,9 @@ def minute(text, now=None):
     return when.strftime("%Y-%m-%dT%H:%M")
 
 
-def show(key):
-    """One file's row and its job's history, found by path or job id; None if unknown."""
-    row = Scan.get_or_none((Scan.path == key) | (Scan.job_id == key))
+def show(path, job_id=None):
+    """One file's row and its job's history, found by its path, else by `job_id`; None if unknown."""
+    row = Scan.get_or_none(Scan.path == path) or (job_id and Scan.get_or_none(Scan.job_id == job_id))
     if row is None:
         return None
     return dict(row.to_dict(), history=history(row.path))

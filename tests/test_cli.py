@@ -170,6 +170,20 @@ def test_report_text_is_one_line_per_file_whatever_its_name_and_patterns(cluster
     assert row.startswith("finished") and "'x\\ny'=2" in row and row.endswith(ascii(str(p)))
 
 
+def test_show_finds_a_file_by_a_relative_name_or_its_job_id(cluster, tmp_path):
+    (tmp_path / "a.log").write_text("ERROR\nERROR x\n")
+    cluster.worker()
+    job_id = cluster.json("push", "--json", "--wait", str(tmp_path / "a.log"))["enqueued"][0]["job_id"]
+    cluster.run("mirror", "--once", check=True)
+    logjobs = os.path.join(os.path.dirname(sys.executable), "logjobs")
+    by_name = subprocess.run([logjobs, "show", "a.log"], cwd=tmp_path, env=cluster.env, capture_output=True, text=True)
+    assert by_name.returncode == 0, by_name.stderr
+    assert by_name.stdout == cluster.run("show", job_id, check=True).stdout
+    lines = by_name.stdout.splitlines()
+    assert lines[0] == f"path:      {tmp_path / 'a.log'}"
+    assert 'counts:    {"ERROR": 2}' in lines and "error:     -" in lines
+
+
 def test_report_before_any_mirror_says_what_to_do(cluster):
     one_line_error(cluster.run("report"), "no status database", "logjobs mirror")
     one_line_error(cluster.run("--db", "sqlite:///:memory:", "report"), "has no tables yet", "logjobs mirror")
