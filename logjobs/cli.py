@@ -661,5 +661,7 @@ def worker(settings, node, rq_args):
         queue_args = queues.node_worker_queues(node) if node else list(QUEUES)
     except LogJobsError as exc:
         fail(str(exc))
-    command = queues.rq_command("worker", "--url", settings.redis_url, *rq_args, *queue_args)
-    os.execv(command[0], command)
+    command = queues.rq_command("worker", *rq_args, *queue_args)
+    # The URL goes in the environment, where `rq worker` reads it too: on the command line, `ps` would
+    # show its password to every user of the host.
+    os.execve(command[0], command, dict(os.environ, RQ_REDIS_URL=settings.redis_url))

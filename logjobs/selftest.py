@@ -151,7 +151,8 @@ def _mirror_alive(conn, wait=LOCK_TIMEOUT):
 
 
 def _worker(redis_url, queue, name, *options):
-    return subprocess.Popen(queues.rq_command("worker", "--url", redis_url, "--name", name, *options, queue),
+    return subprocess.Popen(queues.rq_command("worker", "--name", name, *options, queue),
+                            env=dict(os.environ, RQ_REDIS_URL=redis_url),  # not on the command line: `ps` shows it
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

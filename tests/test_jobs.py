@@ -179,9 +179,11 @@ def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
         for i in range(6):
             (folder / f"{i}.log").write_text("ERROR\n" * i)
     cluster.worker(*node_worker_queues("a"), name="host-a")
-    # Node b's worker by the wrapper, started by its full path as a unit starts it, PATH without its venv.
+    # Node b's worker by the wrapper, started by its full path as a unit starts it, PATH without its venv,
+    # and told the Redis URL by LOGJOBS_REDIS_URL alone.
+    env = {k: v for k, v in cluster.env.items() if k != "RQ_REDIS_URL"}
     cluster.spawn([os.path.join(BIN, "logjobs"), "worker", "--node", "b", "--name", "host-b"], "host-b",
-                  env=dict(cluster.env, PATH="/usr/bin:/bin"))
+                  env=dict(env, PATH="/usr/bin:/bin"))
     for node, folder in logs.items():
         cluster.run("push", "--node", node, "--batch-files", "1", "--priority", "low", str(folder), check=True)
     cluster.wait_for(lambda: len([r for r in cluster.report().values() if r["status"] == "finished"]) == 12,
