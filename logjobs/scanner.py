@@ -233,6 +233,8 @@ def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int,
     carry, seen, open_line = b"", [False] * len(kernels), False
     nlcount = _nlcount() if count_lines or any(isinstance(k, _Every) for k in kernels) else None
     for data in pieces:
+        if not data:  # nothing read (a range that starts in its last line): it opens no line
+            continue
         nbytes += len(data)
         first = data.find(NL)
         if first < 0:

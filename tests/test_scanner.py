@@ -255,7 +255,8 @@ def test_any_partition_any_chunk_size_is_exact(tmp_path_factory, data, chunk_siz
     patterns = ["a", "ab", "aa", "ba", "", "b\nab", "\x00"]
     counts, lines = reference(data, patterns)
     cuts = sorted(rnd.sample(range(len(data) + 1), rnd.randint(0, min(5, len(data) + 1))))
-    bounds = [0, *cuts, len(data)]
+    # The last range open-ended, as push plans it (end None: to the end of the file, however it grew).
+    bounds = [0, *cuts, None]
     for kern in KERNELS:
         with kernel(kern):
             whole = scan(str(path), patterns, chunk_size=chunk_size)
@@ -276,6 +277,10 @@ def test_range_owns_lines_by_first_byte(tmp_path):
     assert scan(str(p), ["ERROR"], 10, 10).lines == 0
     r = scan(str(p), ["ERROR"], 5, 21)
     assert (r.counts, r.lines, r.bytes) == ({"ERROR": 1}, 2, 16)
+    # A last range that starts inside the last line owns no line, not an empty one at the end.
+    for chunk_size in (1, 3, 1 << 20):
+        r = scan(str(p), ["", "ERROR"], 25, None, chunk_size)
+        assert (r.counts, r.lines, r.tail) == ({"": 0, "ERROR": 0}, 0, False)
 
 
 def test_split_ranges_cover_the_file_on_line_starts(corpus):
