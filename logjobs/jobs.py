@@ -40,8 +40,9 @@ def scan_file(path, patterns, start=0, end=None, part=0, resume=None, analyse=Tr
     """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern,
     and (with `analyse`) their levels, top messages and times.
 
-    `resume` is [start, head length, head hash] when the scan continues an earlier one: the file must
-    still begin with that head, and hold at least `start` bytes (else it was replaced or truncated).
+    `resume` is [start, head length, head hash] when the scan continues an earlier one, or is one part of
+    several: the file must still begin with that head (the one pushed), and hold at least `start` bytes
+    (else it was replaced or truncated since).
     """
     return _run([(path, start, end, part, resume)], patterns, analyse)
 
@@ -69,7 +70,8 @@ def files_of(job):
 
 
 def _scan(path, patterns, start, end, resume, analyse):
-    """scanner.scan, after checking that a file whose scan continues an earlier one is still that file."""
+    """scanner.scan, after checking that a file whose scan continues an earlier one (or is split) is still
+    the file pushed."""
     if resume is not None:
         since, head_len, head = resume
         st, compression, data = scanner.peek(path, head_len)

@@ -281,7 +281,14 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             else:
                 _, path, start, end, part, parts = job
                 first = int(decisions[path].base is not None)
-                resume = _resume(decisions[path]) if first and part == 0 else None
+                if first and part == 0:
+                    resume = _resume(decisions[path])
+                elif parts > 1 and idents[path] is not None:
+                    # The parts may run long apart (a backlog): each checks it reads the file pushed,
+                    # not one rotated in under its name meanwhile, so they all count one file.
+                    resume = [start, idents[path].head_len, idents[path].head]
+                else:
+                    resume = None
                 args = (path, patterns, start, end, part + first, resume, analyse)
                 description = f"scan {path} part {part + 1}/{parts}"
                 func = SCAN_FILE

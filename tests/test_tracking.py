@@ -10,7 +10,7 @@ import pytest
 from logjobs import tracking
 from logjobs.tracking import APPEND, FULL, MOVED, UNCHANGED, Identity, decide
 
-from test_jobs import grep_count
+from test_jobs import BIN, grep_count
 
 
 def lines(first, n, every=3):
@@ -247,6 +247,27 @@ def test_a_file_replaced_between_push_and_scan_fails_clearly(cluster, tmp_path):
     doc = push(cluster, str(p))
     assert doc["enqueued"][0]["scan"] == "full"
     assert cluster.wait_for(lambda: cluster.report()[str(p)]["status"] == "finished")
+
+
+def test_parts_of_a_split_file_rotated_between_them_fail_clearly(cluster, tmp_path):
+    """Parts of one scan may run far apart (a backlog): one that finds another file under the name
+    fails, instead of the row adding up counts of two files."""
+    p = tmp_path / "app.log"
+    p.write_bytes(lines(0, 400))
+    cluster.mirror()
+    doc = cluster.json("push", "--json", "--node", "n1", "--split-size", "4000", str(p))  # no worker reads n1 yet
+    assert doc["enqueued"][0]["parts"] == 2
+
+    def burst(*options):
+        assert cluster.spawn([os.path.join(BIN, "rq"), "worker", "--burst", *options, "n1.default"], "burst").wait(60) == 0
+
+    burst("--max-jobs", "1")  # the first part, of app.log as pushed
+    os.rename(p, tmp_path / "app.log.1")
+    p.write_bytes(b"%06d INFO a new file\n" % 0 + lines(1, 600))  # a new first line: another head
+    burst()
+    row = cluster.wait_for(lambda: (r := cluster.report()[str(p)])["status"] == "failed" and r, what="the failure")
+    assert row["error"] == f"{p}: replaced since it was pushed (its first bytes differ); push it again"
+    assert row["attempts"] == 1  # a permanent failure: no retry
 
 
 def test_identity_of_unreadable_or_special_files_is_none(tmp_path):
