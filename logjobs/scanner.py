@@ -108,7 +108,7 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
         try:
             compression = _sniff(f)
             if compression is None:
-                first = os.pread(f.fileno(), _FIRST_BYTES, 0)
+                first, size = os.pread(f.fileno(), _FIRST_BYTES, 0), os.fstat(f.fileno()).st_size
                 pieces = _owned(f, start, end, chunk_size)
             elif end is not None:
                 raise ValueError(f"{printable(path)}: a {compression} file cannot be scanned by byte range")
@@ -122,7 +122,7 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 pieces = _tee(pieces, analyzer.feed)
             counts, nlines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size, lines)
             if compression is None:
-                _still_holds(f, first, path)
+                _still_holds(f, first, size, path)
         except OSError as e:
             raise _os_error(path, e) from None
     return ScanResult(dict(zip(patterns, counts)), nlines, nbytes, compression, tail,
@@ -133,10 +133,12 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
 _FIRST_BYTES = 4096
 
 
-def _still_holds(f, first: bytes, path: str):
+def _still_holds(f, first: bytes, size: int, path: str):
     """Raise a ScanError worth retrying if the file was truncated while it was read (`copytruncate`
-    rotation, a log emptied by hand), even if it grew again: the counts would be of no version of it."""
-    if os.fstat(f.fileno()).st_size < f.tell() or os.pread(f.fileno(), len(first), 0) != first:
+    rotation, a log emptied by hand), even if it grew again: the counts would be of no version of it.
+    `first` and `size` are its first bytes and size when the scan began. A file of size 0 then, read
+    whole anyway, is a kernel's (/proc, /sys), whose size is always 0: only its first bytes tell."""
+    if size and os.fstat(f.fileno()).st_size < f.tell() or os.pread(f.fileno(), len(first), 0) != first:
         raise ScanError(f"{printable(path)}: truncated or rewritten while it was scanned; scanning it again",
                         permanent=False)
 

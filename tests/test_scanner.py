@@ -480,6 +480,15 @@ def test_a_file_truncated_while_scanned_is_not_counted(tmp_path, monkeypatch, ch
             assert scan(str(p), ["ERROR"], start, end, chunk_size=1 << 16).counts["ERROR"] > 0
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_a_kernel_file_of_size_zero_is_counted_as_grep_counts_it():
+    # /proc's files say they hold 0 bytes, and hold some: that is not a file truncated while scanned.
+    path = "/proc/self/status"  # its own lines do not change while read (the reader's pid differs)
+    expected = int(subprocess.run(["grep", "-a", "-c", "-F", "Name", path], capture_output=True).stdout)
+    assert os.stat(path).st_size == 0 and expected == 1
+    assert scan(path, ["Name"]).counts == {"Name": 1}
+
+
 def test_simd_path_is_live_where_installed():
     """The parity tests above only cover the fast path if the import-time self-check accepted it."""
     pytest.importorskip("stringzilla")
