@@ -77,7 +77,8 @@ def _scan(path, patterns, start, end, resume, analyse):
         st, compression, data = scanner.peek(path, head_len)
         name = scanner.printable(path)
         if tracking.fingerprint(data) != head:
-            raise ScanError(f"{name}: replaced since it was pushed (its first bytes differ); push it again", permanent=True)
+            raise ScanError(f"{name}: replaced since it was pushed (its first bytes differ); push it again",
+                            permanent=True)
         if compression is None and st.st_size < since:
             raise ScanError(f"{name}: truncated since it was pushed; push it again", permanent=True)
     # Without the analysis (--counts-only), lines go uncounted too: counting them is a pass over

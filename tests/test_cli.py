@@ -264,8 +264,8 @@ def test_ctrl_c_on_push_wait_says_the_jobs_go_on(cluster, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130
-    assert err.splitlines()[-1] == ("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "
-                                    "`logjobs report` follow them)")
+    assert err.splitlines()[-1] == ("logjobs: stopped waiting; the pushed files stay queued "
+                                    "(`logjobs status` and `logjobs report` follow them)")
     assert "Traceback" not in err
     cluster.worker()
     cluster.wait_for(lambda: cluster.report()[str(tmp_path / "a.log")]["status"] == "finished",
