@@ -126,7 +126,9 @@ def _run(tasks, patterns, analyse):
     if failures:
         (path, _), exc = next(iter(failures.items()))
         more = f" (and {len(failures) - 1} more file(s))" if len(failures) > 1 else ""
-        raise ScanFailed(f"{path}: {reason(exc)}{more}") from exc
+        # A ScanError's reason names its file already.
+        named = reason(exc) if isinstance(exc, ScanError) else f"{scanner.printable(path)}: {reason(exc)}"
+        raise ScanFailed(f"{named}{more}") from exc
     return {"files": len(tasks), "scanned": len(todo)}
 
 

@@ -139,7 +139,8 @@ def _still_holds(f, first: bytes, size: int, path: str):
     `first` and `size` are its first bytes and size when the scan began. A file of size 0 then, read
     whole anyway, is a kernel's (/proc, /sys), whose size is always 0: only its first bytes tell."""
     if size and os.fstat(f.fileno()).st_size < f.tell() or os.pread(f.fileno(), len(first), 0) != first:
-        raise ScanError(f"{printable(path)}: truncated or rewritten while it was scanned; scanning it again",
+        # No "retrying" in the words: the attempt may be the last (its state says whether one follows).
+        raise ScanError(f"{printable(path)}: truncated or rewritten while it was scanned",
                         permanent=False)
 
 

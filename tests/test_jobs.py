@@ -1,6 +1,7 @@
 """The scan job under real `rq worker` processes: counting, priority, retries, bad input."""
 
 import gzip
+import json
 import os
 import shutil
 import sqlite3
@@ -84,7 +85,8 @@ def test_transient_failure_is_retried_at_its_interval_and_finishes(cluster, tmp_
         f.truncate(64 << 30)
     cluster.worker()
     cluster.mirror()
-    job_id = cluster.json("push", "--json", "--split-size", "0", "--timeout", "1", "--retry-intervals", "3", str(path))["enqueued"][0]["job_id"]
+    job_id = cluster.json("push", "--json", "--split-size", "0", "--timeout", "1", "--retry-intervals", "6",
+                          str(path))["enqueued"][0]["job_id"]
     # Attempt 1 is "started" for only a second; any sign of it will do.
     cluster.wait_for(lambda: cluster.report().get(str(path), {}).get("attempts", 0) >= 1, what="attempt 1")
     small = tmp_path / "small.log"
@@ -97,9 +99,24 @@ def test_transient_failure_is_retried_at_its_interval_and_finishes(cluster, tmp_
     states = [h["state"] for h in history]
     assert states == ["queued", "started", "scheduled", "started", "finished"], states
     waited = _seconds(history[3]["at"]) - _seconds(history[2]["at"])
-    # RQ scores scheduled jobs in whole seconds (timegm), so a 3 s interval can end up to 1 s early.
-    assert waited >= 2.0, f"retry ran {waited:.1f}s after the failure; its interval is 3s"
+    # RQ scores scheduled jobs in whole seconds (timegm), so a 6 s interval can end up to 1 s early.
+    assert waited >= 5.0, f"retry ran {waited:.1f}s after the failure; its interval is 6s"
     assert "JobTimeoutException" in history[2]["error"]
+
+
+def test_a_job_out_of_retries_names_its_file_once(cluster, tmp_path, conn):
+    # An error that could heal, with no retry left: the job's own failure is the file's reason.
+    path = tmp_path / "emptied.log"
+    with open(path, "wb") as f:
+        f.truncate(64 << 30)  # sparse: read for many seconds
+    cluster.worker()
+    push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--json", "--wait", "--split-size", "0",
+                             "--retries", "0", str(path)], env=cluster.env, stdout=subprocess.PIPE, text=True)
+    cluster.wait_for(lambda: conn.keys("rq:wip:*") and conn.zcard(conn.keys("rq:wip:*")[0]), what="the scan")
+    os.truncate(path, 0)  # emptied while it is read: "truncated or rewritten while it was scanned"
+    out, _ = push.communicate(timeout=120)
+    assert push.returncode == 1
+    assert json.loads(out)["outcome"][0]["error"] == f"{path}: truncated or rewritten while it was scanned"
 
 
 def _seconds(iso):

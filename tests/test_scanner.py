@@ -473,7 +473,7 @@ def test_a_file_truncated_while_scanned_is_not_counted(tmp_path, monkeypatch, ch
     for start, end in ((0, None), (0, 600_000), (500_000, None)):
         p.write_bytes(b"ERROR line\n" * 100_000)
         if failed:
-            with pytest.raises(ScanError, match="truncated or rewritten while it was scanned; scanning it again") as e:
+            with pytest.raises(ScanError, match="truncated or rewritten while it was scanned$") as e:
                 scan(str(p), ["ERROR"], start, end, chunk_size=1 << 16)
             assert e.value.permanent is False  # retried: the next attempt counts the file as it is then
         else:
