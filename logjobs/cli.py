@@ -202,7 +202,7 @@ def push(settings, priority, node, patterns, retries, retry_intervals, timeout, 
     if as_json:
         doc = {"queue": queue,
                "enqueued": [_enqueued(p, ids, pushed.decisions.get(p)) for p, ids in pushed.files.items()],
-               "skipped": [{"path": p, "job_id": j} for p, j in pushed.skipped.items()],
+               "skipped": [{"path": p, "job_id": ids[0]} for p, ids in pushed.skipped.items()],
                "unchanged": [{"path": p, "reason": r} for p, r in pushed.unchanged.items()]}
         if outcome is not None:
             doc["outcome"] = outcome
@@ -243,7 +243,7 @@ def _parse_intervals(text):
 def _wait(conn, pushed, quiet):
     """Wait for every pushed file, showing progress on stderr; return each file's outcome."""
     try:
-        with Progress(len(pushed.files), "scanning") as progress:
+        with Progress(len(pushed.files) + len(pushed.skipped), "scanning") as progress:
             outcome = queues.wait(conn, pushed, progress.show)
     except KeyboardInterrupt:
         click.echo("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "

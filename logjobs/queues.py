@@ -167,9 +167,9 @@ def new_job_id():
 
 @dataclasses.dataclass
 class Pushed:
-    """What `push` did: {path: [job id of each part]} enqueued, {path: job id} skipped as in flight,
-    {path: reason} not scanned as unchanged since their last scan, and how each enqueued file's scan
-    continues an earlier one ({path: Decision})."""
+    """What `push` did: {path: [job id of each part]} enqueued, {path: [job ids]} skipped as in flight
+    (by an earlier push), {path: reason} not scanned as unchanged since their last scan, and how each
+    enqueued file's scan continues an earlier one ({path: Decision})."""
 
     files: dict
     skipped: dict
@@ -307,7 +307,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
         with conn.pipeline(transaction=True) as pipe:
             if datas:
                 rq_queue.enqueue_many(datas, pipeline=pipe)
-            pipe.hset(FILES_KEY, mapping={os.fsencode(p): ids[0] for p, ids in files.items()})
+            pipe.hset(FILES_KEY, mapping={os.fsencode(p): " ".join(ids) for p, ids in files.items()})
             events.emit(pipe, *ordered)
             pipe.execute()
         done.files.update(files)
@@ -378,8 +378,8 @@ def _records(conn, paths, latest):
     raw = conn.hmget(SCANNED_KEY, [os.fsencode(p) for p in paths])
     records, pending = {}, set()
     for p, record in zip(paths, map(_record, raw)):
-        job_id = latest.get(p)
-        if record is not None and job_id is not None and job_id != record["job_id"]:
+        job_ids = latest.get(p)
+        if record is not None and job_ids and job_ids[0] != record["job_id"]:
             record = None
             pending.add(p)
         records[p] = record
@@ -391,18 +391,19 @@ def _record(raw):
 
 
 def _latest(conn, paths):
-    """{path: id of its latest job} for the paths pushed before."""
+    """{path: [id of each job of its latest scan]} for the paths pushed before (a split file has a job
+    per part; an older logjobs kept the first one only)."""
     ids = conn.hmget(FILES_KEY, [os.fsencode(p) for p in paths])
-    return {p: i.decode() for p, i in zip(paths, ids) if i}
+    return {p: i.decode().split() for p, i in zip(paths, ids) if i}
 
 
 def _in_flight(conn, paths, latest=None):
-    """{path: job id} for the paths whose latest job (from `_latest`, read if not given) will still run."""
-    known = list((_latest(conn, paths) if latest is None else latest).items())
-    if not known:
-        return {}
-    states = statuses(conn, [job_id for _, job_id in known])
-    return {p: i for (p, i), state in zip(known, states) if state in IN_FLIGHT}
+    """{path: [job ids]} for the paths whose latest scan (from `_latest`, read if not given) has a job
+    that will still run."""
+    known = (_latest(conn, paths) if latest is None else latest).items()
+    ids = [job_id for _, job_ids in known for job_id in job_ids]
+    running = {job_id for job_id, state in zip(ids, statuses(conn, ids)) if state in IN_FLIGHT} if ids else set()
+    return {p: job_ids for p, job_ids in known if running.intersection(job_ids)}
 
 
 def statuses(conn, job_ids):
@@ -452,13 +453,15 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
     be away for `patience` seconds at a time (a restart: the jobs go on), then its error is raised.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    pending, ended, outage = pushed.job_ids, set(), None
+    # Files skipped as in flight are waited for too: their scan, by an earlier push, is not over yet.
+    files = [*pushed.files.values(), *pushed.skipped.values()]
+    pending, ended, outage = list(dict.fromkeys(j for ids in files for j in ids)), set(), None
     while True:
         try:
             ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
             pending = [j for j in pending if j not in ended]
             if progress is not None:
-                progress(sum(all(j in ended for j in ids) for ids in pushed.files.values()))
+                progress(sum(all(j in ended for j in ids) for ids in files))
             if not pending:
                 return outcomes(conn, pushed)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -475,22 +478,29 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
 
 
 def outcomes(conn, pushed):
-    """Each pushed file's status, counts and failure reason, straight from Redis (for `push --wait`)."""
-    job_ids = pushed.job_ids
+    """Each pushed file's status, counts and failure reason, straight from Redis (for `push --wait`).
+
+    A file skipped as in flight gets its earlier push's outcome, with `skipped` and without counts: its
+    scan may continue one before it, whose counts this push does not know (`report` has them all)."""
+    files = {**pushed.files, **pushed.skipped}
+    job_ids = list(dict.fromkeys(j for ids in files.values() for j in ids))
     jobs = dict(zip(job_ids, Job.fetch_many(job_ids, connection=conn)))
     with conn.pipeline(transaction=False) as pipe:
-        for path, ids in pushed.files.items():
+        for path, ids in files.items():
             for job_id in ids:
                 pipe.hget(DONE_KEY + job_id, os.fsencode(path))
         records = iter(pipe.execute())
     result = []
-    for path, ids in pushed.files.items():
+    for path, ids in files.items():
         parts = [(job_id, json.loads(r) if (r := next(records)) else None) for job_id in ids]
         if path in pushed.decisions and not pushed.decisions[path].scan:
             parts = []  # only renamed: its counts are the record's
         errors = [rec["error"] if rec else _job_failure(jobs[job_id]) for job_id, rec in parts
                   if not rec or "error" in rec]
-        if errors:
+        if path in pushed.skipped:
+            result.append({"path": path, "job_id": ids[0], "status": "failed" if errors else "finished",
+                           "counts": None, "error": errors[0] if errors else None, "skipped": True})
+        elif errors:
             result.append({"path": path, "job_id": ids[0], "status": "failed", "counts": {}, "error": errors[0]})
         else:
             results = [scanner.ScanResult.from_dict(rec["result"]) for _, rec in parts]

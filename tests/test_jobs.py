@@ -217,6 +217,27 @@ def test_node_jobs_run_only_on_that_nodes_workers(cluster, tmp_path):
     assert cluster.json("status", "--json")["waiting"] == {"high": 0, "default": 0, "low": 0, "c.high": 1}
 
 
+def test_push_wait_waits_for_files_an_earlier_push_has_in_flight(cluster, tmp_path):
+    """`push --wait && use the results`: a file skipped as already queued is not done yet either."""
+    from logjobs.queues import node_worker_queues
+
+    big = tmp_path / "big.log"
+    big.write_bytes(b"ERROR x\nINFO y\n" * 4000)
+    cluster.run("push", "--node", "n1", "--split-size", "20000", str(big), check=True)  # 2 parts, no worker yet
+    waiting = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--wait", "--json", "--node", "n1", str(big)],
+                               env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert waiting.poll() is None  # still waiting: nothing has scanned the file
+    cluster.worker(*node_worker_queues("n1"))
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["enqueued"] == [] and [s["path"] for s in doc["skipped"]] == [str(big)]
+    assert doc["outcome"] == [{"path": str(big), "job_id": doc["skipped"][0]["job_id"], "status": "finished",
+                               "counts": None, "error": None, "skipped": True}]
+    assert cluster.report()[str(big)]["counts"] == {"ERROR": 4000}
+
+
 def test_a_long_scan_in_a_batch_gets_its_started_from_the_heartbeat():
     """The Reporter alone, on fakeredis: a batch sends `started` for its first file at once; a later
     file only if the heartbeat beats while it is scanned, and else its outcome says when it began."""
