@@ -20,8 +20,8 @@ from . import events, scanner, tracking
 from .defaults import (
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS,
     DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
-    DEFAULT_SPLIT_BYTES, DONE_KEY, FAILED, FILES_KEY, HEADS_KEY, INODES_KEY, JOB_ID_PREFIX, MAX_PARTS, QUEUED, QUEUES,
-    SCANNED_KEY,
+    DEFAULT_SPLIT_BYTES, DONE_KEY, FAILED, FILES_KEY, HEADS_KEY, INODES_KEY, JOB_ID_PREFIX, MAX_PARTS, PUSHED_KEY,
+    QUEUED, QUEUES, SCANNED_KEY,
 )
 from .exceptions import LogJobsError, PushRefused, ScanError
 from .jobs import SCAN_FILE, SCAN_FILES, ScanFailed
@@ -304,14 +304,42 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             done.decisions[path] = decisions[path]
             if not decisions[path].scan:
                 files[path] = [decisions[path].base]
-        with conn.pipeline(transaction=True) as pipe:
-            if datas:
-                rq_queue.enqueue_many(datas, pipeline=pipe)
-            pipe.hset(FILES_KEY, mapping={os.fsencode(p): " ".join(ids) for p, ids in files.items()})
-            events.emit(pipe, *ordered)
-            pipe.execute()
+        _once(conn, lambda pipe: _queue_batch(pipe, rq_queue, datas, files, ordered))
         done.files.update(files)
     return done
+
+
+def _queue_batch(pipe, rq_queue, datas, files, events_):
+    """A batch of a push, all in one transaction: its jobs, each file's latest jobs, and the events."""
+    if datas:
+        rq_queue.enqueue_many(datas, pipeline=pipe)
+    pipe.hset(FILES_KEY, mapping={os.fsencode(p): " ".join(ids) for p, ids in files.items()})
+    events.emit(pipe, *events_)
+
+
+def _once(conn, queue_commands, tries=3):
+    """Run the commands `queue_commands(pipe)` queues as one transaction, exactly once.
+
+    redis-py sends a MULTI/EXEC again when its reply is lost (a connection cut, a partition): had
+    it run, every job would be enqueued twice. Under WATCH it does not; so the transaction WATCHes a
+    marker it sets, and when its reply is lost, the marker says whether it ran.
+    """
+    marker = PUSHED_KEY + secrets.token_hex(8)
+    for attempt in range(tries):
+        try:
+            with conn.pipeline(transaction=True) as pipe:
+                pipe.watch(marker)
+                pipe.multi()
+                queue_commands(pipe)
+                pipe.set(marker, 1, ex=3600)
+                pipe.execute()
+                return
+        except (redis.ConnectionError, redis.TimeoutError, redis.WatchError):
+            # Asked on a new connection, with the client's retries (a question may be asked twice).
+            if conn.exists(marker):
+                return
+            if attempt == tries - 1:
+                raise
 
 
 def _resume(decision):

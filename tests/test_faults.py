@@ -1,11 +1,13 @@
-"""Whole-system faults with real processes: Redis restarting, a soak of random worker SIGKILLs."""
+"""Whole-system faults with real processes: Redis restarting, a soak of random worker SIGKILLs, a lost reply."""
 
 import json
 import os
 import random
+import socket
 import statistics
 import sqlite3
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -137,3 +139,55 @@ def _recoveries(cluster, kills):
 def _seconds(value):
     """A history timestamp (naive UTC, as SQLite returns it) as seconds since the epoch."""
     return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
+
+
+class ReplyLosingProxy(threading.Thread):
+    """A TCP proxy to Redis that, once, passes a client's EXEC on and then cuts the connection before
+    the reply comes back: the transaction ran, and the client cannot know it."""
+
+    def __init__(self, target_port):
+        super().__init__(daemon=True)
+        self.target_port, self.cut, self.cutting = target_port, threading.Event(), False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+
+    def run(self):
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src, dst, from_client):
+        try:
+            while data := src.recv(65536):
+                if not from_client and self.cutting:
+                    return  # the reply to EXEC: lost
+                cut = from_client and b"EXEC\r\n" in data and not self.cut.is_set()
+                self.cutting = self.cutting or cut
+                dst.sendall(data)
+                if cut:
+                    time.sleep(0.5)  # the server runs it, and replies to no one
+                    for s in (src, dst):
+                        s.shutdown(socket.SHUT_RDWR)
+                    self.cutting = False
+                    self.cut.set()
+                    return
+        except OSError:
+            pass
+
+
+def test_a_push_whose_reply_is_lost_enqueues_its_jobs_once(cluster, conn, tmp_path):
+    """redis-py sends a MULTI/EXEC again when its reply is lost: every job of the batch went in twice."""
+    for i in range(3):
+        (tmp_path / f"{i}.log").write_text("ERROR\n" * i)
+    proxy = ReplyLosingProxy(cluster.server.port)
+    proxy.start()
+    doc = cluster.json("--redis-url", f"redis://127.0.0.1:{proxy.port}/0", "push", "--json", "--batch-files", "1",
+                       *(str(tmp_path / f"{i}.log") for i in range(3)))
+    assert proxy.cut.is_set()  # the transaction's reply was lost
+    queued = [j.decode() for j in conn.lrange("rq:queue:default", 0, -1)]
+    assert sorted(queued) == sorted(e["job_id"] for e in doc["enqueued"])  # each once
+    cluster.worker()
+    rows = cluster.wait_for(lambda: len(final_rows(cluster)) == 3 and final_rows(cluster), what="three rows")
+    assert {r["counts"]["ERROR"]: r["attempts"] for r in rows.values()} == {0: 1, 1: 1, 2: 1}
