@@ -493,7 +493,9 @@ def report(settings, as_json, failed_only, since, until):
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
+        filters = [f for f, on in (("--failed", failed_only), ("--since", since), ("--until", until)) if on]
+        click.echo(f"no file matches {' '.join(filters)}" if filters else
+                   "no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
         return
     width = shutil.get_terminal_size((120, 20)).columns
     click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} {'LEVELS':28} PATH")

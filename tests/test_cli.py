@@ -182,6 +182,8 @@ def test_show_finds_a_file_by_a_relative_name_or_its_job_id(cluster, tmp_path):
     lines = by_name.stdout.splitlines()
     assert lines[0] == f"path:      {tmp_path / 'a.log'}"
     assert 'counts:    {"ERROR": 2}' in lines and "error:     -" in lines
+    # A report that filters every row out says so, not that nothing was pushed.
+    assert cluster.run("report", "--failed", check=True).stdout == "no file matches --failed\n"
 
 
 def test_report_before_any_mirror_says_what_to_do(cluster):
