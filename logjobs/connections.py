@@ -4,6 +4,7 @@ import redis
 import redis_sentinel_url
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
 
 from .exceptions import ConfigError, ConnectionFailed
 from .settings import redact_url
@@ -38,6 +39,9 @@ def ping(url):
         conn.ping()
     except redis.AuthenticationError as exc:
         raise ConnectionFailed(f"Redis at {redact_url(url)} refused the credentials: {exc}") from None
+    except MasterNotFoundError:  # its message holds the repr of every sentinel client: a kilobyte
+        raise ConnectionFailed(f"cannot reach Redis at {redact_url(url)}: no sentinel there names a master "
+                               "for the service (are they up, and is the service name right?)") from None
     except redis.RedisError as exc:
         raise ConnectionFailed(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
     finally:

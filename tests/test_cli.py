@@ -61,6 +61,11 @@ def test_push_with_redis_down_names_the_url_and_enqueues_nothing(cluster, tmp_pa
                              str(tmp_path / "a.log")], capture_output=True, text=True, env=cluster.env, timeout=60)
     one_line_error(result, "cannot reach Redis at redis://:***@127.0.0.1")
     assert "secret" not in result.stderr
+    # Sentinels that are not there: redis-py's message held the repr of every sentinel client.
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/svc/0"
+    result = cluster.run("--redis-url", url, "push", str(tmp_path / "a.log"))
+    one_line_error(result, f"cannot reach Redis at {url}: no sentinel there names a master for the service")
+    assert "<redis." not in result.stderr
 
 
 def test_a_redis_that_never_answers_is_reported_in_seconds(cluster, tmp_path):
