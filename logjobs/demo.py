@@ -114,8 +114,10 @@ def main(argv=None):
         subprocess.run(logjobs + ["report"], env=env, check=True)
         subprocess.run(logjobs + ["status"], env=env, check=True)
         subprocess.run(logjobs + ["top", "-n", "8"], env=env, check=True)
+        if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays to look at
+            shutil.rmtree(logs, ignore_errors=True)
         print(f"demo: {'every file finished' if ok else 'some files did not finish'} in {elapsed:.1f} s; "
-              f"status database: {db}")
+              f"status database: {db}" + ("" if args.dir else " (the sample logs are removed: --dir DIR keeps them)"))
         return 0 if ok else 1
     finally:
         for proc in procs:

@@ -288,3 +288,17 @@ def test_push_wait_reports_progress_as_plain_lines_off_a_terminal(cluster, tmp_p
     result = cluster.run("push", "--wait", str(logs), check=True)
     assert re.search(r"^scanning: 3/3 files, \d+ files/s$", result.stderr, re.M), result.stderr
     assert "finished 3, failed 0" in result.stdout
+
+
+def test_demo_runs_end_to_end_on_its_own_redis(tmp_path):
+    """What `bin/demo` runs (it sets up .venv, then this), on a smaller big log: its own redis-server,
+    two rq workers, the mirror; exit 0 when every file finished; the sample logs removed after."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGJOBS_", "RQ_"))}
+    env["TMPDIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "logjobs.demo", "--big-mb", "8"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("demo: every file finished in ") and "(the sample logs are removed" in last
+    work = next(tmp_path.glob("logjobs-demo-*"))
+    assert (work / "status.db").exists() and not (work / "logs").exists()
