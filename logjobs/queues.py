@@ -39,7 +39,8 @@ STDIN = "-"
 
 
 def expand(args, roots=(), stdin=None):
-    """Absolute paths of the files named by `args` (files, directories, globs, or '-' for stdin).
+    """Absolute paths of the files named by `args` (files, directories, globs, or '-' for stdin), each
+    file once: under the first of its names (a link, a hard link, a path through a symlinked folder).
 
     Refuses (PushRefused) when an argument names nothing, a directory cannot be read, or a path
     lies outside `roots`; anything else that is wrong with a file is left for its job to report.
@@ -63,13 +64,28 @@ def expand(args, roots=(), stdin=None):
                 _add(paths, match)
         else:
             _existing(arg)
-    files = list(paths)
+    files = _once_each(paths)
     for path in files:
         _check_name(path)
     if roots:
         for path in files:
             _check_root(path, roots)
     return files
+
+
+def _once_each(paths):
+    """The paths, but for later names of a file already listed (its job would count it twice)."""
+    seen, kept = set(), []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            kept.append(path)  # its job says what is wrong with it
+            continue
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            kept.append(path)
+    return kept
 
 
 def _existing(path, arg_kind="path"):

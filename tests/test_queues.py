@@ -36,6 +36,14 @@ def test_expand_keeps_each_file_once_in_first_seen_order(tree):
     assert len(paths) == len(set(paths)) == 3
 
 
+def test_expand_keeps_a_file_of_several_names_once(tree):
+    os.symlink(tree / "sub", tree / "via")
+    os.link(tree / "a.log", tree / "hard.log")
+    paths = queues.expand([str(tree / "sub" / "b.log"), str(tree / "via" / "b.log"), str(tree / "a.log"),
+                           str(tree / "hard.log")])
+    assert paths == [str(tree / "sub" / "b.log"), str(tree / "a.log")]
+
+
 def test_expand_refuses_what_names_nothing(tree):
     with pytest.raises(PushRefused, match="no such file or directory: .*missing.log"):
         queues.expand([str(tree / "a.log"), str(tree / "missing.log")])
