@@ -97,7 +97,7 @@ class Settings:
             values.update(_read_config(config_file))
         for name, (var, parse) in _SOURCES.items():
             if environ.get(var):
-                values[name] = parse(environ[var])
+                values[name] = _parsed(parse, environ[var], f"environment variable {var}")
         values.update({k: v for k, v in flags.items() if v is not None})
         for name in ("roots", "retry_intervals"):
             if name in values:
@@ -140,4 +140,12 @@ def _read_config(path):
     unknown = sorted(set(section) - set(_SOURCES))
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(_SOURCES)}")
-    return {name: _SOURCES[name][1](text) for name, text in section.items()}
+    return {name: _parsed(_SOURCES[name][1], text, f"config file {path}") for name, text in section.items()}
+
+
+def _parsed(parse, text, source):
+    """`parse(text)`; its error names where the text came from."""
+    try:
+        return parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

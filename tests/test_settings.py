@@ -32,7 +32,7 @@ def test_roots_are_absolute(tmp_path, monkeypatch):
     ("LOGJOBS_RETRY_INTERVALS", "10,x", "whole seconds"),
 ])
 def test_bad_values(var, value, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=f"^environment variable {var}: .*{message}"):
         Settings.load(environ={var: value})
 
 
@@ -45,8 +45,8 @@ def test_config_file_values_are_taken_literally(tmp_path):
 
 @pytest.mark.parametrize("content,message", [
     (b"\xff\xfe[\n", "is not UTF-8 text"),
-    (b"[logjobs]\njob_timeout = 0\n", "job_timeout must be at least 1"),
-    (b"[logjobs]\nbatch_files = 0\n", "batch_files must be at least 1"),
+    (b"[logjobs]\njob_timeout = 0\n", "logjobs.ini: job_timeout must be at least 1"),
+    (b"[logjobs]\nbatch_files = 0\n", "logjobs.ini: batch_files must be at least 1"),
     (b"redis_url = x\n", "is not valid INI"),
 ])
 def test_bad_config_files(tmp_path, content, message):
