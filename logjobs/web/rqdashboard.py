@@ -11,7 +11,7 @@ import logging
 import re
 
 import rq_dashboard
-from flask import abort, request, url_for
+from flask import abort, current_app, request, url_for
 from markupsafe import Markup
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
@@ -34,7 +34,7 @@ def mount(app, settings, conn):
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
     hooks = app.before_request_funcs[rq_dashboard.blueprint.name]
     hooks.remove(rq_web.push_rq_connection)
-    hooks.append(_one_instance)
+    hooks.extend([_one_instance, _redis_answers])
     app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).extend([_link_home, _policy])
     # A job page for a job Redis no longer has: rq-dashboard would answer 500.
     app.register_error_handler(NoSuchJobError, lambda exc: (
@@ -55,6 +55,13 @@ def _one_instance():
     """Serve instance 0 (the configured Redis) only; rq-dashboard supports lists of them."""
     if (request.view_args or {}).get("instance_number", 0) != 0:
         abort(404)
+
+
+def _redis_answers():
+    """rq-dashboard's queues page catches a lost Redis itself and answers 200 "Connection Error":
+    asked first, Redis gives the 503 every other page gives."""
+    if request.endpoint == f"{rq_dashboard.blueprint.name}.queues_overview":
+        current_app.redis_conn.ping()
 
 
 def _link_home(response):
