@@ -73,6 +73,7 @@ ATTEMPTS_KEY = KEY_PREFIX + "attempts"        # hash: job id -> runs started
 FILES_KEY = KEY_PREFIX + "files"              # hash: absolute path -> ids of its latest scan's jobs
 PUSHED_KEY = KEY_PREFIX + "pushed:"           # + token: marks a push transaction that ran (an hour)
 BEAT_KEY = KEY_PREFIX + "beat:"               # + job id: string with a short TTL while a scan runs
+HANDED_ON_KEY = KEY_PREFIX + "handed-on:"     # + "job id:attempt": the keeper gave the attempt up (a day)
 DONE_KEY = KEY_PREFIX + "done:"               # + job id: hash, path -> JSON result or permanent error
 ORPHANS_KEY = KEY_PREFIX + "orphans"          # hash: job id -> when first seen queued in no queue
 MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch

@@ -22,7 +22,7 @@ from rq.timeouts import JobTimeoutException
 from . import events, fastjson, scanner, tracking
 from .defaults import (
     ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, DEFAULT_FAILURE_TTL, DONE_KEY, FAILED,
-    FINISHED, QUEUED, SCHEDULED, STARTED,
+    FINISHED, HANDED_ON_KEY, QUEUED, SCHEDULED, STARTED,
 )
 from .exceptions import ScanError
 
@@ -122,7 +122,10 @@ def _run(tasks, patterns, analyse):
         for (path, part), exc in failures.items():
             permanent = isinstance(exc, ScanError) and exc.permanent
             report.failed(path, part, FAILED if permanent else state, reason(exc), final=permanent)
-    report.flush()
+    try:
+        report.flush()
+    finally:
+        _leave_if_handed_on(conn, job.id, attempt)
     if failures:
         (path, _), exc = next(iter(failures.items()))
         more = f" (and {len(failures) - 1} more file(s))" if len(failures) > 1 else ""
@@ -130,6 +133,17 @@ def _run(tasks, patterns, analyse):
         named = reason(exc) if isinstance(exc, ScanError) else f"{scanner.printable(path)}: {reason(exc)}"
         raise ScanFailed(f"{named}{more}") from exc
     return {"files": len(tasks), "scanned": len(todo)}
+
+
+def _leave_if_handed_on(conn, job_id, attempt):
+    """End the work-horse here if the keeper gave this attempt up (it was cut off by a partition, and
+    is back): its events went for the record, but RQ's handling of its end, with the horse's stale copy
+    of the job, would undo the newer attempt's (a second result; or a retry of a job that finished)."""
+    given_to = conn.get(f"{HANDED_ON_KEY}{job_id}:{attempt}")
+    if given_to is not None:
+        log.warning("%s: attempt %d was given up while cut off, and the job handed on; leaving it", job_id, attempt)
+        logging.shutdown()
+        os._exit(0)
 
 
 class Reporter:

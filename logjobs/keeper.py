@@ -18,7 +18,7 @@ from rq.scheduler import RQScheduler
 
 from . import events
 from .defaults import (
-    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, ORPHANS_KEY, QUEUES,
+    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, HANDED_ON_KEY, JOB_ID_PREFIX, ORPHANS_KEY, QUEUES,
     RECOVERY_MARK,
 )
 from .jobs import done_paths, files_of, next_state
@@ -173,6 +173,8 @@ class Keeper:
                     for path, part in files_of(job) if path not in done]
             if lost:
                 events.emit(self.conn, *lost)
+            # Should the attempt come back (a partition healing), its work-horse learns it was given up.
+            self.conn.set(f"{HANDED_ON_KEY}{job_id}:{attempt}", worker, ex=24 * 3600)
             # Mark the execution expired; RQ's cleanup then retries the job or moves it to failed.
             self.conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)
             self._silent_since.pop((job_id, execution_id), None)
