@@ -1,5 +1,7 @@
 """Opening the Redis connection every logjobs command shares with RQ."""
 
+from urllib.parse import urlsplit
+
 import redis
 import redis_sentinel_url
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -38,6 +40,9 @@ def ping(url):
     try:
         conn.ping()
     except redis.AuthenticationError as exc:
+        if urlsplit(url).password is None:
+            raise ConnectionFailed(f"Redis at {redact_url(url)} wants a password, and the URL gives none "
+                                   "(redis://:PASSWORD@host:port/db)") from None
         raise ConnectionFailed(f"Redis at {redact_url(url)} refused the credentials: {exc}") from None
     except MasterNotFoundError:  # its message holds the repr of every sentinel client: a kilobyte
         raise ConnectionFailed(f"cannot reach Redis at {redact_url(url)}: no sentinel there names a master "
@@ -50,6 +55,9 @@ def ping(url):
 
 def _client(url, **options):
     options.update(socket_connect_timeout=CONNECT_TIMEOUT, encoding_errors="surrogateescape")  # names need not be UTF-8
+    database = urlsplit(url).path.rsplit("/", 1)[-1] if url.startswith(("redis://", "rediss://")) else ""
+    if database and not database.isdigit():  # redis-py takes any such path for database 0
+        raise ConfigError(f"bad Redis URL {redact_url(url)!r}: the database must be a number, not {database!r}")
     try:
         if url.startswith(SENTINEL_SCHEME):
             return redis_sentinel_url.connect(url, client_options=options)[1]

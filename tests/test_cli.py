@@ -68,6 +68,18 @@ def test_push_with_redis_down_names_the_url_and_enqueues_nothing(cluster, tmp_pa
     assert "<redis." not in result.stderr
 
 
+def test_redis_credentials_and_database_are_checked_in_one_line(cluster, conn, tmp_path):
+    (tmp_path / "a.log").write_text("ERROR\n")
+    port = cluster.server.port
+    one_line_error(cluster.run("--redis-url", f"redis://127.0.0.1:{port}/abc", "push", str(tmp_path / "a.log")),
+                   f"bad Redis URL 'redis://127.0.0.1:{port}/abc': the database must be a number, not 'abc'")
+    conn.config_set("requirepass", "pw")
+    one_line_error(cluster.run("--redis-url", f"redis://127.0.0.1:{port}/0", "push", str(tmp_path / "a.log")),
+                   f"Redis at redis://127.0.0.1:{port}/0 wants a password, and the URL gives none")
+    one_line_error(cluster.run("--redis-url", f"redis://:nope@127.0.0.1:{port}/0", "push", str(tmp_path / "a.log")),
+                   f"Redis at redis://:***@127.0.0.1:{port}/0 refused the credentials")
+
+
 def test_a_redis_that_never_answers_is_reported_in_seconds(cluster, tmp_path):
     # A stopped or hung Redis, or another service on its port: connections are taken, nothing is answered.
     (tmp_path / "a.log").write_text("ERROR\n")
