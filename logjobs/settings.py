@@ -99,6 +99,9 @@ class Settings:
             if environ.get(var):
                 values[name] = _parsed(parse, environ[var], f"environment variable {var}")
         values.update({k: v for k, v in flags.items() if v is not None})
+        for name in ("redis_url", "db"):
+            if name in values and not values[name].strip():
+                raise ConfigError(f"{name} is empty (--{name.replace('_', '-')}, {_SOURCES[name][0]} or the config file)")
         for name in ("roots", "retry_intervals"):
             if name in values:
                 values[name] = tuple(values[name])

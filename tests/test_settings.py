@@ -36,6 +36,14 @@ def test_bad_values(var, value, message):
         Settings.load(environ={var: value})
 
 
+@pytest.mark.parametrize("flag", ["redis_url", "db"])
+def test_an_empty_redis_url_or_database_is_refused(flag):
+    # An empty environment variable counts as unset (as click and rq take it); an empty flag is a mistake.
+    assert Settings.load(environ={"LOGJOBS_DB": ""}).db == "./logjobs.db"
+    with pytest.raises(ConfigError, match=f"^{flag} is empty"):
+        Settings.load(environ={}, **{flag: " "})
+
+
 def test_config_file_values_are_taken_literally(tmp_path):
     ini = tmp_path / "logjobs.ini"
     ini.write_text("[logjobs]\nredis_url = redis://:p%40ss@h:6379/0\ndashboard_password = 100%%(x)s\n")
