@@ -343,6 +343,10 @@ def test_every_mutating_route_needs_post_and_a_csrf_token(seeded, redis_server, 
     assert conn.hget(FILES_KEY, "/l/c.log") is not None and Queue("default", connection=conn).count == 1
     page = client.get(reply.headers["Location"], headers=auth).get_data(as_text=True)
     assert "retrying /l/c.log in default as job lj-" in page
+    # Again, before the mirror has the new scan (the row still says failed): the job is in flight.
+    job_id = conn.hget(FILES_KEY, "/l/c.log").decode()
+    reply = client.post("/retry", data={"csrf_token": token, "path": "/l/c.log"}, headers=auth, follow_redirects=True)
+    assert f"/l/c.log is already queued or running as {job_id}<" in reply.get_data(as_text=True)
     job = Job.create("os.getcwd", id="j-x", connection=conn, origin="default")
     job.save()
     FailedJobRegistry("default", connection=conn).add(job, ttl=-1)

@@ -132,7 +132,7 @@ def retry():
         flash(f"not retried: cannot reach Redis at {settings.redacted_redis_url()}: {type(exc).__name__}", "danger")
         return back
     if pushed.skipped:
-        flash(f"{path} is already queued or running as {pushed.skipped[path]}", "warning")
+        flash(f"{path} is already queued or running as {pushed.skipped[path][0]}", "warning")
     else:
         log.info("retry: %s pushed again into %s as %s", path, row["queue"], pushed.files[path][0])
         flash(f"retrying {path} in {row['queue']} as job {pushed.files[path][0]}", "success")
