@@ -125,6 +125,11 @@ def test_pages_show_the_database(seeded):
     assert re.findall(r'<tr data-path="([^"]+)"', files) == ["/l/b.log"]
     assert re.findall(r'<tr data-path="([^"]+)"', client.get("/files").get_data(as_text=True)) == [
         "/l/a.log", "/l/b.log", "/l/c.log", "/l/d.log"]
+    # A node's queue is a queue too; a name that is none, or an unknown state, is said so, not ignored.
+    assert re.findall(r'<tr data-path="([^"]+)"', client.get("/files?queue=web1.high").get_data(as_text=True)) == []
+    files = client.get("/files?queue=bogus&state=done").get_data(as_text=True)
+    assert "no queue &#39;bogus&#39;: showing every queue" in files and "no state &#39;done&#39;" in files
+    assert len(re.findall(r'<tr data-path="([^"]+)"', files)) == 4
 
     failures = client.get("/failures").get_data(as_text=True)
     assert re.findall(r'<tr data-path="([^"]+)"', failures) == ["/l/c.log"]

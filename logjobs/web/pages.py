@@ -140,7 +140,13 @@ def retry():
 
 
 def _filters():
-    """The queue, state and path filters of the query string; unknown queues and states are ignored."""
-    queue, state = request.args.get("queue"), request.args.get("state")
-    return {"queue": queue if queue in QUEUES else None, "state": state if state in STATES else None,
-            "path": request.args.get("path", "").strip() or None}
+    """The queue (a priority, or a node's queue: `web1.high`), state and path filters of the query string;
+    an unknown queue or state is left out, with a warning on the page."""
+    queue, state = request.args.get("queue") or None, request.args.get("state") or None
+    if queue is not None and queues.split_queue_name(queue)[1] is None:
+        flash(f"no queue {queue!r}: showing every queue", "warning")
+        queue = None
+    if state is not None and state not in STATES:
+        flash(f"no state {state!r}: showing every state", "warning")
+        state = None
+    return {"queue": queue, "state": state, "path": request.args.get("path", "").strip() or None}
