@@ -280,6 +280,7 @@ def test_ctrl_c_on_push_wait_says_the_jobs_go_on(cluster, tmp_path):
                              str(tmp_path / "a.log")], env=cluster.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_default)
     assert proc.stdout.readline().startswith("enqueued 1 file(s)")  # no worker yet: it waits
+    time.sleep(1)  # into the wait (a Ctrl-C before it is a plain "interrupted")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130

@@ -10,6 +10,7 @@ import sys
 import time
 
 import fakeredis
+import psutil
 import pytest
 
 from logjobs import events
@@ -104,15 +105,21 @@ def test_transient_failure_is_retried_at_its_interval_and_finishes(cluster, tmp_
     assert "JobTimeoutException" in history[2]["error"]
 
 
-def test_a_job_out_of_retries_names_its_file_once(cluster, tmp_path, conn):
+def test_a_job_out_of_retries_names_its_file_once(cluster, tmp_path):
     # An error that could heal, with no retry left: the job's own failure is the file's reason.
     path = tmp_path / "emptied.log"
     with open(path, "wb") as f:
         f.truncate(64 << 30)  # sparse: read for many seconds
-    cluster.worker()
+    worker = psutil.Process(cluster.worker().pid)
     push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--json", "--wait", "--split-size", "0",
                              "--retries", "0", str(path)], env=cluster.env, stdout=subprocess.PIPE, text=True)
-    cluster.wait_for(lambda: conn.keys("rq:wip:*") and conn.zcard(conn.keys("rq:wip:*")[0]), what="the scan")
+
+    def reading():  # the work-horse has the file open: its scan is under way
+        try:
+            return any(f.path == str(path) for horse in worker.children() for f in horse.open_files())
+        except psutil.NoSuchProcess:
+            return False
+    cluster.wait_for(reading, what="the scan")
     os.truncate(path, 0)  # emptied while it is read: "truncated or rewritten while it was scanned"
     out, _ = push.communicate(timeout=120)
     assert push.returncode == 1
