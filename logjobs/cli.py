@@ -243,7 +243,7 @@ def _parse_intervals(text):
 def _wait(conn, pushed, quiet):
     """Wait for every pushed file, showing progress on stderr; return each file's outcome."""
     try:
-        with Progress(len(pushed.files) + len(pushed.skipped), "scanning") as progress:
+        with Progress(len(pushed.awaited), "scanning") as progress:
             outcome = queues.wait(conn, pushed, progress.show)
     except KeyboardInterrupt:
         click.echo("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "

@@ -194,7 +194,19 @@ class Pushed:
 
     @property
     def job_ids(self):
-        return list(dict.fromkeys(j for ids in self.files.values() for j in ids))
+        """The jobs enqueued, each once."""
+        return _each_once(self.files)
+
+    @property
+    def awaited(self):
+        """{path: [job ids]} of every file `push --wait` waits for: those enqueued, and those skipped as
+        in flight (their scan, by an earlier push, is not over yet)."""
+        return {**self.files, **self.skipped}
+
+
+def _each_once(files):
+    """The job ids of {path: [job ids]}, each once (files of a batch share a job), in order."""
+    return list(dict.fromkeys(j for ids in files.values() for j in ids))
 
 
 def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES, batch_bytes=DEFAULT_BATCH_BYTES,
@@ -446,7 +458,7 @@ def _in_flight(conn, paths, latest=None):
     that will still run."""
     known = (_latest(conn, paths) if latest is None else latest).items()
     ids = [job_id for _, job_ids in known for job_id in job_ids]
-    running = {job_id for job_id, state in zip(ids, statuses(conn, ids)) if state in IN_FLIGHT} if ids else set()
+    running = {job_id for job_id, state in zip(ids, statuses(conn, ids)) if state in IN_FLIGHT}
     return {p: job_ids for p, job_ids in known if running.intersection(job_ids)}
 
 
@@ -497,15 +509,14 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
     be away for `patience` seconds at a time (a restart: the jobs go on), then its error is raised.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    # Files skipped as in flight are waited for too: their scan, by an earlier push, is not over yet.
-    files = [*pushed.files.values(), *pushed.skipped.values()]
-    pending, ended, outage = list(dict.fromkeys(j for ids in files for j in ids)), set(), None
+    files = pushed.awaited
+    pending, ended, outage = _each_once(files), set(), None
     while True:
         try:
             ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
             pending = [j for j in pending if j not in ended]
             if progress is not None:
-                progress(sum(all(j in ended for j in ids) for ids in files))
+                progress(sum(all(j in ended for j in ids) for ids in files.values()))
             if not pending:
                 return outcomes(conn, pushed)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -526,8 +537,8 @@ def outcomes(conn, pushed):
 
     A file skipped as in flight gets its earlier push's outcome, with `skipped` and without counts: its
     scan may continue one before it, whose counts this push does not know (`report` has them all)."""
-    files = {**pushed.files, **pushed.skipped}
-    job_ids = list(dict.fromkeys(j for ids in files.values() for j in ids))
+    files = pushed.awaited
+    job_ids = _each_once(files)
     jobs = dict(zip(job_ids, Job.fetch_many(job_ids, connection=conn)))
     with conn.pipeline(transaction=False) as pipe:
         for path, ids in files.items():

@@ -38,8 +38,8 @@ def live(conn):
     workers alive."""
     waiting = {name: Queue(name, connection=conn).count for name in QUEUES}
     for queue in sorted(Queue.all(connection=conn), key=lambda q: q.name):
-        if split_queue_name(queue.name)[0] is not None and queue.count:
-            waiting[queue.name] = queue.count
+        if split_queue_name(queue.name)[0] is not None and (count := queue.count):  # one LLEN each
+            waiting[queue.name] = count
     workers = [
         {"name": w.name, "state": w.get_state(), "queues": w.queue_names(), "job_id": w.get_current_job_id()}
         for w in Worker.all(connection=conn)
