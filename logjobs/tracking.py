@@ -143,7 +143,13 @@ def _moved(path, ident, old_path, old):
     if old["head_len"] < HEAD_BYTES or not holds(path, ident, old):
         return False
     now = Identity.of(old_path)
-    return now is None or not (_same_file(old_path, now, old) and now.size >= old["end"])
+    return now is None or not _holds_all(old_path, now, old)
+
+
+def _holds_all(path, ident, record):
+    """Does the file `ident` at `path` still hold everything `record` counted? A compressed file's size
+    says nothing of its content's length (`end`): one still there, still beginning alike, holds it."""
+    return _same_file(path, ident, record) and (ident.compression is not None or ident.size >= record["end"])
 
 
 def _continued(path, ident, record, moved_from):

@@ -289,6 +289,19 @@ def test_small_files_alike_are_not_taken_for_one_another(tmp_path):
     assert decide(str(new), Identity.of(str(new)), None, ["ERROR"], candidate=(str(old), rec)).action == FULL
 
 
+def test_compressed_files_alike_in_their_first_kilobyte_are_two_files(tmp_path):
+    """Two archives whose contents begin with the same header, both still there: neither is the other
+    moved. (One was: the old archive's compressed size was taken for its content's length.)"""
+    header = lines(0, 40)  # more than HEAD_BYTES
+    one, two = tmp_path / "c.gz", tmp_path / "d.gz"
+    one.write_bytes(gzip.compress(header + lines(100, 10)))
+    two.write_bytes(gzip.compress(header + lines(200, 300)))
+    rec = {**record_of(one), "end": len(header) + len(lines(100, 10))}
+    assert decide(str(two), Identity.of(str(two)), None, ["ERROR"], candidate=(str(one), rec)).action == FULL
+    one.unlink()  # gone: now the other may be it, recompressed
+    assert decide(str(two), Identity.of(str(two)), None, ["ERROR"], candidate=(str(one), rec)).action == MOVED
+
+
 def test_a_push_before_the_mirror_has_the_last_scan_scans_whole(cluster, tmp_path):
     """Pushed again before the mirror has recorded the previous scan, a file cannot continue the
     record before that one: it is scanned whole, and its row ends right, never failed."""
