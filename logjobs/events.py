@@ -62,10 +62,29 @@ class Event:
                 if v is not None and k != "stream_id" and not (k in ("attempt", "part") and v == 0)}
 
 
+#: JSON bytes of events an entry holds at most (one event bigger than that has an entry of its own):
+#: the mirror reads entries a bounded number of bytes at a time, which it can only do by counting them.
+ENTRY_BYTES = 64 << 10
+
+
 def emit(conn, *evs):
-    """Append events to the stream as one entry (`conn` may be a pipeline, to join a transaction)."""
+    """Append events to the stream, in as few entries of at most ENTRY_BYTES as they fit in (`conn` may
+    be a pipeline, to join a transaction)."""
+    entry, size = [], 0
+    for e in evs:
+        text = fastjson.dumps(e.to_dict())
+        if entry and size + len(text) > ENTRY_BYTES:
+            _add(conn, entry)
+            entry, size = [], 0
+        entry.append(text)
+        size += len(text) + 1
+    if entry:
+        _add(conn, entry)
+
+
+def _add(conn, texts):
     # No MAXLEN: an entry the mirror has not applied must never be trimmed; it trims applied ones.
-    return conn.xadd(EVENTS_KEY, {"events": fastjson.dumps([e.to_dict() for e in evs])})
+    conn.xadd(EVENTS_KEY, {"events": "[" + ",".join(texts) + "]"})
 
 
 def read(entry_id, fields):

@@ -42,10 +42,10 @@ log = logging.getLogger(__name__)
 CONSUMER = "mirror"   # one name for every mirror: the lock holder re-reads whatever a dead one left
 LOCK_TIMEOUT = 10     # s; renewed after every batch, so a dead mirror's lock frees within this
 RECONCILE = "reconcile"  # worker name marking an event the reconciler synthesised
-#: Bytes of stream entries a drain step reads, about: its memory and its transaction stay bounded
-#: however long the backlog (a mirror back after an outage), since an entry of analysed files' events
-#: can hold megabytes. A step's rows show when it commits: 1 MB (the events of ~5,000 files counted
-#: without the analysis) shows the first events of a burst sooner than 4 MB did.
+#: Bytes of stream entries a drain step reads, at most (but for an event bigger than an entry may
+#: hold): its memory and its transaction stay bounded however long the backlog (a mirror back after an
+#: outage). A step's rows show when it commits: 1 MB (the events of ~5,000 files counted without the
+#: analysis) shows the first events of a burst sooner than 4 MB did.
 STEP_BYTES = 1 << 20
 #: Fields of each rotation index (INODES_KEY, HEADS_KEY) looked at per reconciliation: a sweep's step.
 SWEEP_BATCH = 1000
@@ -58,7 +58,6 @@ class Mirror:
         self.conn, self.batch = conn, batch
         self.keeper = keeper if keeper is not None else Keeper(conn)
         self.lock = conn.lock(MIRROR_LOCK_KEY, timeout=LOCK_TIMEOUT)
-        self._entry_bytes = STEP_BYTES // 16  # per stream entry, as last read: the first step takes 16
         self._sweep = {INODES_KEY: 0, HEADS_KEY: 0}  # where forget_stale_records goes on in each hash
 
     # -- the two ways to run ---------------------------------------------------------------------
@@ -119,13 +118,7 @@ class Mirror:
         """Apply every event in the stream; returns how many."""
         self._ensure_group()
         applied = 0
-        while True:
-            count = max(1, min(self.batch, STEP_BYTES // self._entry_bytes))
-            # Entries delivered before but never acknowledged (a mirror died mid-batch) come first.
-            entries = self._read("0", count) or self._read(">", count)
-            if not entries:
-                return applied
-            self._entry_bytes = max(1, sum(len(fields.get(b"events", b"")) for _, fields in entries) // len(entries))
+        while entries := self._step():
             # An entry trimmed while pending comes back without fields: nothing to apply, only to ack.
             batch = [event for entry_id, fields in entries if fields for event in events.read(entry_id, fields)]
             with db.atomic():
@@ -138,6 +131,26 @@ class Mirror:
                 pipe.execute()
             applied += len(batch)
             self.lock.reacquire()  # a long backlog must not outlast the lock
+        return applied
+
+    def _step(self):
+        """The entries of the next step: at most STEP_BYTES of them, read as many at a time as surely fit
+        (an entry holds at most events.ENTRY_BYTES). Entries delivered before but never acknowledged (a
+        mirror died mid-step) come first."""
+        entries, size, after = [], 0, "0"
+        while True:
+            count = max(1, min(self.batch, (STEP_BYTES - size) // events.ENTRY_BYTES))
+            got = self._read(after, count)
+            entries += got
+            size += sum(len(fields.get(b"events", b"")) for _, fields in got)
+            if len(got) == count:
+                after = got[-1][0] if after != ">" else after
+            elif after == ">":
+                return entries  # the stream is drained
+            else:
+                after = ">"  # no more left pending: on to new entries
+            if STEP_BYTES - size < events.ENTRY_BYTES:
+                return entries
 
     def _release(self):
         try:
