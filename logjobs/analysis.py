@@ -96,7 +96,12 @@ EXAMPLE_CHARS = 500
 """Characters of a template's example line."""
 
 CHUNK_SIZE = 1024 * 1024
-"""Whole lines are analysed about this many bytes at a time, which bounds the lists of one step."""
+"""Whole lines are analysed about this many bytes at a time, or CHUNK_LINES lines if fewer: that
+bounds the lists of one step, which hold a few hundred bytes per line."""
+
+CHUNK_LINES = 16 * 1024
+"""Lines analysed at a time, at most (but for a step of one line): a megabyte of short lines would
+make lists of over 100 MB."""
 
 _SPELLINGS = {
     "FATAL": ("fatal", "critical", "crit", "emergency", "emerg", "alert", "panic"),
@@ -369,9 +374,7 @@ class Analyzer:
         self._end_line()
         lo, hi = first + 1, data.rfind(NL) + 1
         while lo < hi:
-            cut = hi if hi - lo <= CHUNK_SIZE else data.rfind(NL, lo, lo + CHUNK_SIZE) + 1
-            if cut <= lo:  # a line longer than a chunk
-                cut = data.find(NL, lo + CHUNK_SIZE) + 1
+            cut = _cut(data, lo, hi)
             self._chunk(data, lo, cut)
             lo = cut
         self._grow(data, hi, len(data))
@@ -589,6 +592,16 @@ class _Stream:
         if self.offsets is not None:
             return self.offsets[i]
         return data.find(NL + self.lines[i] + NL, start, hi) + 1
+
+
+def _cut(data: bytes, lo: int, hi: int) -> int:
+    """Where the step of whole lines from data[lo] ends: after CHUNK_SIZE bytes or CHUNK_LINES lines,
+    whichever comes first, at a line end (data[hi - 1] is one), or after one line longer than that."""
+    end = min(hi, lo + CHUNK_SIZE)
+    while (lines := data.count(NL, lo, end)) > CHUNK_LINES:
+        end = lo + (end - lo) * CHUNK_LINES // lines  # shorter, so lines fall: ends with one line at most
+    cut = end if end == hi else data.rfind(NL, lo, end) + 1
+    return cut if cut > lo else data.find(NL, lo) + 1
 
 
 def analyse(data: bytes, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES) -> Analysis:

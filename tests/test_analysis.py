@@ -478,6 +478,23 @@ def test_many_long_error_lines_keep_memory_bounded():
     assert peak < 16 * 2**20  # the 30 MB of lines, made before, are not counted
 
 
+@pytest.mark.parametrize("pattern, line", [("E", b"E\n"), ("", b"\n"), ("GET", b"1 GET /\n"), ("ERROR", b"ERROR\n")])
+def test_short_lines_keep_memory_bounded(pattern, line):
+    # A megabyte piece was analysed at once, with a few hundred bytes of lists per line it holds: 154 MB
+    # for a piece of "E\n" lines matching the pattern.
+    piece = line * (2**19 // len(line))
+    analyzer = Analyzer([pattern], 2024)
+    tracemalloc.start()
+    try:
+        analyzer.feed(piece)
+        a = analyzer.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+    assert sum(m.count for m in a.messages.values()) + a.overflow == 2**19 // len(line)
+
+
 def test_a_100_mb_line_keeps_memory_bounded():
     piece = b"abcdefghijklmnopqrstuvwxyz 0123456789 " * (2**20 // 38)
     analyzer = Analyzer(["NEEDLE"], 2024)
