@@ -199,7 +199,9 @@ class Reporter:
     def finished(self, path, part, result):
         self.pending.append(events.Event(self.job_id, path, FINISHED, self.attempt, part, worker=self.worker,
                                          result=result, started_at=self._began(path)))
-        self.done[path] = {"result": result}
+        # For a retry, `push --wait` and the reconciler: no analysis (it can take hundreds of KB, and
+        # its event carries it to the database), as the record stays as long as RQ keeps a failed job.
+        self.done[path] = {"result": {k: v for k, v in result.items() if k != "analysis"}}
         if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL:
             self.flush()
 

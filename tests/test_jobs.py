@@ -272,3 +272,16 @@ def test_a_long_scan_in_a_batch_gets_its_started_from_the_heartbeat():
     assert [s for _, state, _, s in sent if state == "finished"][:2] == [None, None]  # their started was sent
     c_started_at = sent[4][3]
     assert c_started_at is not None and c_started_at <= sent[4][2]
+
+
+def test_a_file_done_is_recorded_without_its_analysis():
+    """The record of a file done (for a retry, `push --wait` and the reconciler) is kept as long as RQ
+    keeps a failed job: 30 days. It held the file's whole analysis, often more than its event's rest."""
+    conn = fakeredis.FakeRedis()
+    report = Reporter(conn, "j1", 1, "w1", DONE_KEY + "j1")
+    result = {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90, "analysis": {"levels": {"ERROR": 2}, "pad": "x" * 9000}}
+    report.finished("a", 0, result)
+    report.flush()
+    assert json.loads(conn.hget(DONE_KEY + "j1", "a")) == {"result": {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90}}
+    (sent,) = [e for i, f in conn.xrange(EVENTS_KEY) for e in events.read(i, f)]
+    assert sent.result == result  # the database gets it all
