@@ -4,12 +4,14 @@ import contextlib
 import dataclasses
 import functools
 import io
+import itertools
 import json
 import logging
 import os
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 
@@ -488,15 +490,30 @@ def report(settings, as_json, failed_only, since, until):
     """
     from . import views
 
-    rows = _read(settings, views.report, failed_only, since, until)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        filters = [f for f, on in (("--failed", failed_only), ("--since", since), ("--until", until)) if on]
-        click.echo(f"no file matches {' '.join(filters)}" if filters else
-                   "no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
-        return
+    with _database(settings):
+        rows = views.report(failed_only, since, until)  # read as they are written
+        if as_json:
+            _echo_json_list(rows)
+            return
+        first = next(rows, None)
+        if first is None:
+            filters = [f for f, on in (("--failed", failed_only), ("--since", since), ("--until", until)) if on]
+            click.echo(f"no file matches {' '.join(filters)}" if filters else
+                       "no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
+            return
+        _echo_report(itertools.chain([first], rows))
+
+
+def _echo_json_list(items):
+    """Write `json.dumps(list(items), indent=2)`, an item at a time."""
+    opening = "["
+    for item in items:
+        click.echo(opening + "\n" + textwrap.indent(json.dumps(item, indent=2), "  "), nl=False)
+        opening = ","
+    click.echo("[]" if opening == "[" else "\n]")
+
+
+def _echo_report(rows):
     width = shutil.get_terminal_size((120, 20)).columns
     click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} {'LEVELS':28} PATH")
     for row in rows:
@@ -581,11 +598,18 @@ def show(settings, key, as_json):
 
 
 def _read(settings, view, *args):
+    with _database(settings):
+        return view(*args)
+
+
+@contextlib.contextmanager
+def _database(settings):
+    """The status database, open (for reading) inside the block."""
     from .models import open_database
 
     database = open_database(settings.db, create=False)
     with database.connection_context():
-        return view(*args)
+        yield
 
 
 @cli.command()

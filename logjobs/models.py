@@ -70,6 +70,7 @@ class Scan(BaseModel):
         table_name = "scans"
 
     def to_dict(self):
+        """The row as `report --json` shows it; it reads only the columns in `REPORTED`."""
         return {
             "path": self.path,
             "status": self.status,
@@ -91,6 +92,13 @@ class Scan(BaseModel):
             "started_at": isoformat(self.started_at),
             "ended_at": isoformat(self.ended_at),
         }
+
+    @classmethod
+    def reported(cls, *more):
+        """A query of the columns to_dict() reads (and `more`): not the analysis, often most of a row."""
+        return cls.select(cls.path, cls.status, cls.counts, cls.error, cls.attempts, cls.queue, cls.job_id,
+                          cls.patterns, cls.parts, cls.lines, cls.bytes, cls.compression, cls.levels, cls.scanned,
+                          cls.moved_to, cls.worker, cls.enqueued_at, cls.started_at, cls.ended_at, *more)
 
 
 class History(BaseModel):

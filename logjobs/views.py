@@ -54,22 +54,23 @@ def recent_failures(limit=5):
 
 
 def report(failed_only=False, since=None, until=None):
-    """One dict per pushed file, in path order.
+    """One dict per pushed file, in path order, read from the database as they are taken: a report of
+    a million files holds one at a time.
 
     With a time window (`since`/`until`: minute keys, see `minute`), each row's `levels` counts only
     the lines stamped within it, and files with no such line are left out.
     """
-    query = Scan.select().order_by(Scan.path)
+    windowed = since is not None or until is not None
+    query = Scan.reported(*[Scan.analysis] if windowed else []).order_by(Scan.path)
     if failed_only:
         query = query.where(Scan.status == "failed")
-    if since is None and until is None:
-        return [row.to_dict() for row in query]
-    rows = []
-    for row in query.where(Scan.analysis.is_null(False)):
+    if not windowed:
+        yield from map(Scan.to_dict, query.iterator())
+        return
+    for row in query.where(Scan.analysis.is_null(False)).iterator():
         levels = _window(analysis.Analysis.from_dict(fastjson.loads(row.analysis)).minutes, since, until)
         if levels:
-            rows.append({**row.to_dict(), "levels": levels})
-    return rows
+            yield {**row.to_dict(), "levels": levels}
 
 
 def _window(minutes, since, until):

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from rq import Queue
 
+from logjobs import cli as cli_module
 from logjobs.cli import cli
 from logjobs.embedded import free_port
 
@@ -315,3 +316,10 @@ def test_demo_runs_end_to_end_on_its_own_redis(tmp_path):
     assert last.startswith("demo: every file finished in ") and "(the sample logs are removed" in last
     work = next(tmp_path.glob("logjobs-demo-*"))
     assert (work / "status.db").exists() and not (work / "logs").exists()
+
+
+@pytest.mark.parametrize("items", [[], [{"path": "/a\nb", "counts": {}}], [{"a": [1, {"b": None}]}, {}, {"c": "é"}]])
+def test_a_json_list_written_an_item_at_a_time_reads_as_one(capsys, items):
+    # `report --json` writes its rows as the database gives them, not all at once (8 KB a row in memory).
+    cli_module._echo_json_list(iter(items))
+    assert capsys.readouterr().out == json.dumps(items, indent=2) + "\n"
