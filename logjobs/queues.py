@@ -1,6 +1,7 @@
 """Enqueueing scans: expanding paths, skipping files already in flight, one transaction per batch."""
 
 import dataclasses
+import errno
 import glob
 import json
 import logging
@@ -89,8 +90,11 @@ def _once_each(paths):
 
 
 def _existing(path, arg_kind="path"):
-    if not os.path.lexists(path):
-        raise PushRefused(f"no such file or directory: {scanner.printable(path)} ({arg_kind}); nothing was enqueued")
+    try:
+        os.lstat(path)
+    except OSError as e:  # not only ENOENT: a path too long, a folder on it that may not be searched...
+        reason = "no such file or directory" if e.errno == errno.ENOENT else (e.strerror or str(e)).lower()
+        raise PushRefused(f"{reason}: {scanner.printable(path)} ({arg_kind}); nothing was enqueued") from None
     return path
 
 
@@ -124,8 +128,8 @@ def _check_name(path):
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise PushRefused(f"file name is not valid UTF-8: {ascii(path)[1:-1]}; rename it (nothing was enqueued)")\
-            from None
+        raise PushRefused(f"file name is not valid UTF-8: {repr(os.fsencode(path))[2:-1]}; rename it (nothing was "
+                          "enqueued)") from None
 
 
 def _check_root(path, roots):

@@ -51,6 +51,10 @@ def test_expand_refuses_what_names_nothing(tree):
         queues.expand([str(tree / "*.nothing")])
     with pytest.raises(PushRefused, match="no such file"):
         queues.expand(["-"], stdin=io.StringIO(str(tree / "gone.log") + "\n"))
+    # A path longer than the system takes is not said to be missing.
+    deep = str(tree) + "/" + "/".join(["d" * 200] * 25) + "/a.log"
+    with pytest.raises(PushRefused, match="file name too long: .*/a.log .path.; nothing was enqueued"):
+        queues.expand([deep])
 
 
 def test_expand_leaves_odd_files_for_their_job_to_report(tree):
@@ -151,7 +155,7 @@ def test_job_ids_are_valid_rq_ids_and_never_reused():
 
 def test_expand_refuses_file_names_that_are_not_utf8(tree):
     os.close(os.open(os.path.join(os.fsencode(tree), b"bad-\xff.log"), os.O_CREAT | os.O_WRONLY))
-    with pytest.raises(PushRefused, match=r"not valid UTF-8: .*bad-\\udcff.log"):
+    with pytest.raises(PushRefused, match=r"not valid UTF-8: .*bad-\\xff.log; rename it"):  # the bytes, as ls -b
         queues.expand([str(tree)])
 
 
