@@ -288,9 +288,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             continue
         idents, decisions = _decide(conn, todo, patterns, force, analyse, latest)
         done.unchanged.update({p: d.reason for p, d in decisions.items() if d.action == tracking.UNCHANGED})
-        # Moves first: a file renamed away must hand over its record before its old name starts over.
-        todo = sorted((p for p in todo if decisions[p].action != tracking.UNCHANGED),
-                      key=lambda p: decisions[p].moved_from is None)
+        todo = _handing_on_first([p for p in todo if decisions[p].action != tracking.UNCHANGED], decisions)
         if not todo:
             continue
         datas, pushes, files = [], {}, {}
@@ -339,6 +337,22 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
         _once(conn, lambda pipe: _queue_batch(pipe, rq_queue, datas, files, ordered))
         done.files.update(files)
     return done
+
+
+def _handing_on_first(paths, decisions):
+    """The paths in the order their events must reach the mirror: a file renamed away hands its record
+    over before its old name starts over. So moves come first, and a move before the move of the name
+    it comes from: in a rotation (app.log.1 -> app.log.2, app.log -> app.log.1), app.log.2 takes
+    app.log.1's counts before app.log.1 takes app.log's."""
+    def chain(path):
+        """How many moves in a row end at `path` (app.log.2: 2; app.log.1: 1; app.log: 0)."""
+        moves, seen = 0, set()
+        while path in decisions and decisions[path].moved_from is not None and path not in seen:
+            seen.add(path)
+            moves += 1
+            path = decisions[path].moved_from
+        return moves
+    return sorted(paths, key=lambda p: (decisions[p].moved_from is None, -chain(p)))
 
 
 def _queue_batch(pipe, rq_queue, datas, files, events_):

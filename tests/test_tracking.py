@@ -204,6 +204,32 @@ def test_rotation_by_rename_then_gzip_counts_each_line_once(running, tmp_path):
     assert counted == total + grep_count(str(log)), "every line counted once over all rows"
 
 
+def test_a_rotation_of_several_generations_in_one_push_hands_each_record_on(running, tmp_path):
+    """logrotate's `rotate N`: app.log.1 -> app.log.2 and app.log -> app.log.1 at once, then one push.
+    app.log.1 took app.log's record first, so app.log.2 found app.log.1's scan gone, and failed."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_bytes(lines(0, 300))
+    (logs / "app.log.1").write_bytes(lines(1000, 200, every=2))
+    push(running, str(logs))
+    for name in ("app.log", "app.log.1"):
+        settled(running, logs / name)
+    counts = {name: grep_count(str(logs / name)) for name in ("app.log", "app.log.1")}
+    os.rename(logs / "app.log.1", logs / "app.log.2")
+    os.rename(logs / "app.log", logs / "app.log.1")
+    (logs / "app.log").write_bytes(lines(5000, 30))
+    doc = push(running, str(logs))
+    how = {os.path.basename(e["path"]): (e["scan"], e.get("moved_from")) for e in doc["enqueued"]}
+    assert how == {"app.log": ("full", None), "app.log.1": ("moved", str(logs / "app.log")),
+                   "app.log.2": ("moved", str(logs / "app.log.1"))}
+    rows = running.wait_for(lambda: (r := running.report()) and all(
+        r[str(logs / n)]["status"] in ("finished", "failed") for n in how) and r, what="every row final")
+    assert {n: (rows[str(logs / n)]["status"], rows[str(logs / n)]["counts"]) for n in how} == {
+        "app.log": ("finished", {"ERROR": grep_count(str(logs / "app.log"))}),
+        "app.log.1": ("finished", {"ERROR": counts["app.log"]}),
+        "app.log.2": ("finished", {"ERROR": counts["app.log.1"]})}
+
+
 def test_truncated_file_is_scanned_from_the_start(running, tmp_path):
     p = tmp_path / "app.log"
     p.write_bytes(lines(0, 1000))
