@@ -113,7 +113,7 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
             elif end is not None:
                 raise ValueError(f"{printable(path)}: a {compression} file cannot be scanned by byte range")
             else:
-                pieces = _skip(_decompressed(f, compression, chunk_size, path), start)
+                pieces = _skip(_decompressed(f, compression, chunk_size, path), start, path)
             if analyse:  # syslog stamps have no year: the file's last write tells it
                 from logjobs import analysis  # its regexes take a while to compile: only when asked for
 
@@ -416,14 +416,17 @@ def _tee(pieces: Iterable[bytes], feed) -> Iterator[bytes]:
         yield data
 
 
-def _skip(pieces: Iterator[bytes], n: int) -> Iterator[bytes]:
-    """The stream of pieces without its first `n` bytes."""
+def _skip(pieces: Iterator[bytes], n: int, path: str) -> Iterator[bytes]:
+    """The stream of pieces without its first `n` bytes (those of an earlier scan, which it must hold)."""
     for data in pieces:
         if n >= len(data):
             n -= len(data)
             continue
         yield data[n:] if n else data
         n = 0
+    if n:  # an archive made of less than was counted of its file: lines written after it was compressed
+        raise ScanError(f"{printable(path)}: holds less than was counted of it before it was compressed; push it "
+                        "again to scan it whole", permanent=True)
 
 
 def _decompressed(f, compression: str, chunk_size: int, path: str) -> Iterator[bytes]:

@@ -505,3 +505,16 @@ def test_compression_is_told_by_content(corpus):
     with pytest.raises(ScanError) as e:
         scanner.compression(d / "nope")
     assert e.value.permanent
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_an_archive_shorter_than_the_scan_it_continues_fails_for_good(tmp_path, compress):
+    # A log compressed before its last lines were written, scanned with them: its archive cannot go on
+    # from where that scan ended. The scan skipped past the end in silence, and the row kept the counts
+    # of lines the archive does not hold.
+    p = tmp_path / "app.log.1.gz"
+    p.write_bytes(compress(b"ERROR one\nINFO two\n"))
+    assert scan(str(p), ["ERROR"], start=19).counts == {"ERROR": 0}  # exactly what was counted: nothing new
+    with pytest.raises(ScanError, match="holds less than was counted of it") as e:
+        scan(str(p), ["ERROR"], start=20)
+    assert e.value.permanent
