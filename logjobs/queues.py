@@ -17,7 +17,7 @@ import redis
 from rq import Queue, Retry, Worker
 from rq.job import Job
 
-from . import events, scanner, tracking
+from . import events, fastjson, scanner, tracking
 from .defaults import (
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS,
     DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
@@ -334,7 +334,9 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             done.decisions[path] = decisions[path]
             if not decisions[path].scan:
                 files[path] = [decisions[path].base]
-        _once(conn, lambda pipe: _queue_batch(pipe, rq_queue, datas, files, ordered))
+        handed = {p: (decisions[p].moved_from, {**decisions[p].record, **idents[p].to_dict()})
+                  for p in todo if decisions[p].moved_from}
+        _once(conn, lambda pipe: _queue_batch(pipe, rq_queue, datas, files, ordered, handed))
         done.files.update(files)
     return done
 
@@ -355,12 +357,23 @@ def _handing_on_first(paths, decisions):
     return sorted(paths, key=lambda p: (decisions[p].moved_from is None, -chain(p)))
 
 
-def _queue_batch(pipe, rq_queue, datas, files, events_):
-    """A batch of a push, all in one transaction: its jobs, each file's latest jobs, and the events."""
+def _queue_batch(pipe, rq_queue, datas, files, events_, handed):
+    """A batch of a push, all in one transaction: its jobs, each file's latest jobs, the events, and the
+    records `handed` on, {new name: (old name, record)}.
+
+    A moved file takes its record from its old name at once, not only once the mirror has applied the
+    move: a push meanwhile (the mirror busy, or down) would take the file for moved again, or hand the
+    old name's record to some other file.
+    """
     if datas:
         rq_queue.enqueue_many(datas, pipeline=pipe)
     pipe.hset(FILES_KEY, mapping={os.fsencode(p): " ".join(ids) for p, ids in files.items()})
     events.emit(pipe, *events_)
+    if handed:
+        pipe.hdel(SCANNED_KEY, *(os.fsencode(old) for old, _ in handed.values()))
+        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, (_, r) in handed.items()})
+        pipe.hset(INODES_KEY, mapping={tracking.inode_key(r): os.fsencode(p) for p, (_, r) in handed.items()})
+        pipe.hset(HEADS_KEY, mapping={tracking.head_key(r): os.fsencode(p) for p, (_, r) in handed.items()})
 
 
 def _once(conn, queue_commands, tries=3):

@@ -347,3 +347,23 @@ def test_a_push_before_the_mirror_has_the_last_scan_scans_whole(cluster, tmp_pat
     row = cluster.report()[str(p)]
     assert row["status"] == "finished" and row["counts"] == {"ERROR": grep_count(str(p))}
     assert row["scanned"] == p.stat().st_size
+
+
+def test_a_move_pushed_twice_before_the_mirror_has_it_is_handed_on_once(cluster, tmp_path):
+    """A push hands a moved file's record on at once: pushed again before the mirror has the move (the
+    mirror busy, or down), the file was taken for moved again, and its row failed."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_bytes(lines(0, 300))
+    cluster.worker()
+    push(cluster, str(logs))
+    cluster.run("mirror", "--once", check=True)
+    os.rename(logs / "app.log", logs / "app.log.1")
+    first = push(cluster, str(logs / "app.log.1"))["enqueued"]
+    assert (first[0]["scan"], first[0]["moved_from"]) == ("moved", str(logs / "app.log"))
+    again = push(cluster, str(logs / "app.log.1"))
+    assert again["enqueued"] == [] and [u["path"] for u in again["unchanged"]] == [str(logs / "app.log.1")]
+    rows = cluster.report()
+    assert (rows[str(logs / "app.log.1")]["status"], rows[str(logs / "app.log.1")]["counts"]) == (
+        "finished", {"ERROR": grep_count(str(logs / "app.log.1"))})
+    assert rows[str(logs / "app.log")]["status"] == "moved"
