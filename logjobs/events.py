@@ -32,7 +32,8 @@ class Event:
     parts: int | None = None          # only on the push's event: how many parts the file has
     queue: str | None = None          # only on the push's event
     patterns: list | None = None      # only on the push's event
-    identity: dict | None = None      # only on the push's event of part 0: tracking.Identity at push time
+    identity: dict | None = None      # tracking.Identity: on the push's event of part 0, at push time; on
+                                      # the `finished` of a whole file's scan, of the file the scan read
     base: str | None = None           # on that event of a scan continuing the scan of job `base`,
     since: int | None = None          # from byte `since` on,
     moved_from: str | None = None     # of the file that had this other name

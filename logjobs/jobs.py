@@ -71,7 +71,12 @@ def files_of(job):
 
 def _scan(path, patterns, start, end, resume, analyse):
     """scanner.scan, after checking that a file whose scan continues an earlier one (or is split) is still
-    the file pushed."""
+    the file pushed; returns its result, and for a scan of a whole file, the tracking.Identity of the
+    file it read (it may not be the one pushed: the log rotated while the job waited) or None."""
+    # Taken before the scan opens the file: had the log rotated in between, the counts would be the new
+    # file's, under the old one's identity, and the old file, found under its new name, would take them.
+    whole = resume is None and start == 0 and end is None
+    identity = tracking.Identity.of(path) if whole else None  # unreadable: None, and the scan says why
     if resume is not None:
         since, head_len, head = resume
         st, compression, data = scanner.peek(path, head_len)
@@ -83,7 +88,7 @@ def _scan(path, patterns, start, end, resume, analyse):
             raise ScanError(f"{name}: truncated since it was pushed; push it again", permanent=True)
     # Without the analysis (--counts-only), lines go uncounted too: counting them is a pass over
     # every byte, slower than the pattern search (issue 5). The analysis reads every line anyway.
-    return scanner.scan(path, patterns, start, end, analyse=analyse, lines=analyse)
+    return scanner.scan(path, patterns, start, end, analyse=analyse, lines=analyse).to_dict(), identity
 
 
 class ScanFailed(Exception):
@@ -105,7 +110,7 @@ def _run(tasks, patterns, analyse):
         for i, (path, start, end, part, resume) in enumerate(todo):
             try:
                 with report.scanning(path, part):
-                    result = _scan(path, patterns, start, end, resume, analyse).to_dict()
+                    result, identity = _scan(path, patterns, start, end, resume, analyse)
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
                 failures.update(((p, pt), exc) for p, _, _, pt, _ in todo[i:])
@@ -113,7 +118,7 @@ def _run(tasks, patterns, analyse):
             except Exception as exc:
                 failures[(path, part)] = exc
             else:
-                report.finished(path, part, result)
+                report.finished(path, part, result, identity)
     if failures:
         # Permanent failures are final now; the rest wait for the retry RQ is about to decide on.
         if all(isinstance(e, ScanError) and e.permanent for e in failures.values()):
@@ -196,9 +201,10 @@ class Reporter:
         with self.lock:
             return self.begun.pop(path, None)
 
-    def finished(self, path, part, result):
+    def finished(self, path, part, result, identity=None):
         self.pending.append(events.Event(self.job_id, path, FINISHED, self.attempt, part, worker=self.worker,
-                                         result=result, started_at=self._began(path)))
+                                         result=result, started_at=self._began(path),
+                                         identity=identity.to_dict() if identity else None))
         # For a retry, `push --wait` and the reconciler: no analysis (it can take hundreds of KB, and
         # its event carries it to the database), as the record stays as long as RQ keeps a failed job.
         self.done[path] = {"result": {k: v for k, v in result.items() if k != "analysis"}}

@@ -305,6 +305,8 @@ def apply(batch):
             applied = part is not None and part["job_id"] == event.job_id and _newer(event, part)
             if applied:
                 _update(part, event)
+                if event.identity:  # the file the scan read, which is what its record must describe
+                    rows[event.path].identity = fastjson.dumps(event.identity)
         if applied:
             changed.add(event.path)
         finished = applied and event.state == FINISHED and event.result is not None

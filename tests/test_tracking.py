@@ -367,3 +367,26 @@ def test_a_move_pushed_twice_before_the_mirror_has_it_is_handed_on_once(cluster,
     assert (rows[str(logs / "app.log.1")]["status"], rows[str(logs / "app.log.1")]["counts"]) == (
         "finished", {"ERROR": grep_count(str(logs / "app.log.1"))})
     assert rows[str(logs / "app.log")]["status"] == "moved"
+
+
+def test_a_log_rotated_while_its_scan_waited_is_recorded_as_the_file_read(cluster, tmp_path):
+    """A whole-file scan that runs after a rotation counts the new file: its record must describe that
+    file, not the one pushed. It kept the pushed file's identity, so the rotated file, found under its
+    new name, was continued from the new file's end with the new file's counts."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    log.write_bytes(lines(0, 400))
+    cluster.mirror()
+    assert cluster.json("push", "--json", str(log))["enqueued"][0]["scan"] == "full"  # no worker yet: it waits
+    os.rename(log, logs / "app.log.1")
+    log.write_bytes(lines(9000, 30, every=2))
+    cluster.worker()
+    settled(cluster, log)
+    doc = push(cluster, str(logs))
+    how = {os.path.basename(e["path"]): e["scan"] for e in doc["enqueued"]}
+    assert how == {"app.log.1": "full"} and [u["path"] for u in doc["unchanged"]] == [str(log)]
+    rows = cluster.wait_for(lambda: (r := cluster.report()) and r[str(logs / "app.log.1")]["status"] == "finished"
+                            and r, what="app.log.1's row")
+    assert {n: rows[str(logs / n)]["counts"] for n in ("app.log", "app.log.1")} == {
+        n: {"ERROR": grep_count(str(logs / n))} for n in ("app.log", "app.log.1")}
