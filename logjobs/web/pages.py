@@ -87,8 +87,8 @@ def file():
     row = views.show(request.args.get("path", ""))
     if row is None:
         abort(404)
-    chart = views.level_chart(views.level_timeline(path=row["path"]))
-    return render_template("file.html", row=row, messages=views.top(path=row["path"], limit=10), chart=chart)
+    found, timeline = views.messages(path=row["path"], limit=10)
+    return render_template("file.html", row=row, messages=found, chart=views.level_chart(timeline))
 
 
 @blueprint.route("/messages")
@@ -103,8 +103,8 @@ def messages():
             window[key], error = None, str(exc)
     level = form["level"].upper() if form["level"].upper() in LEVELS else None
     glob = form["path"] or None
-    found = views.top(glob, window["since"], window["until"], [level] if level else None, limit=50)
-    chart = views.level_chart(views.level_timeline(glob, window["since"], window["until"]))
+    found, timeline = views.messages(glob, window["since"], window["until"], [level] if level else None, limit=50)
+    chart = views.level_chart(timeline)
     return render_template("messages.html", form=form, found=found, chart=chart, error=error, levels=LEVELS)
 
 
