@@ -103,7 +103,8 @@ def _one_line_usage():
         raise UsageError(exc.format_message(), exc.ctx) from None
 
 
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+# Click 8.1 has no such error: a UsageError (logjobs' own) again stands in for it.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", UsageError)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -116,9 +116,16 @@ class Cluster:
         self.env.pop("LOGJOBS_CONFIG", None)
 
     def run(self, *args, input=None, check=False, timeout=120):
-        """`logjobs ARGS...` as a user types it; returns the CompletedProcess."""
-        proc = subprocess.run([os.path.join(BIN, "logjobs"), *args], input=input, capture_output=True, text=True,
-                              env=self.env, timeout=timeout)
+        """`logjobs ARGS...` as a user types it; returns the CompletedProcess. Past `timeout`, the command
+        and whatever it started (selftest's workers) are killed, as Ctrl-C in a shell kills its group."""
+        with subprocess.Popen([os.path.join(BIN, "logjobs"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=self.env, start_new_session=True) as running:
+            try:
+                out, err = running.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(running.pid, signal.SIGKILL)
+                raise
+        proc = subprocess.CompletedProcess(running.args, running.returncode, out, err)
         if check and proc.returncode != 0:
             raise AssertionError(f"logjobs {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc

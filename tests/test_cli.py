@@ -108,7 +108,7 @@ def test_usage_errors_are_one_line_too(cluster):
     one_line_error(cluster.run("push"), "Missing argument 'PATH...'")
     one_line_error(cluster.run("report", "--since", "yesterday"), "bad time 'yesterday'")
     one_line_error(cluster.run("nosuch"), "No such command 'nosuch'", "(see `logjobs --help`)")
-    one_line_error(cluster.run("--bogus", "status"), "No such option '--bogus'")
+    one_line_error(cluster.run("--bogus", "status"), "No such option", "--bogus")  # its quoting varies by click
     alone = cluster.run()  # the help, as click gives it
     assert alone.returncode == 2 and alone.stderr.startswith("Usage: logjobs [OPTIONS] COMMAND")
 
