@@ -198,8 +198,9 @@ class Pushed:
 
     @property
     def job_ids(self):
-        """The jobs enqueued, each once."""
-        return _each_once(self.files)
+        """The jobs enqueued, each once (not the finished one a file only renamed stands on)."""
+        return _each_once({p: ids for p, ids in self.files.items()
+                           if p not in self.decisions or self.decisions[p].scan})
 
     @property
     def awaited(self):
