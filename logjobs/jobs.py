@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 #: Finished files are reported at least this often (s) during a long batch: it bounds how long a
 #: result waits in the job before the mirror can see it.
 FLUSH_INTERVAL = 0.25
+#: Seconds between a work-horse's tries to reach Redis again, with results to send.
+REDIS_RETRY_INTERVAL = 1.0
 #: The dotted paths `push` enqueues, and workers import.
 SCAN_FILE = f"{__name__}.scan_file"
 SCAN_FILES = f"{__name__}.scan_files"
@@ -127,10 +129,8 @@ def _run(tasks, patterns, analyse):
         for (path, part), exc in failures.items():
             permanent = isinstance(exc, ScanError) and exc.permanent
             report.failed(path, part, FAILED if permanent else state, reason(exc), final=permanent)
-    try:
-        report.flush()
-    finally:
-        _leave_if_handed_on(conn, job.id, attempt)
+    report.flush()
+    report.deliver(lambda: _leave_if_handed_on(conn, job.id, attempt))
     if failures:
         (path, _), exc = next(iter(failures.items()))
         more = f" (and {len(failures) - 1} more file(s))" if len(failures) > 1 else ""
@@ -218,6 +218,10 @@ class Reporter:
             self.done[path] = {"error": error}
 
     def flush(self):
+        self.deliver(self._send)
+        self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
+
+    def _send(self):
         with self.conn.pipeline(transaction=True) as pipe:
             if self.pending:
                 events.emit(pipe, *self.pending)
@@ -225,7 +229,24 @@ class Reporter:
                 pipe.hset(self.done_key, mapping={os.fsencode(p): fastjson.dumps(v) for p, v in self.done.items()})
                 pipe.expire(self.done_key, DEFAULT_FAILURE_TTL)
             pipe.execute()
-        self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
+
+    def deliver(self, send):
+        """Call `send` (Redis commands) until Redis takes them.
+
+        What the scans found is only here: cut off from Redis (a partition, a restart), the work-horse
+        waits for it, rather than fail the attempt, which RQ would retry from its stale copy of the job
+        once Redis is back, even if the job had been handed on and had finished elsewhere. Back, it asks
+        first whether the keeper gave this attempt up meanwhile: if so, it ends there (see
+        _leave_if_handed_on). RQ's job timeout still ends a wait that outlasts it.
+        """
+        while True:
+            try:
+                return send()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("%s: cannot reach Redis (%s); waiting for it", self.job_id, exc)
+                time.sleep(REDIS_RETRY_INTERVAL)
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    _leave_if_handed_on(self.conn, self.job_id, self.attempt)
 
 
 def next_state(job):

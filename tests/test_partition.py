@@ -102,3 +102,43 @@ def test_partitioned_host_is_recovered_and_its_late_result_ignored(cluster, host
     job = Job.fetch(rows[path]["job_id"], connection=conn)
     time.sleep(3)  # had host a's horse gone on into RQ's handling, it would have done so by now
     assert (job.get_status(), len(job.results()), conn.hget(ATTEMPTS_KEY, job.id)) == ("finished", 1, b"2")
+
+
+def test_a_horse_that_ends_its_scan_while_cut_off_waits_then_leaves(cluster, hosts, tmp_path, conn):
+    """Host a's scan ends during the partition: its results cannot be sent. Its attempt failed on that,
+    and RQ, once Redis was back, retried the job from the horse's stale copy: a third run of a job that
+    had been handed on and had finished. The horse now waits for Redis, finds the job handed on, and
+    leaves."""
+    path = str(tmp_path / "big.log")
+    with open(path, "wb") as f:
+        f.truncate(4 << 30)
+    port = cluster.server.port
+    ns_a, link_a, addr_a = hosts["a"]
+    ns_b, _, addr_b = hosts["b"]
+    host_a = cluster.worker(name="host-a", netns=ns_a, url=f"redis://{addr_a}:{port}/0")
+    cluster.mirror()
+    cluster.run("push", "--split-size", "0", "--retry-intervals", "0", path, check=True)
+    cluster.wait_for(lambda: cluster.report().get(path, {}).get("status") == "started", what="host a to start")
+    horse = cluster.wait_for(lambda: psutil.Process(host_a.pid).children(), what="host a's work-horse")[0]
+    horse.suspend()
+    ip("link", "set", link_a, "down")
+    with open(path + ".new", "w") as f:
+        f.write("ERROR one\n")
+    os.replace(path + ".new", path)
+    cluster.worker(name="host-b", netns=ns_b, url=f"redis://{addr_b}:{port}/0")
+    row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
+                           what="host b to finish the recovered job")
+    assert (row["worker"], row["attempts"], row["counts"]) == ("host-b", 2, {"ERROR": 1})
+    horse.resume()  # its scan ends, still cut off: its results wait for Redis
+    log = tmp_path / "host-a.log"
+    deadline = time.monotonic() + 120  # redis-py gives up on a command in 30-100 s
+    while b"cannot reach Redis" not in log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(1)
+    ip("link", "set", link_a, "up")
+    cluster.wait_for(lambda: not horse.is_running() or horse.status() == psutil.STATUS_ZOMBIE, timeout=60,
+                     interval=0.5, what="host a's horse to leave")
+    assert b"was given up while cut off" in log.read_bytes()
+    job = Job.fetch(row["job_id"], connection=conn)
+    time.sleep(5)  # a retry by RQ of host a's attempt would have started by now
+    assert (job.get_status(), len(job.results()), conn.hget(ATTEMPTS_KEY, job.id)) == ("finished", 1, b"2")
+    assert cluster.report()[path]["counts"] == {"ERROR": 1}
