@@ -23,7 +23,7 @@ from .defaults import (
     DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, QUEUES,
     LEVELS, WATCH_MAX_DELAY_PERIODS,
 )
-from .exceptions import LogJobsError, NoDatabase
+from .exceptions import LogJobsError, NoDatabase, PushCut
 from .settings import Settings, parse_intervals, redact_url
 
 #: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
@@ -195,7 +195,10 @@ def push(settings, priority, node, patterns, retries, retry_intervals, timeout, 
                            analysis=False if counts_only else None)
     conn = connections.connect(settings.redis_url)
     files = queues.expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
-    pushed = _push(conn, settings, queue, patterns, files, force=force)
+    try:
+        pushed = _push(conn, settings, queue, patterns, files, force=force)
+    except PushCut as exc:
+        fail(f"lost Redis at {redact_url(settings.redis_url)} {exc}")
     if not as_json:
         click.echo(f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
                    + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else "")

@@ -26,6 +26,14 @@ class PushRefused(LogJobsError):
     """`push` refused its input; nothing was enqueued."""
 
 
+class PushCut(LogJobsError):
+    """Redis was lost during a push, after some of its batches were in (each batch is whole)."""
+
+    def __init__(self, enqueued, total, cause):
+        super().__init__(f"after enqueuing {enqueued} of {total} file(s), in whole batches (push the same paths "
+                         f"again: what is in is skipped): {cause}")
+
+
 class ScanError(LogJobsError):
     """A file could not be scanned.
 

@@ -24,7 +24,7 @@ from .defaults import (
     DEFAULT_SPLIT_BYTES, DONE_KEY, FAILED, FILES_KEY, HEADS_KEY, INODES_KEY, JOB_ID_PREFIX, MAX_PARTS, PUSHED_KEY,
     QUEUED, QUEUES, SCANNED_KEY,
 )
-from .exceptions import LogJobsError, PushRefused, ScanError
+from .exceptions import LogJobsError, PushCut, PushRefused, ScanError
 from .jobs import SCAN_FILE, SCAN_FILES, ScanFailed
 
 log = logging.getLogger(__name__)
@@ -279,66 +279,72 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     retry = Retry(max=retry_max, interval=list(retry_intervals) or 0, enqueue_at_front=True) if retry_max else None
     patterns = list(patterns)
     done = Pushed({}, {})
-    for offset in range(0, len(paths), batch):
-        chunk = paths[offset:offset + batch]
-        latest = _latest(conn, chunk)
-        in_flight = _in_flight(conn, chunk, latest)
-        done.skipped.update(in_flight)
-        todo = [p for p in chunk if p not in in_flight]
-        if not todo:
-            continue
-        idents, decisions = _decide(conn, todo, patterns, force, analyse, latest)
-        done.unchanged.update({p: d.reason for p, d in decisions.items() if d.action == tracking.UNCHANGED})
-        todo = _handing_on_first([p for p in todo if decisions[p].action != tracking.UNCHANGED], decisions)
-        if not todo:
-            continue
-        datas, pushes, files = [], {}, {}
-        scanning = [p for p in todo if decisions[p].scan]
-        since = {p: decisions[p].since for p in scanning}
-        for job in plan(scanning, batch_files=min(batch_files, -(-len(scanning) // workers) or 1), since=since,
-                        **sizes):
-            job_id = new_job_id()
-            if job[0] == "files":
-                paths_in_job = job[1]
-                starts = {p: _resume(decisions[p]) for p in paths_in_job if decisions[p].base}
-                args, description = (paths_in_job, patterns, starts or None, analyse), f"scan {paths_in_job[0]}" + (
-                    f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
-                func = SCAN_FILES
-                for path in paths_in_job:
-                    files[path] = [job_id]
-                    first = int(path in starts)  # part 0 of a continued scan is the scan it continues
-                    pushes[path] = [events.Event(job_id, path, QUEUED, part=first, parts=first + 1, queue=queue,
-                                                 patterns=patterns)]
-            else:
-                _, path, start, end, part, parts = job
-                first = int(decisions[path].base is not None)
-                if first and part == 0:
-                    resume = _resume(decisions[path])
-                elif parts > 1 and idents[path] is not None:
-                    # The parts may run long apart (a backlog): each checks it reads the file pushed,
-                    # not one rotated in under its name meanwhile, so they all count one file.
-                    resume = [start, idents[path].head_len, idents[path].head]
+    try:
+        for offset in range(0, len(paths), batch):
+            chunk = paths[offset:offset + batch]
+            latest = _latest(conn, chunk)
+            in_flight = _in_flight(conn, chunk, latest)
+            done.skipped.update(in_flight)
+            todo = [p for p in chunk if p not in in_flight]
+            if not todo:
+                continue
+            idents, decisions = _decide(conn, todo, patterns, force, analyse, latest)
+            done.unchanged.update({p: d.reason for p, d in decisions.items() if d.action == tracking.UNCHANGED})
+            todo = _handing_on_first([p for p in todo if decisions[p].action != tracking.UNCHANGED], decisions)
+            if not todo:
+                continue
+            datas, pushes, files = [], {}, {}
+            scanning = [p for p in todo if decisions[p].scan]
+            since = {p: decisions[p].since for p in scanning}
+            for job in plan(scanning, batch_files=min(batch_files, -(-len(scanning) // workers) or 1), since=since,
+                            **sizes):
+                job_id = new_job_id()
+                if job[0] == "files":
+                    paths_in_job = job[1]
+                    starts = {p: _resume(decisions[p]) for p in paths_in_job if decisions[p].base}
+                    args, description = (paths_in_job, patterns, starts or None, analyse), f"scan {paths_in_job[0]}" + (
+                        f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
+                    func = SCAN_FILES
+                    for path in paths_in_job:
+                        files[path] = [job_id]
+                        first = int(path in starts)  # part 0 of a continued scan is the scan it continues
+                        pushes[path] = [events.Event(job_id, path, QUEUED, part=first, parts=first + 1, queue=queue,
+                                                     patterns=patterns)]
                 else:
-                    resume = None
-                args = (path, patterns, start, end, part + first, resume, analyse)
-                description = f"scan {path} part {part + 1}/{parts}"
-                func = SCAN_FILE
-                files.setdefault(path, []).append(job_id)
-                pushes.setdefault(path, []).append(events.Event(job_id, path, QUEUED, part=part + first,
-                                                                parts=parts + first, queue=queue, patterns=patterns))
-            datas.append(Queue.prepare_data(func, args=args, job_id=job_id, timeout=timeout, retry=retry,
-                                            result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL,
-                                            description=description))
-        ordered = []
-        for path in todo:
-            ordered += _push_events(path, pushes.get(path, []), decisions[path], idents[path], queue, patterns)
-            done.decisions[path] = decisions[path]
-            if not decisions[path].scan:
-                files[path] = [decisions[path].base]
-        handed = {p: (decisions[p].moved_from, {**decisions[p].record, **idents[p].to_dict()})
-                  for p in todo if decisions[p].moved_from}
-        _once(conn, lambda pipe: _queue_batch(pipe, rq_queue, datas, files, ordered, handed))
-        done.files.update(files)
+                    _, path, start, end, part, parts = job
+                    first = int(decisions[path].base is not None)
+                    if first and part == 0:
+                        resume = _resume(decisions[path])
+                    elif parts > 1 and idents[path] is not None:
+                        # The parts may run long apart (a backlog): each checks it reads the file pushed,
+                        # not one rotated in under its name meanwhile, so they all count one file.
+                        resume = [start, idents[path].head_len, idents[path].head]
+                    else:
+                        resume = None
+                    args = (path, patterns, start, end, part + first, resume, analyse)
+                    description = f"scan {path} part {part + 1}/{parts}"
+                    func = SCAN_FILE
+                    files.setdefault(path, []).append(job_id)
+                    pushes.setdefault(path, []).append(events.Event(job_id, path, QUEUED, part=part + first,
+                                                                    parts=parts + first, queue=queue,
+                                                                    patterns=patterns))
+                datas.append(Queue.prepare_data(func, args=args, job_id=job_id, timeout=timeout, retry=retry,
+                                                result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL,
+                                                description=description))
+            ordered = []
+            for path in todo:
+                ordered += _push_events(path, pushes.get(path, []), decisions[path], idents[path], queue, patterns)
+                done.decisions[path] = decisions[path]
+                if not decisions[path].scan:
+                    files[path] = [decisions[path].base]
+            handed = {p: (decisions[p].moved_from, {**decisions[p].record, **idents[p].to_dict()})
+                      for p in todo if decisions[p].moved_from}
+            _once(conn, lambda pipe: _queue_batch(pipe, rq_queue, datas, files, ordered, handed))
+            done.files.update(files)
+    except redis.RedisError as exc:
+        if not done.files:
+            raise
+        raise PushCut(len(done.files), len(paths), exc) from exc
     return done
 
 

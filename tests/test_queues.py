@@ -5,11 +5,12 @@ import os
 
 import fakeredis
 import pytest
+import redis
 from rq import Queue
 
 from logjobs import events, queues
 from logjobs.defaults import EVENTS_KEY
-from logjobs.exceptions import PushRefused
+from logjobs.exceptions import PushCut, PushRefused
 
 
 @pytest.fixture
@@ -115,6 +116,24 @@ def test_push_batches_into_one_transaction_per_batch(tree):
     entries = conn.xrange(EVENTS_KEY)
     assert len(entries) == 3  # one stream entry per transaction, carrying each file's event
     assert sorted(e.path for i, f in entries for e in events.read(i, f)) == sorted(paths)
+
+
+def test_a_push_that_loses_redis_midway_says_how_much_is_in(tree, monkeypatch):
+    """Each batch is whole; Redis lost after some were in, the push said only that Redis was lost."""
+    conn = fakeredis.FakeRedis()
+    paths = [str(tree / f"f{i}.log") for i in range(25)]
+    once, batches = queues._once, []
+
+    def once_then_lost(conn, queue_commands):
+        if batches:
+            raise redis.ConnectionError("Connection refused")
+        batches.append(once(conn, queue_commands))
+    monkeypatch.setattr(queues, "_once", once_then_lost)
+    with pytest.raises(PushCut, match=r"^after enqueuing 10 of 25 file\(s\), in whole batches \(push the same paths "
+                                      r"again: what is in is skipped\): Connection refused$"):
+        queues.push(conn, paths, queue="high", batch=10)
+    with pytest.raises(redis.ConnectionError):  # nothing in: the error as it is
+        queues.push(conn, [str(tree / f"f{i}.log") for i in range(10, 25)], queue="high", batch=10)
 
 
 def test_plan_batches_small_files_and_splits_big_ones(tmp_path):
