@@ -58,17 +58,27 @@ def redis_server(tmp_path, hosts):
     server.stop()
 
 
-def test_partitioned_host_is_recovered_and_its_late_result_ignored(cluster, hosts, tmp_path, conn):
+def worker_on_host(cluster, hosts, name):
+    ns, _, addr = hosts[name]
+    return cluster.worker(name=f"host-{name}", netns=ns, url=f"redis://{addr}:{cluster.server.port}/0")
+
+
+def scanning_on_host_a(cluster, hosts, tmp_path):
+    """(path, host a's worker process) once host a scans a 4 GB file of zeros (seconds to scan), pushed
+    with retries at once, under a running mirror."""
     path = str(tmp_path / "big.log")
     with open(path, "wb") as f:
-        f.truncate(4 << 30)  # zeros: seconds to scan
-    port = cluster.server.port
-    ns_a, link_a, addr_a = hosts["a"]
-    ns_b, _, addr_b = hosts["b"]
-    host_a = cluster.worker(name="host-a", netns=ns_a, url=f"redis://{addr_a}:{port}/0")
+        f.truncate(4 << 30)
+    host_a = worker_on_host(cluster, hosts, "a")
     cluster.mirror()
     cluster.run("push", "--split-size", "0", "--retry-intervals", "0", path, check=True)
     cluster.wait_for(lambda: cluster.report().get(path, {}).get("status") == "started", what="host a to start")
+    return path, host_a
+
+
+def test_partitioned_host_is_recovered_and_its_late_result_ignored(cluster, hosts, tmp_path, conn):
+    path, host_a = scanning_on_host_a(cluster, hosts, tmp_path)
+    _, link_a, _ = hosts["a"]
     tmp = path + ".new"
     with open(tmp, "w") as f:
         f.write("ERROR one\nERROR two\n")
@@ -78,7 +88,7 @@ def test_partitioned_host_is_recovered_and_its_late_result_ignored(cluster, host
     # after the partition heals, whatever this machine's speed: that is the case to check.
     horse = cluster.wait_for(lambda: psutil.Process(host_a.pid).children(), what="host a's work-horse")[0]
     horse.suspend()
-    cluster.worker(name="host-b", netns=ns_b, url=f"redis://{addr_b}:{port}/0")
+    worker_on_host(cluster, hosts, "b")
     row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
                            what="host b to finish the recovered job")
     assert (row["worker"], row["attempts"], row["counts"]) == ("host-b", 2, {"ERROR": 2})
@@ -109,23 +119,15 @@ def test_a_horse_that_ends_its_scan_while_cut_off_waits_then_leaves(cluster, hos
     and RQ, once Redis was back, retried the job from the horse's stale copy: a third run of a job that
     had been handed on and had finished. The horse now waits for Redis, finds the job handed on, and
     leaves."""
-    path = str(tmp_path / "big.log")
-    with open(path, "wb") as f:
-        f.truncate(4 << 30)
-    port = cluster.server.port
-    ns_a, link_a, addr_a = hosts["a"]
-    ns_b, _, addr_b = hosts["b"]
-    host_a = cluster.worker(name="host-a", netns=ns_a, url=f"redis://{addr_a}:{port}/0")
-    cluster.mirror()
-    cluster.run("push", "--split-size", "0", "--retry-intervals", "0", path, check=True)
-    cluster.wait_for(lambda: cluster.report().get(path, {}).get("status") == "started", what="host a to start")
+    path, host_a = scanning_on_host_a(cluster, hosts, tmp_path)
+    _, link_a, _ = hosts["a"]
     horse = cluster.wait_for(lambda: psutil.Process(host_a.pid).children(), what="host a's work-horse")[0]
     horse.suspend()
     ip("link", "set", link_a, "down")
     with open(path + ".new", "w") as f:
         f.write("ERROR one\n")
     os.replace(path + ".new", path)
-    cluster.worker(name="host-b", netns=ns_b, url=f"redis://{addr_b}:{port}/0")
+    worker_on_host(cluster, hosts, "b")
     row = cluster.wait_for(lambda: (r := cluster.report()[path])["status"] == "finished" and r, timeout=60,
                            what="host b to finish the recovered job")
     assert (row["worker"], row["attempts"], row["counts"]) == ("host-b", 2, {"ERROR": 1})
