@@ -74,11 +74,12 @@ def emit(conn, *evs):
     entry, size = [], 0
     for e in evs:
         text = fastjson.dumps(e.to_dict())
-        if entry and size + len(text) > ENTRY_BYTES:
+        length = len(text.encode())  # bytes, as the mirror counts them: a name or a message may not be ASCII
+        if entry and size + length > ENTRY_BYTES:
             _add(conn, entry)
             entry, size = [], 0
         entry.append(text)
-        size += len(text) + 1
+        size += length + 1
     if entry:
         _add(conn, entry)
 
