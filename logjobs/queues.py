@@ -277,6 +277,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     sizes.setdefault("max_parts", min(MAX_PARTS, workers))
     # A retried job has waited its turn once already: it goes back to the front of its queue.
     retry = Retry(max=retry_max, interval=list(retry_intervals) or 0, enqueue_at_front=True) if retry_max else None
+    job_options = dict(timeout=timeout, retry=retry, result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL)
     patterns = list(patterns)
     done = Pushed({}, {})
     try:
@@ -293,44 +294,9 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             todo = _handing_on_first([p for p in todo if decisions[p].action != tracking.UNCHANGED], decisions)
             if not todo:
                 continue
-            datas, pushes, files = [], {}, {}
             scanning = [p for p in todo if decisions[p].scan]
-            since = {p: decisions[p].since for p in scanning}
-            for job in plan(scanning, batch_files=min(batch_files, -(-len(scanning) // workers) or 1), since=since,
-                            **sizes):
-                job_id = new_job_id()
-                if job[0] == "files":
-                    paths_in_job = job[1]
-                    starts = {p: _resume(decisions[p]) for p in paths_in_job if decisions[p].base}
-                    args, description = (paths_in_job, patterns, starts or None, analyse), f"scan {paths_in_job[0]}" + (
-                        f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
-                    func = SCAN_FILES
-                    for path in paths_in_job:
-                        files[path] = [job_id]
-                        first = int(path in starts)  # part 0 of a continued scan is the scan it continues
-                        pushes[path] = [events.Event(job_id, path, QUEUED, part=first, parts=first + 1, queue=queue,
-                                                     patterns=patterns)]
-                else:
-                    _, path, start, end, part, parts = job
-                    first = int(decisions[path].base is not None)
-                    if first and part == 0:
-                        resume = _resume(decisions[path])
-                    elif parts > 1 and idents[path] is not None:
-                        # The parts may run long apart (a backlog): each checks it reads the file pushed,
-                        # not one rotated in under its name meanwhile, so they all count one file.
-                        resume = [start, idents[path].head_len, idents[path].head]
-                    else:
-                        resume = None
-                    args = (path, patterns, start, end, part + first, resume, analyse)
-                    description = f"scan {path} part {part + 1}/{parts}"
-                    func = SCAN_FILE
-                    files.setdefault(path, []).append(job_id)
-                    pushes.setdefault(path, []).append(events.Event(job_id, path, QUEUED, part=part + first,
-                                                                    parts=parts + first, queue=queue,
-                                                                    patterns=patterns))
-                datas.append(Queue.prepare_data(func, args=args, job_id=job_id, timeout=timeout, retry=retry,
-                                                result_ttl=DEFAULT_RESULT_TTL, failure_ttl=DEFAULT_FAILURE_TTL,
-                                                description=description))
+            datas, pushes, files = _jobs(scanning, decisions, idents, patterns, analyse, queue, job_options,
+                                         batch_files=min(batch_files, -(-len(scanning) // workers) or 1), **sizes)
             ordered = []
             for path in todo:
                 ordered += _push_events(path, pushes.get(path, []), decisions[path], idents[path], queue, patterns)
@@ -346,6 +312,45 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             raise
         raise PushCut(len(done.files), len(paths), exc) from exc
     return done
+
+
+def _jobs(scanning, decisions, idents, patterns, analyse, queue, job_options, **plan_options):
+    """The jobs that scan the files `scanning` as `decisions` say, planned (see `plan`): RQ's data for
+    each, the push events of each file, and the job ids of each file."""
+    datas, pushes, files = [], {}, {}
+    since = {p: decisions[p].since for p in scanning}
+    for job in plan(scanning, since=since, **plan_options):
+        job_id = new_job_id()
+        if job[0] == "files":
+            paths_in_job = job[1]
+            starts = {p: _resume(decisions[p]) for p in paths_in_job if decisions[p].base}
+            args, description = (paths_in_job, patterns, starts or None, analyse), f"scan {paths_in_job[0]}" + (
+                f" and {len(paths_in_job) - 1} more" if len(paths_in_job) > 1 else "")
+            func = SCAN_FILES
+            for path in paths_in_job:
+                files[path] = [job_id]
+                first = int(path in starts)  # part 0 of a continued scan is the scan it continues
+                pushes[path] = [events.Event(job_id, path, QUEUED, part=first, parts=first + 1, queue=queue,
+                                             patterns=patterns)]
+        else:
+            _, path, start, end, part, parts = job
+            first = int(decisions[path].base is not None)
+            if first and part == 0:
+                resume = _resume(decisions[path])
+            elif parts > 1 and idents[path] is not None:
+                # The parts may run long apart (a backlog): each checks it reads the file pushed,
+                # not one rotated in under its name meanwhile, so they all count one file.
+                resume = [start, idents[path].head_len, idents[path].head]
+            else:
+                resume = None
+            args = (path, patterns, start, end, part + first, resume, analyse)
+            description = f"scan {path} part {part + 1}/{parts}"
+            func = SCAN_FILE
+            files.setdefault(path, []).append(job_id)
+            pushes.setdefault(path, []).append(events.Event(job_id, path, QUEUED, part=part + first,
+                                                            parts=parts + first, queue=queue, patterns=patterns))
+        datas.append(Queue.prepare_data(func, args=args, job_id=job_id, description=description, **job_options))
+    return datas, pushes, files
 
 
 def _handing_on_first(paths, decisions):
