@@ -2,7 +2,7 @@
 
 Workers import them by dotted path; they need no logjobs settings. A job scans one file, one byte
 range of a big file, or a batch of small files (forking a work-horse per small file would cost more
-than scanning it). Files already done by an earlier attempt of the same job are skipped, so a retry
+than scanning it). Files an earlier attempt of the same job finished are skipped, so a retry
 rescans only what failed. A failed job always raises, so RQ's retry policy applies; when every
 failure in it is permanent, the job first empties its retry budget, so it fails at once instead of
 burning retries on files that cannot heal.
@@ -62,6 +62,12 @@ def done_paths(conn, job_id):
     return {os.fsdecode(k) for k in conn.hkeys(DONE_KEY + job_id)}
 
 
+def finished_paths(conn, job_id):
+    """The files an earlier attempt of the job finished: a new attempt skips them. Not those that failed
+    for good: a job requeued by hand (rq-dashboard's Requeue, once the file is mended) scans them again."""
+    return {os.fsdecode(k) for k, v in conn.hgetall(DONE_KEY + job_id).items() if "result" in fastjson.loads(v)}
+
+
 def files_of(job):
     """(path, part) of each file a scan job covers, read from its arguments."""
     if job.func_name == SCAN_FILES:
@@ -103,7 +109,7 @@ def _run(tasks, patterns, analyse):
     done_key = DONE_KEY + job.id
     attempt = conn.hincrby(ATTEMPTS_KEY, job.id, 1)
     worker = os.environ.get("RQ_WORKER_ID") or job.worker_name or socket.gethostname()
-    done = done_paths(conn, job.id)
+    done = finished_paths(conn, job.id)
     todo = [t for t in tasks if t[0] not in done]
     report = Reporter(conn, job.id, attempt, worker, done_key)
     report.started(todo)

@@ -12,6 +12,7 @@ import time
 import fakeredis
 import psutil
 import pytest
+from rq.job import Job
 
 from logjobs import events
 from logjobs.defaults import DONE_KEY, EVENTS_KEY
@@ -131,7 +132,7 @@ def _seconds(iso):
     return datetime.fromisoformat(iso.rstrip("Z")).timestamp()
 
 
-def test_permanent_failures_fail_at_once_with_a_reason(cluster, tmp_path):
+def test_permanent_failures_fail_at_once_with_a_reason(cluster, tmp_path, conn):
     bad = tmp_path / "bad"
     bad.mkdir()
     os.mkfifo(bad / "fifo.log")
@@ -160,6 +161,14 @@ def test_permanent_failures_fail_at_once_with_a_reason(cluster, tmp_path):
         assert "Traceback" not in row["error"]
     assert rows["good.log"]["status"] == "finished"
     assert out.returncode == 0
+    # Mended, and its job requeued by hand (rq-dashboard's Requeue): it is scanned. (It was skipped as
+    # done, which a failure for good had counted as: RQ said the job finished, the row stayed failed.)
+    os.remove(bad / "fifo.log")
+    (bad / "fifo.log").write_text("ERROR one\nERROR two\n")
+    Job.fetch(rows["fifo.log"]["job_id"], connection=conn).requeue()
+    row = cluster.wait_for(lambda: (r := cluster.report()[str(bad / "fifo.log")])["status"] == "finished" and r,
+                           what="the mended file's row")
+    assert (row["counts"], row["attempts"], row["error"]) == ({"ERROR": 2}, 2, None)
 
 
 def test_a_file_the_worker_may_not_read_fails_at_once(cluster, tmp_path):
