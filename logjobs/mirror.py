@@ -369,7 +369,11 @@ def _base(event, rows, parts, changed, scanned, stamp):
     source = event.moved_from or event.path
     row = rows.get(source)
     part = {"job_id": event.base, "attempt": 0, "order": _BASE_ORDER, "at": event.at}
-    if row is None or row.job_id != event.base or row.status != FINISHED:
+    # A row this batch made (a file moved there, then on again: two rotations the mirror applies at
+    # once) is summarised only at the batch's end: its parts tell whether it is finished.
+    finished = row is not None and (row.status == FINISHED or source in changed and all(
+        p is not None and p["state"] == FINISHED for p in parts[source]))
+    if row is None or row.job_id != event.base or not finished:
         scanned[event.path] = scanned[source] = None
         return {**part, "state": FAILED, "ended_at": event.at,
                 "error": f"the scan this one continues (of {source}) is no longer in the database: push the file "

@@ -456,7 +456,8 @@ def _decide(conn, paths, patterns, force, analyse, latest):
                 candidates[p] = old
     olds = sorted(set(candidates.values()))
     if olds:
-        old_records = dict(zip(olds, map(_record, conn.hmget(SCANNED_KEY, [os.fsencode(o) for o in olds]))))
+        # An old name's record is stale, as a name's own is (see _records), once the name was pushed again.
+        old_records, _ = _records(conn, olds, _latest(conn, olds))
         busy = _in_flight(conn, olds)  # an old name being scanned anew no longer has a record to hand over
         candidates = {p: (o, old_records[o]) for p, o in candidates.items() if old_records[o] and o not in busy}
     decisions = {}
