@@ -459,7 +459,8 @@ def _decide(conn, paths, patterns, force, analyse, latest):
         # An old name's record is stale, as a name's own is (see _records), once the name was pushed again.
         old_records, _ = _records(conn, olds, _latest(conn, olds))
         busy = _in_flight(conn, olds)  # an old name being scanned anew no longer has a record to hand over
-        candidates = {p: (o, old_records[o]) for p, o in candidates.items() if old_records[o] and o not in busy}
+        candidates = _one_heir({p: (o, old_records[o]) for p, o in candidates.items()
+                                if old_records[o] and o not in busy}, idents)
     decisions = {}
     for p in paths:
         if idents[p] is None:
@@ -469,6 +470,22 @@ def _decide(conn, paths, patterns, force, analyse, latest):
             if p in pending and decisions[p].reason == "new":
                 decisions[p].reason = "its latest scan is not in the status database yet"
     return idents, decisions
+
+
+def _one_heir(candidates, idents):
+    """The candidates {path: (old name, its record)}, but one path per old name: the one with the old
+    file's inode (it was renamed), or none. Copies alike in their first KiB (two logs with one banner,
+    compressed in the same run) cannot be told apart: given one record, one got the other's counts."""
+    claims = {}
+    for path, (old, _) in candidates.items():
+        claims.setdefault(old, []).append(path)
+    kept = {}
+    for old, paths in claims.items():
+        if len(paths) > 1:
+            paths = [p for p in paths if (candidates[p][1]["dev"], candidates[p][1]["ino"]) ==
+                     (idents[p].dev, idents[p].ino)][:1]
+        kept.update((p, candidates[p]) for p in paths)
+    return kept
 
 
 def _records(conn, paths, latest):
