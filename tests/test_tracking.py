@@ -349,15 +349,21 @@ def test_a_push_before_the_mirror_has_the_last_scan_scans_whole(cluster, tmp_pat
     assert row["scanned"] == p.stat().st_size
 
 
-def test_a_move_pushed_twice_before_the_mirror_has_it_is_handed_on_once(cluster, tmp_path):
-    """A push hands a moved file's record on at once: pushed again before the mirror has the move (the
-    mirror busy, or down), the file was taken for moved again, and its row failed."""
+def scanned_folder(cluster, tmp_path):
+    """A folder of one log, app.log, scanned by a worker and mirrored (by `mirror --once`: none runs)."""
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "app.log").write_bytes(lines(0, 300))
     cluster.worker()
     push(cluster, str(logs))
     cluster.run("mirror", "--once", check=True)
+    return logs
+
+
+def test_a_move_pushed_twice_before_the_mirror_has_it_is_handed_on_once(cluster, tmp_path):
+    """A push hands a moved file's record on at once: pushed again before the mirror has the move (the
+    mirror busy, or down), the file was taken for moved again, and its row failed."""
+    logs = scanned_folder(cluster, tmp_path)
     os.rename(logs / "app.log", logs / "app.log.1")
     # Only renamed: nothing to scan, no job (it said "as 1 job(s)": the finished scan it stands on).
     assert cluster.run("push", str(logs / "app.log.1"), check=True).stdout == \
@@ -404,12 +410,7 @@ def rows_match_grep(cluster, logs, names):
 def test_two_rotations_pushed_while_the_mirror_is_down_hand_each_record_on(cluster, tmp_path):
     """The mirror applies both rotations' moves at once: app.log.1, made by the first, is not summarised
     yet when the second moves it on. Its row was not `finished`, so app.log.2 failed."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "app.log").write_bytes(lines(0, 300))
-    cluster.worker()
-    push(cluster, str(logs))
-    cluster.run("mirror", "--once", check=True)
+    logs = scanned_folder(cluster, tmp_path)
     for generation in (1, 2):  # logrotate's `rotate 2`, `create`, a push after each run; no mirror
         if generation == 2:
             os.rename(logs / "app.log.1", logs / "app.log.2")
