@@ -70,7 +70,7 @@ class Scan(BaseModel):
         table_name = "scans"
 
     def to_dict(self):
-        """The row as `report --json` shows it; it reads only the columns in `REPORTED`."""
+        """The row as `report --json` shows it; it reads only the columns `reported()` selects."""
         return {
             "path": self.path,
             "status": self.status,
