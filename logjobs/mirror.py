@@ -35,7 +35,7 @@ from .defaults import (
 from .exceptions import LogJobsError, one_line
 from .keeper import Keeper, sweep
 from .models import History, Scan, db, stored_utc
-from .queues import failure_reason, statuses
+from .queues import failure_reason, record_scanned, statuses
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Mirror:
                 scanned = apply(batch)
             ids = [entry_id for entry_id, _ in entries]
             with self.conn.pipeline(transaction=True) as pipe:
-                _record_scanned(pipe, scanned)
+                record_scanned(pipe, scanned)
                 pipe.xack(EVENTS_KEY, EVENTS_GROUP, *ids)
                 pipe.xtrim(EVENTS_KEY, minid=ids[-1])
                 pipe.execute()
@@ -143,12 +143,12 @@ class Mirror:
             got = self._read(after, count)
             entries += got
             size += sum(len(fields.get(b"events", b"")) for _, fields in got)
-            if len(got) == count:
-                after = got[-1][0] if after != ">" else after
-            elif after == ">":
-                return entries  # the stream is drained
-            else:
+            if len(got) < count:
+                if after == ">":
+                    return entries  # the stream is drained
                 after = ">"  # no more left pending: on to new entries
+            elif after != ">":
+                after = got[-1][0]  # more pending, after these
             if STEP_BYTES - size < events.ENTRY_BYTES:
                 return entries
 
@@ -397,18 +397,6 @@ def _record(row):
     return {**fastjson.loads(row.identity), "job_id": row.job_id, "end": row.bytes, "tail": bool(row.tail),
             "patterns": fastjson.loads(row.patterns), "analysed": row.analysis is not None,
             "counts": fastjson.loads(row.counts), "lines": row.lines}
-
-
-def _record_scanned(pipe, scanned):
-    """Tell push what was counted of each file (None: nothing it can continue)."""
-    gone = [os.fsencode(p) for p, record in scanned.items() if record is None]
-    if gone:
-        pipe.hdel(SCANNED_KEY, *gone)
-    records = {p: r for p, r in scanned.items() if r is not None}
-    if records:
-        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, r in records.items()})
-        pipe.hset(INODES_KEY, mapping={tracking.inode_key(r): os.fsencode(p) for p, r in records.items()})
-        pipe.hset(HEADS_KEY, mapping={tracking.head_key(r): os.fsencode(p) for p, r in records.items()})
 
 
 def _executemany(model, rows, fields, conflict):

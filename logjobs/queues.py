@@ -381,11 +381,22 @@ def _queue_batch(pipe, rq_queue, datas, files, events_, handed):
         rq_queue.enqueue_many(datas, pipeline=pipe)
     pipe.hset(FILES_KEY, mapping={os.fsencode(p): " ".join(ids) for p, ids in files.items()})
     events.emit(pipe, *events_)
-    if handed:
-        pipe.hdel(SCANNED_KEY, *(os.fsencode(old) for old, _ in handed.values()))
-        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, (_, r) in handed.items()})
-        pipe.hset(INODES_KEY, mapping={tracking.inode_key(r): os.fsencode(p) for p, (_, r) in handed.items()})
-        pipe.hset(HEADS_KEY, mapping={tracking.head_key(r): os.fsencode(p) for p, (_, r) in handed.items()})
+    if handed:  # a chain's middle name (app.log.1) is both: it gets the record of the name before it
+        record_scanned(pipe, {**{old: None for old, _ in handed.values()}, **{p: r for p, (_, r) in handed.items()}})
+
+
+def record_scanned(pipe, scanned):
+    """Record what was counted of each file, {path: record, or None: nothing a push can continue},
+    for the pushes to come (see `_records`); written by the mirror, and by a push handing a moved file's
+    record on."""
+    gone = [os.fsencode(p) for p, record in scanned.items() if record is None]
+    if gone:
+        pipe.hdel(SCANNED_KEY, *gone)
+    records = {p: r for p, r in scanned.items() if r is not None}
+    if records:
+        pipe.hset(SCANNED_KEY, mapping={os.fsencode(p): fastjson.dumps(r) for p, r in records.items()})
+        pipe.hset(INODES_KEY, mapping={tracking.inode_key(r): os.fsencode(p) for p, r in records.items()})
+        pipe.hset(HEADS_KEY, mapping={tracking.head_key(r): os.fsencode(p) for p, r in records.items()})
 
 
 def _once(conn, queue_commands, tries=3):
