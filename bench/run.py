@@ -50,6 +50,7 @@ try:
     import logjobs
     from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY, FINAL_STATES
     from logjobs.embedded import RedisServer
+    from logjobs.rqsafe import environ_with_worker_classes
 except ImportError as exc:  # pragma: no cover
     sys.exit(f"bench/run.py needs logjobs installed in this Python ({exc}); run it with the project's venv")
 
@@ -210,8 +211,8 @@ class Logjobs:
         self.procs, self.db, self.round = [], None, 0
 
     def env(self):
-        env = dict(os.environ, LOGJOBS_REDIS_URL=self.server.url, RQ_REDIS_URL=self.server.url, LOGJOBS_DB=self.db,
-                   PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+        env = dict(environ_with_worker_classes(), LOGJOBS_REDIS_URL=self.server.url, RQ_REDIS_URL=self.server.url,
+                   LOGJOBS_DB=self.db, PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
         env.pop("LOGJOBS_CONFIG", None)
         return env
 

@@ -18,6 +18,7 @@ import os
 from rq import cron
 
 from logjobs.defaults import DEFAULT_QUEUE, QUEUES
+from logjobs.rqsafe import enqueue_from_rq_cron
 from logjobs.settings import Settings
 from logjobs.watch import push_paths
 
@@ -30,6 +31,8 @@ CRON = os.environ.get("LOGJOBS_CRON_SCHEDULE") or None
 PRIORITY = os.environ.get("LOGJOBS_CRON_PRIORITY", DEFAULT_QUEUE)
 PATTERNS = os.environ.get("LOGJOBS_CRON_PATTERNS", "ERROR").split(os.pathsep)
 SETTINGS = Settings.load()
+# Jobs as logjobs' workers read them (JSON): RQ's cron would pickle them, and the workers refuse pickles.
+enqueue_from_rq_cron()
 
 # The push job itself takes milliseconds: it goes first in line, whatever the priority of its scans.
 # For a node's own logs, enqueue it on the node's queue so that its workers (which see the files) run

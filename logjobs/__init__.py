@@ -1,3 +1,3 @@
 """logjobs: count what matters in log files, on all your machines, as reliable RQ jobs."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -343,7 +343,7 @@ class Analyzer:
     """
 
     def __init__(self, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES,
-                 last_change: datetime.datetime | None = None):
+                 last_change: datetime.datetime | None = None, examples: bool = True):
         alts = {alt for p in patterns for alt in os.fsencode(p).split(NL)}
         self._every = b"" in alts
         self._alts = sorted(alts - {b""})
@@ -352,6 +352,7 @@ class Analyzer:
         self._year = year if year is not None or last_change is None else last_change.year
         self._latest = last_change + _SYSLOG_SLACK if last_change is not None else None
         self._max = max_templates
+        self._examples = examples  # off: templates keep no example line ("")
         self._raw: Counter = Counter()          # (stamp, zone, word, word) -> lines; folded into _pairs
         self._pairs: Counter = Counter()        # (minute or "", level or None) -> lines
         self._messages: dict = {}               # (level, template) -> Message, counts filled by finish()
@@ -570,7 +571,7 @@ class Analyzer:
                 placed.append((min(where), key))
             placed.sort(key=itemgetter(0))
             for (_, s, i), key in placed[:room]:
-                messages[key] = Message(0, _example(streams[s].lines[i]), {})
+                messages[key] = Message(0, _example(streams[s].lines[i]) if self._examples else "", {})
         for stream in streams:
             kept = list(map(messages.__contains__, stream.keys))
             self._overflow += kept.count(False)

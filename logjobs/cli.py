@@ -24,7 +24,8 @@ from .defaults import (
     LEVELS, WATCH_MAX_DELAY_PERIODS,
 )
 from .exceptions import LogJobsError, NoDatabase, PushCut
-from .settings import Settings, parse_intervals, redact_url
+from .rqsafe import environ_with_worker_classes
+from .settings import RANGES, Settings, parse_intervals, redact_url
 
 #: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
 EXIT_REFUSED = 2
@@ -120,7 +121,7 @@ def cli(ctx, redis_url, db, config_file, verbose):
     \b
     Example:
       logjobs push --priority high /var/log/app/
-      RQ_REDIS_URL=redis://127.0.0.1:6379/0 rq worker high default low
+      logjobs worker          # rq worker high default low, with logjobs' safe classes
       logjobs mirror
       logjobs report --failed
     """
@@ -151,8 +152,10 @@ NODE = click.option("--node", metavar="NAME",
                     help="The logs are on this host only: use its queues (NAME.high, ...), which only its workers read.")
 PATTERNS = click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
                         help="Literal text to count lines of (repeatable) [default: ERROR].")
-RETRIES = click.option("--retries", type=click.IntRange(0), help="Retries for errors that can heal [default: 3].")
-TIMEOUT = click.option("--timeout", type=click.IntRange(1), help="Seconds a scan may run [default: 3600].")
+RETRIES = click.option("--retries", type=click.IntRange(*RANGES["retry_max"]),
+                       help="Retries for errors that can heal [default: 3].")
+TIMEOUT = click.option("--timeout", type=click.IntRange(*RANGES["job_timeout"]),
+                       help="Seconds a scan may run [default: 3600].")
 COUNTS_ONLY = click.option("--counts-only", is_flag=True, help="Only count the patterns (at grep's speed): no levels, "
                            "top messages or times [setting: analysis].")
 
@@ -164,9 +167,9 @@ COUNTS_ONLY = click.option("--counts-only", is_flag=True, help="Only count the p
 @RETRIES
 @click.option("--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60].")
 @TIMEOUT
-@click.option("--split-size", "split_bytes", type=click.IntRange(0), metavar="BYTES",
+@click.option("--split-size", "split_bytes", type=click.IntRange(*RANGES["split_bytes"]), metavar="BYTES",
               help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
-@click.option("--batch-files", type=click.IntRange(1), metavar="N",
+@click.option("--batch-files", type=click.IntRange(*RANGES["batch_files"]), metavar="N",
               help="Small files per job, at most [default: 500].")
 @click.option("--force", is_flag=True,
               help="Scan every file whole, even one unchanged or only grown since its last scan.")
@@ -677,7 +680,8 @@ def selftest(settings, chaos, timeout):
 @click.argument("rq_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(settings, node, rq_args):
-    """Run `rq worker high default low` against the configured Redis (a convenience, never required).
+    """Run `rq worker high default low` against the configured Redis (a convenience, never required),
+    with the worker and job classes that keep it safe (RQ_WORKER_CLASS, RQ_JOB_CLASS: see rqsafe).
 
     With --node NAME it runs `rq worker NAME.high high NAME.default default NAME.low low`: the node's
     own jobs and the shared ones, priority first. Extra arguments go to `rq worker` as they are.
@@ -694,4 +698,4 @@ def worker(settings, node, rq_args):
     command = queues.rq_command("worker", *rq_args, *queue_args)
     # The URL goes in the environment, where `rq worker` reads it too: on the command line, `ps` would
     # show its password to every user of the host.
-    os.execve(command[0], command, dict(os.environ, RQ_REDIS_URL=settings.redis_url))
+    os.execve(command[0], command, dict(environ_with_worker_classes(), RQ_REDIS_URL=settings.redis_url))

@@ -18,6 +18,7 @@ import time
 from .embedded import RedisServer
 from .models import open_database
 from .queues import rq_command
+from .rqsafe import environ_with_worker_classes
 from .views import status
 
 #: What the apps log, by level: message formats whose {fields} vary from line to line.
@@ -96,7 +97,7 @@ def main(argv=None):
         server = RedisServer(os.path.join(work, "redis")).start()
         print(f"demo: started a private redis-server at {server.url}")
     url = os.environ.get("LOGJOBS_REDIS_URL") or server.url
-    env = dict(os.environ, LOGJOBS_REDIS_URL=url, RQ_REDIS_URL=url, LOGJOBS_DB=db)
+    env = dict(environ_with_worker_classes(), LOGJOBS_REDIS_URL=url, RQ_REDIS_URL=url, LOGJOBS_DB=db)
     logjobs = [sys.executable, "-m", "logjobs"]
     procs = []
     try:

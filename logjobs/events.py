@@ -7,41 +7,49 @@ carries the job's attempt number, so an event that arrives late (from a worker c
 partition) can be told apart from a newer one: see `Event.order`.
 """
 
-import dataclasses
+import logging
 import time
+from typing import Annotated
 
-from . import fastjson
+import msgspec
+
+from . import wire
 from .defaults import EVENTS_KEY, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
+
+log = logging.getLogger(__name__)
 
 #: Within one attempt: its start, then a retry wait, then its final outcome.
 _PHASE = {STARTED: 1, QUEUED: 2, SCHEDULED: 2, FINISHED: 3, FAILED: 3}
 #: The order of a push's event: before every attempt.
 PUSH_ORDER = (0, 0)
+_Attempt = Annotated[int, msgspec.Meta(ge=0, le=1 << 30)]
+_Parts = Annotated[int, msgspec.Meta(ge=1, le=wire.MAX_PARTS + 1)]
 
 
-@dataclasses.dataclass
-class Event:
+class Event(wire.Shape, omit_defaults=True):
     """One state change of one part of one file's scan. `state` is the part's state after it."""
 
-    job_id: str
-    path: str
-    state: str
-    attempt: int = 0
-    part: int = 0
-    at: float = dataclasses.field(default_factory=time.time)
-    parts: int | None = None          # only on the push's event: how many parts the file has
-    queue: str | None = None          # only on the push's event
-    patterns: list | None = None      # only on the push's event
-    identity: dict | None = None      # tracking.Identity: on the push's event of part 0, at push time; on
-                                      # the `finished` of a whole file's scan, of the file the scan read
-    base: str | None = None           # on that event of a scan continuing the scan of job `base`,
-    since: int | None = None          # from byte `since` on,
-    moved_from: str | None = None     # of the file that had this other name
-    worker: str | None = None
-    error: str | None = None
-    result: dict | None = None        # the scan result, on `finished`
-    started_at: float | None = None   # on the outcome of a part whose `started` was never sent
-    stream_id: str | None = None      # set when read back from the stream
+    job_id: wire.Text
+    path: wire.Path
+    state: wire.State
+    attempt: _Attempt = 0
+    part: wire.Part = 0
+    at: float = msgspec.field(default_factory=time.time)
+    parts: _Parts | None = None          # only on the push's event: how many parts the file has
+    queue: wire.Text | None = None       # only on the push's event
+    patterns: list[str] | None = None    # only on the push's event
+    # tracking.Identity's fields: on the push's event of part 0, at push time; on the `finished` of a
+    # whole file's scan, of the file the scan read. (Events are built with plain dicts there; read back,
+    # these and `result` are shapes: wire.plain() makes them dicts again.)
+    identity: wire.Identity | None = None
+    base: wire.Text | None = None        # on that event of a scan continuing the scan of job `base`,
+    since: wire.Offset | None = None     # from byte `since` on,
+    moved_from: wire.Path | None = None  # of the file that had this other name
+    worker: wire.Text | None = None
+    error: wire.Text | None = None
+    result: wire.Result | None = None    # the scan result (scanner.ScanResult.to_dict()), on `finished`
+    started_at: float | None = None      # on the outcome of a part whose `started` was never sent
+    stream_id: str | None = None         # set when read back from the stream
 
     @property
     def is_push(self):
@@ -54,13 +62,13 @@ class Event:
             return PUSH_ORDER
         return (self.attempt, _PHASE[self.state])
 
-    def to_dict(self):
-        """JSON-simple, without the defaults (lone surrogates of non-UTF-8 file names survive JSON).
-
-        Shallow: dataclasses.asdict() deep-copies the result, and cost a worker more than the scan of a
-        small file did."""
-        return {k: v for k, v in vars(self).items()
-                if v is not None and k != "stream_id" and not (k in ("attempt", "part") and v == 0)}
+    def check(self):
+        """Raise wire.Invalid unless the event makes sense as logjobs sends it (beyond its types)."""
+        if self.is_push and (self.state != QUEUED or self.part >= self.parts or self.queue is None):
+            raise wire.Invalid(f"a push event must say queued, a part below its parts, and a queue: {self.part}/"
+                               f"{self.parts}")
+        if self.state == FINISHED and self.result is None and not self.is_push:
+            raise wire.Invalid("a finished event without its result")
 
 
 #: JSON bytes of events an entry holds at most (one event bigger than that has an entry of its own):
@@ -73,35 +81,29 @@ def emit(conn, *evs):
     be a pipeline, to join a transaction)."""
     entry, size = [], 0
     for e in evs:
-        text = fastjson.dumps(e.to_dict())
-        length = len(text.encode())  # bytes, as the mirror counts them: a name or a message may not be ASCII
-        if entry and size + length > ENTRY_BYTES:
+        text = wire.encode(e)
+        if entry and size + len(text) > ENTRY_BYTES:
             _add(conn, entry)
             entry, size = [], 0
         entry.append(text)
-        size += length + 1
+        size += len(text) + 1
     if entry:
         _add(conn, entry)
 
 
 def _add(conn, texts):
     # No MAXLEN: an entry the mirror has not applied must never be trimmed; it trims applied ones.
-    conn.xadd(EVENTS_KEY, {"events": "[" + ",".join(texts) + "]"})
+    conn.xadd(EVENTS_KEY, {"events": b"[" + b",".join(texts) + b"]"})
 
 
 def read(entry_id, fields):
     """The events of one stream entry; each gets a stream id of its own, `<entry id>/<index>`.
 
-    Fields this version does not know (sent by a newer logjobs on some worker) are left out."""
+    Fields this version does not know (sent by a newer logjobs on some worker) are left out. An entry
+    that is not a list of events as logjobs sends them raises wire.Invalid: it came from elsewhere."""
     entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return [_event(d, f"{entry_id}/{i}") for i, d in enumerate(fastjson.loads(fields[b"events"]))]
-
-
-def _event(d, stream_id):
-    try:
-        return Event(**d, stream_id=stream_id)
-    except TypeError:
-        return Event(**{k: v for k, v in d.items() if k in _FIELDS}, stream_id=stream_id)
-
-
-_FIELDS = {f.name for f in dataclasses.fields(Event)} - {"stream_id"}
+    found = wire.decode(fields.get(b"events"), list[Event])
+    for i, event in enumerate(found):
+        event.check()
+        event.stream_id = f"{entry_id}/{i}"
+    return found

@@ -19,12 +19,13 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from . import events, fastjson, scanner, tracking
+from . import access, events, fastjson, scanner, tracking, wire
 from .defaults import (
     ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, DEFAULT_FAILURE_TTL, DONE_KEY, FAILED,
     FINISHED, HANDED_ON_KEY, QUEUED, SCHEDULED, STARTED,
 )
 from .exceptions import ScanError
+from .rqsafe import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ SCAN_FILE = f"{__name__}.scan_file"
 SCAN_FILES = f"{__name__}.scan_files"
 
 
-def scan_file(path, patterns, start=0, end=None, part=0, resume=None, analyse=True):
+def scan_file(path, patterns, start=0, end=None, part=0, resume=None, analyse=True, examples=True):
     """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern,
     and (with `analyse`) their levels, top messages and times.
 
@@ -46,15 +47,15 @@ def scan_file(path, patterns, start=0, end=None, part=0, resume=None, analyse=Tr
     several: the file must still begin with that head (the one pushed), and hold at least `start` bytes
     (else it was replaced or truncated since).
     """
-    return _run([(path, start, end, part, resume)], patterns, analyse)
+    return _run([(path, start, end, part, resume)], patterns, analyse, examples)
 
 
-def scan_files(paths, patterns, resume=None, analyse=True):
+def scan_files(paths, patterns, resume=None, analyse=True, examples=True):
     """Count, in each of `paths`, the lines containing each pattern (see scan_file); `resume` maps the
     paths whose scan continues an earlier one to their [start, head length, head hash]; they are part 1."""
     resume = resume or {}
     return _run([(path, *((resume[path][0], None, 1, resume[path]) if path in resume else (0, None, 0, None)))
-                 for path in paths], patterns, analyse)
+                 for path in paths], patterns, analyse, examples)
 
 
 def done_paths(conn, job_id):
@@ -65,7 +66,14 @@ def done_paths(conn, job_id):
 def finished_paths(conn, job_id):
     """The files an earlier attempt of the job finished: a new attempt skips them. Not those that failed
     for good: a job requeued by hand (rq-dashboard's Requeue, once the file is mended) scans them again."""
-    return {os.fsdecode(k) for k, v in conn.hgetall(DONE_KEY + job_id).items() if "result" in fastjson.loads(v)}
+    return {os.fsdecode(k) for k, v in conn.hgetall(DONE_KEY + job_id).items()
+            if (done_record(v, job_id, os.fsdecode(k)) or {}).get("result") is not None}
+
+
+def done_record(raw, job_id, path):
+    """A file's record in a job's done-records ({"result": ...} or {"error": ...}), None if it has none
+    (or one that is not as logjobs writes it)."""
+    return wire.read(raw, wire.Done, f"the record of {scanner.printable(path)} done by {job_id}", warn_once)
 
 
 def files_of(job):
@@ -77,17 +85,18 @@ def files_of(job):
     return [(path, part)]
 
 
-def _scan(path, patterns, start, end, resume, analyse):
+def _scan(path, patterns, start, end, resume, analyse, examples):
     """scanner.scan, after checking that a file whose scan continues an earlier one (or is split) is still
     the file pushed; returns its result, and for a scan of a whole file, the tracking.Identity of the
     file it read (it may not be the one pushed: the log rotated while the job waited) or None."""
     # Taken before the scan opens the file: had the log rotated in between, the counts would be the new
     # file's, under the old one's identity, and the old file, found under its new name, would take them.
+    roots = access.worker_access()  # this host's, never the job's
     whole = resume is None and start == 0 and end is None
-    identity = tracking.Identity.of(path) if whole else None  # unreadable: None, and the scan says why
+    identity = tracking.Identity.of(path, roots) if whole else None  # unreadable: None, and the scan says why
     if resume is not None:
         since, head_len, head = resume
-        st, compression, data = scanner.peek(path, head_len)
+        st, compression, data = scanner.peek(path, head_len, roots)
         name = scanner.printable(path)
         if tracking.fingerprint(data) != head:
             raise ScanError(f"{name}: replaced since it was pushed (its first bytes differ); push it again",
@@ -96,14 +105,16 @@ def _scan(path, patterns, start, end, resume, analyse):
             raise ScanError(f"{name}: truncated since it was pushed; push it again", permanent=True)
     # Without the analysis (--counts-only), lines go uncounted too: counting them is a pass over
     # every byte, slower than the pattern search (issue 5). The analysis reads every line anyway.
-    return scanner.scan(path, patterns, start, end, analyse=analyse, lines=analyse).to_dict(), identity
+    examples = examples and access.worker_settings().examples  # off on this host: off, whatever the job says
+    result = scanner.scan(path, patterns, start, end, analyse=analyse, lines=analyse, roots=roots, examples=examples)
+    return result.to_dict(), identity
 
 
 class ScanFailed(Exception):
     """Some files of the job failed; raised so that RQ records the job failed (and retries it)."""
 
 
-def _run(tasks, patterns, analyse):
+def _run(tasks, patterns, analyse, examples):
     job = get_current_job()
     conn = job.connection
     done_key = DONE_KEY + job.id
@@ -118,7 +129,7 @@ def _run(tasks, patterns, analyse):
         for i, (path, start, end, part, resume) in enumerate(todo):
             try:
                 with report.scanning(path, part):
-                    result, identity = _scan(path, patterns, start, end, resume, analyse)
+                    result, identity = _scan(path, patterns, start, end, resume, analyse, examples)
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
                 failures.update(((p, pt), exc) for p, _, _, pt, _ in todo[i:])

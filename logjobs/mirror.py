@@ -24,9 +24,8 @@ import redis
 from redis.exceptions import LockError
 from peewee import PeeweeException, __exception_wrapper__ as _as_peewee_error
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
-from . import events, fastjson, scanner, tracking
+from . import events, fastjson, scanner, tracking, wire
 from .defaults import (
     ATTEMPTS_KEY, DEFAULT_KEEPER_INTERVAL, DONE_KEY, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, EVENTS_GROUP,
     EVENTS_KEY, FAILED, FINAL_STATES, FINISHED, HEADS_KEY, INODES_KEY, MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, MOVED,
@@ -34,8 +33,11 @@ from .defaults import (
 )
 from .exceptions import LogJobsError, one_line
 from .keeper import Keeper, sweep
-from .models import History, Scan, db, stored_utc
+from .models import History, Scan, db, stored_utc, transaction
+from .jobs import done_record
+from .queues import _record as queues_record
 from .queues import failure_reason, record_scanned, statuses
+from .rqsafe import Job
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ STEP_BYTES = 1 << 20
 SWEEP_BATCH = 1000
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
 _RQ_ENDED = {"failed": FAILED, "stopped": FAILED, "canceled": FAILED, "queued": QUEUED, "scheduled": SCHEDULED}
+_ENDED_UNRUN = ("failed", "stopped", "canceled")
 
 
 class Mirror:
@@ -119,9 +122,8 @@ class Mirror:
         self._ensure_group()
         applied = 0
         while entries := self._step():
-            # An entry trimmed while pending comes back without fields: nothing to apply, only to ack.
-            batch = [event for entry_id, fields in entries if fields for event in events.read(entry_id, fields)]
-            with db.atomic():
+            batch = [event for entry_id, fields in entries for event in _events(entry_id, fields)]
+            with transaction():
                 scanned = apply(batch)
             ids = [entry_id for entry_id, _ in entries]
             with self.conn.pipeline(transaction=True) as pipe:
@@ -201,7 +203,7 @@ class Mirror:
             status, attempt = jobs[part["job_id"]]
             if status == QUEUED:
                 queued.add(part["job_id"])
-            event = _missed(self.conn, path, i, part, status, int(attempt or 0))
+            event = _missed(self.conn, path, i, part, status, wire.number(attempt))
             if event is not None:
                 found.append(event)
         if found:
@@ -220,13 +222,27 @@ class Mirror:
         dropped = []
         for key, field_of in ((INODES_KEY, tracking.inode_key), (HEADS_KEY, tracking.head_key)):
             def stale(entries, field_of=field_of):
-                records = self.conn.hmget(SCANNED_KEY, list(entries.values()))
-                return [field for field, raw in zip(entries, records)
-                        if raw is None or field_of(fastjson.loads(raw)) != field.decode()]
+                paths = list(entries.values())
+                records = map(queues_record, self.conn.hmget(SCANNED_KEY, paths), map(os.fsdecode, paths))
+                return [field for field, record in zip(entries, records)
+                        if record is None or field_of(record) != wire.text(field)]
 
             self._sweep[key], gone = sweep(self.conn, key, self._sweep[key], batch, stale)
             dropped += gone
         return dropped
+
+
+def _events(entry_id, fields):
+    """The events of a stream entry; none for an entry trimmed while pending (it comes back without
+    fields), or one that is not logjobs' (skipped, with a warning: it must not stop the mirror)."""
+    if not fields:
+        return []
+    try:
+        return events.read(entry_id, fields)
+    except wire.Invalid as exc:
+        log.warning("mirror: skipping stream entry %s: not events as logjobs sends them (%s)",
+                    entry_id.decode() if isinstance(entry_id, bytes) else entry_id, exc)
+        return []
 
 
 def _missed(conn, path, index, part, status, attempt):
@@ -234,7 +250,8 @@ def _missed(conn, path, index, part, status, attempt):
     job_id, attempt = part["job_id"], max(attempt, part["attempt"])
     if status is None:
         state = FAILED
-    elif status == FINISHED or status in _RQ_ENDED and attempt > 0:
+    elif status == FINISHED or status in _ENDED_UNRUN or status in _RQ_ENDED and attempt > 0:
+        # Ended unrun: failed by a worker that could not read it, or canceled in RQ before it ran.
         state = _RQ_ENDED.get(status, status)
     else:
         return None
@@ -242,11 +259,10 @@ def _missed(conn, path, index, part, status, attempt):
     if event.order <= tuple(part["order"]):
         return None
     # Only now are the details worth fetching: the file's own record in the job, or why the job ended.
-    record = conn.hget(DONE_KEY + job_id, os.fsencode(path))
-    record = fastjson.loads(record) if record else {}
-    if "result" in record:
+    record = done_record(conn.hget(DONE_KEY + job_id, os.fsencode(path)), job_id, path) or {}
+    if record.get("result") is not None:
         event.state, event.result = FINISHED, record["result"]
-    elif "error" in record:
+    elif record.get("error") is not None:
         event.state, event.error = FAILED, record["error"]
     elif status is None:
         event.error = "the job vanished from Redis (Redis restarted without persistence, or the job expired); " \
@@ -273,6 +289,8 @@ def apply(batch):
     Returns what Redis must learn once this commits: {path: record of its finished scan, or None
     when it has none to continue} (see tracking).
     """
+    for event in batch:  # read from the stream, these are shapes; the rows keep plain JSON
+        event.result, event.identity = wire.plain(event.result), wire.plain(event.identity)
     rows = _rows({e.path for e in batch} | {e.moved_from for e in batch if e.moved_from})
     stamp = stored_utc(db.obj)
     parts = {path: fastjson.loads(row.part_states) for path, row in rows.items()}

@@ -4,6 +4,7 @@ Only the mirror writes here. Nothing opens a connection at import time, so forki
 inherit one.
 """
 
+import contextlib
 import datetime
 import functools
 import math
@@ -11,7 +12,7 @@ import os
 
 from peewee import (
     BigIntegerField, BooleanField, CharField, DatabaseError, DatabaseProxy, DateTimeField, FloatField,
-    ImproperlyConfigured, IntegerField, Model, SqliteDatabase, TextField,
+    ImproperlyConfigured, IntegerField, Model, PeeweeException, SqliteDatabase, TextField,
 )
 from playhouse.db_url import connect as connect_url
 from playhouse.migrate import SchemaMigrator, migrate
@@ -156,6 +157,30 @@ def open_database(target, create=True):
     except (DatabaseError, ImproperlyConfigured) as exc:  # not a database, unreachable, refused...
         raise ConnectionFailed(f"cannot open status database {shown}: {database_reason(exc, target)}") from None
     return database
+
+
+@contextlib.contextmanager
+def transaction():
+    """db.atomic(), raising the error that ended the transaction. SQLite rolls a transaction back by
+    itself on some errors (the disk full: SQLITE_FULL), and Peewee's own rollback then fails with
+    "cannot rollback - no transaction is active", which would hide why."""
+    atomic = db.atomic()
+    atomic.__enter__()
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            atomic.__exit__(type(exc), exc, exc.__traceback__)
+        except PeeweeException:
+            raise exc from None
+        raise
+    try:
+        atomic.__exit__(None, None, None)
+    except PeeweeException as exc:
+        cause = exc.__context__
+        if "no transaction is active" in str(exc) and isinstance(cause, PeeweeException):
+            raise cause from None
+        raise
 
 
 def require_file(target):

@@ -3,7 +3,6 @@
 import dataclasses
 import errno
 import glob
-import json
 import logging
 import os
 import re
@@ -14,10 +13,10 @@ import sys
 import time
 
 import redis
-from rq import Queue, Retry, Worker
-from rq.job import Job
+from rq import Retry
 
-from . import events, fastjson, scanner, tracking
+from . import events, fastjson, scanner, tracking, wire
+from .access import Roots
 from .defaults import (
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_PATTERNS,
     DEFAULT_PUSH_BATCH, DEFAULT_QUEUE, DEFAULT_RESULT_TTL, DEFAULT_RETRY_INTERVALS, DEFAULT_RETRY_MAX,
@@ -26,6 +25,8 @@ from .defaults import (
 )
 from .exceptions import LogJobsError, PushCut, PushRefused, ScanError
 from .jobs import SCAN_FILE, SCAN_FILES, ScanFailed
+from .jobs import done_record
+from .rqsafe import WORKER_ENV, Job, Queue, Worker, refused_by_plain_worker, warn_once
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,10 @@ def expand(args, roots=(), stdin=None):
         else:
             _existing(arg)
     files = _once_each(paths)
+    allowed = Roots.of(roots)
     for path in files:
         _check_name(path)
-    if roots:
-        for path in files:
-            _check_root(path, roots)
+        _check_root(path, allowed)
     return files
 
 
@@ -90,6 +90,9 @@ def _once_each(paths):
 
 
 def _existing(path, arg_kind="path"):
+    if "\0" in path:
+        raise PushRefused(f"a {arg_kind} holds a NUL byte, which no file name can: {scanner.printable(path)}; nothing "
+                          "was enqueued")
     try:
         os.lstat(path)
     except OSError as e:  # not only ENOENT: a path too long, a folder on it that may not be searched...
@@ -133,12 +136,9 @@ def _check_name(path):
 
 
 def _check_root(path, roots):
-    real = os.path.realpath(path)
-    for root in roots:
-        if _within(path, root) and _within(real, os.path.realpath(root)):
-            return
-    raise PushRefused(f"{scanner.printable(path)} is outside the allowed roots ({os.pathsep.join(roots)}); "
-                      "nothing was enqueued")
+    if not roots.allows(os.path.realpath(path)):
+        raise PushRefused(f"{scanner.printable(path)} is outside {'the allowed roots' if roots.paths else 'what may be read'}"
+                          f" ({roots}); nothing was enqueued")
 
 
 def links_within(path, root):
@@ -260,10 +260,11 @@ def _splittable(path):
 
 def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=DEFAULT_RETRY_MAX,
          retry_intervals=DEFAULT_RETRY_INTERVALS, timeout=DEFAULT_JOB_TIMEOUT, batch=DEFAULT_PUSH_BATCH,
-         batch_files=DEFAULT_BATCH_FILES, any_queue=False, force=False, analyse=True, **sizes):
+         batch_files=DEFAULT_BATCH_FILES, any_queue=False, force=False, analyse=True, examples=True, **sizes):
     """Enqueue scans of `paths`, skipping files whose scan is still queued or running, and files
     unchanged since their last scan (unless `force`); a grown file is scanned from where its last
-    scan ended (see tracking). With `analyse`, scans also find levels, top messages and times.
+    scan ended (see tracking). With `analyse`, scans also find levels, top messages and times (with an
+    example line of each message, unless `examples` is off).
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
     transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
@@ -295,7 +296,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
             if not todo:
                 continue
             scanning = [p for p in todo if decisions[p].scan]
-            datas, pushes, files = _jobs(scanning, decisions, idents, patterns, analyse, queue, job_options,
+            datas, pushes, files = _jobs(scanning, decisions, idents, patterns, analyse, examples, queue, job_options,
                                          batch_files=min(batch_files, -(-len(scanning) // workers) or 1), **sizes)
             ordered = []
             for path in todo:
@@ -314,7 +315,7 @@ def push(conn, paths, queue=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, retry_max=
     return done
 
 
-def _jobs(scanning, decisions, idents, patterns, analyse, queue, job_options, **plan_options):
+def _jobs(scanning, decisions, idents, patterns, analyse, examples, queue, job_options, **plan_options):
     """The jobs that scan the files `scanning` as `decisions` say, planned (see `plan`): RQ's data for
     each, the push events of each file, and the job ids of each file."""
     datas, pushes, files = [], {}, {}
@@ -349,7 +350,9 @@ def _jobs(scanning, decisions, idents, patterns, analyse, queue, job_options, **
             files.setdefault(path, []).append(job_id)
             pushes.setdefault(path, []).append(events.Event(job_id, path, QUEUED, part=part + first,
                                                             parts=parts + first, queue=queue, patterns=patterns))
-        datas.append(Queue.prepare_data(func, args=args, job_id=job_id, description=description, **job_options))
+        kwargs = {} if examples else {"examples": False}  # the default left out: most jobs' data stay as they were
+        datas.append(Queue.prepare_data(func, args=args, kwargs=kwargs, job_id=job_id, description=description,
+                                        **job_options))
     return datas, pushes, files
 
 
@@ -505,7 +508,7 @@ def _records(conn, paths, latest):
     would be refused), so they have none."""
     raw = conn.hmget(SCANNED_KEY, [os.fsencode(p) for p in paths])
     records, pending = {}, set()
-    for p, record in zip(paths, map(_record, raw)):
+    for p, record in zip(paths, map(_record, raw, paths)):
         job_ids = latest.get(p)
         if record is not None and job_ids and job_ids[0] != record["job_id"]:
             record = None
@@ -514,15 +517,15 @@ def _records(conn, paths, latest):
     return records, pending
 
 
-def _record(raw):
-    return json.loads(raw) if raw else None
+def _record(raw, path="?"):
+    return wire.read(raw, wire.Record, f"the scan record of {scanner.printable(path)}", warn_once)
 
 
 def _latest(conn, paths):
     """{path: [id of each job of its latest scan]} for the paths pushed before (a split file has a job
     per part; an older logjobs kept the first one only)."""
     ids = conn.hmget(FILES_KEY, [os.fsencode(p) for p in paths])
-    return {p: i.decode().split() for p, i in zip(paths, ids) if i}
+    return {p: wire.text(i).split() for p, i in zip(paths, ids) if i}
 
 
 def _in_flight(conn, paths, latest=None):
@@ -539,13 +542,15 @@ def statuses(conn, job_ids):
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.hget(Job.key_for(job_id), "status")
-        return [s.decode() if s else None for s in pipe.execute()]
+        return [wire.text(s) if s else None for s in pipe.execute()]
 
 
 def failure_reason(job):
     """The one-line reason RQ recorded for a failed job: the last line of its traceback."""
     result = job.latest_result()
     text = (result.exc_string or "") if result is not None else ""
+    if refused_by_plain_worker(text):
+        return PLAIN_WORKER
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines or lines[-1].startswith(_HORSE_DIED):
         # No code of ours ran to the end: the attempt's work-horse died, killed outright (RQ says so in
@@ -561,6 +566,8 @@ def failure_reason(job):
 
 
 _HORSE_DIED = "Work-horse terminated unexpectedly"  # RQ's words, when it saw the horse die
+PLAIN_WORKER = ("a worker without logjobs' classes took the job, and could not read it: start workers with "
+                + " ".join(f"{k}={v}" for k, v in WORKER_ENV.items()) + " (see conf/systemd/logjobs-worker@.service)")
 
 
 def _signal_name(number):
@@ -619,11 +626,11 @@ def outcomes(conn, pushed):
         records = iter(pipe.execute())
     result = []
     for path, ids in files.items():
-        parts = [(job_id, json.loads(r) if (r := next(records)) else None) for job_id in ids]
+        parts = [(job_id, done_record(next(records), job_id, path)) for job_id in ids]
         if path in pushed.decisions and not pushed.decisions[path].scan:
             parts = []  # only renamed: its counts are the record's
         errors = [rec["error"] if rec else _job_failure(jobs[job_id]) for job_id, rec in parts
-                  if not rec or "error" in rec]
+                  if not rec or rec["error"] is not None]
         if path in pushed.skipped:
             result.append({"path": path, "job_id": ids[0], "status": "failed" if errors else "finished",
                            "counts": None, "error": errors[0] if errors else None, "skipped": True})

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import contains
 
+from logjobs.access import ANYWHERE, Roots
 from logjobs.exceptions import ScanError, one_line
 
 try:  # SIMD substring search: several times faster than bytes.find on the hot path
@@ -90,21 +91,24 @@ class ScanResult:
 
 
 def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
-         chunk_size: int = DEFAULT_CHUNK_SIZE, analyse: bool = False, lines: bool = True) -> ScanResult:
+         chunk_size: int = DEFAULT_CHUNK_SIZE, analyse: bool = False, lines: bool = True,
+         roots: Roots = ANYWHERE, examples: bool = True) -> ScanResult:
     """Count, per pattern, the lines containing it, in the file or in the lines owned by [start, end).
 
     In a compressed file, `start` skips that many uncompressed bytes (a scan continuing an earlier
     one, which ended at a line end) and `end` must be None: there is no seeking in a stream.
-    With `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time).
+    With `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time),
+    which keeps an example line of each message template unless `examples` is off.
     Without `lines`, the result's `lines` is None: counting every newline is a pass over each byte,
     slower than the pattern search itself, which grep -c does not make either.
+    A file outside `roots` is refused (see access.Roots), where it is opened.
     Raises ScanError (permanent or not) for every file that cannot be read, ValueError for bad arguments.
     """
     if chunk_size < 1 or start < 0 or (end is not None and end < start):
         raise ValueError(f"bad scan arguments: start={start} end={end} chunk_size={chunk_size}")
     path = os.fspath(path)
     patterns = list(dict.fromkeys(patterns))
-    with _open(path) as f:
+    with _open(path, roots) as f:
         try:
             compression = _sniff(f)
             if compression is None:
@@ -118,7 +122,7 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 from logjobs import analysis  # its regexes take a while to compile: only when asked for
 
                 changed = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=os.fstat(f.fileno()).st_mtime)
-                analyzer = analysis.Analyzer(patterns, last_change=changed)
+                analyzer = analysis.Analyzer(patterns, last_change=changed, examples=examples)
                 pieces = _tee(pieces, analyzer.feed)
             counts, nlines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size, lines)
             if compression is None:
@@ -144,7 +148,8 @@ def _still_holds(f, first: bytes, size: int, path: str):
                         permanent=False)
 
 
-def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART) -> list[tuple[int, int | None]]:
+def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART,
+                 roots: Roots = ANYWHERE) -> list[tuple[int, int | None]]:
     """Cut a plain file into at most `parts` contiguous, line-aligned ranges for parallel scans.
 
     A compressed file cannot be cut: it is one range (0, None), which scan() accepts as is.
@@ -152,7 +157,7 @@ def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART) -> list[tup
     if parts < 1 or min_part < 1:
         raise ValueError(f"bad split arguments: parts={parts} min_part={min_part}")
     path = os.fspath(path)
-    with _open(path) as f:
+    with _open(path, roots) as f:
         try:
             if _sniff(f):
                 return [(0, None)]
@@ -199,15 +204,15 @@ def merge_dicts(results: Sequence[dict]) -> dict:
     return merge(map(ScanResult.from_dict, results)).to_dict()
 
 
-def head(path, length: int) -> bytes:
+def head(path, length: int, roots: Roots = ANYWHERE) -> bytes:
     """The first `length` bytes of the file's content (uncompressed), or all of it when shorter."""
-    return peek(path, length)[2]
+    return peek(path, length, roots)[2]
 
 
-def peek(path, length: int) -> tuple[os.stat_result, str | None, bytes]:
+def peek(path, length: int, roots: Roots = ANYWHERE) -> tuple[os.stat_result, str | None, bytes]:
     """The file's stat, compression and first `length` bytes of content (uncompressed): one open."""
     path = os.fspath(path)
-    with _open(path) as f:
+    with _open(path, roots) as f:
         try:
             st, compression = os.fstat(f.fileno()), _sniff(f)
             if compression is None:
@@ -485,10 +490,10 @@ def _xz_streams(f, chunk_size: int) -> Iterator[bytes]:
         raise lzma.LZMAError(f"stream padding of {padding} bytes, not a multiple of 4")
 
 
-def _open(path: str):
-    """Open a regular file for reading; anything else is refused without ever blocking on it."""
+def _open(path: str, roots: Roots):
+    """Open a regular file within `roots` for reading; anything else is refused without ever blocking on it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = roots.open(path, printable(path))
     except OSError as e:
         raise _os_error(path, e) from None
     try:
@@ -554,10 +559,10 @@ def printable(path: str) -> str:
     return path if path.isprintable() else ascii(path)
 
 
-def compression(path) -> str | None:
+def compression(path, roots: Roots = ANYWHERE) -> str | None:
     """The compression of the file at `path`, by content ("gzip", "bzip2", "xz"), or None."""
     path = os.fspath(path)
-    with _open(path) as f:
+    with _open(path, roots) as f:
         try:
             return _sniff(f)
         except OSError as e:

@@ -15,12 +15,11 @@ import subprocess
 import tempfile
 import time
 
-from rq import Queue, Worker
-
 from . import queues
 from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, MIRROR_ALIVE_KEY
 from .exceptions import LogJobsError
 from .mirror import LOCK_TIMEOUT
+from .rqsafe import Queue, Worker, environ_with_worker_classes
 
 #: The promise `chaos` checks: a dead worker's job is back in its queue within this many seconds.
 RECOVERY_BOUND = 30
@@ -152,7 +151,7 @@ def _mirror_alive(conn, wait=LOCK_TIMEOUT):
 
 def _worker(redis_url, queue, name, *options):
     return subprocess.Popen(queues.rq_command("worker", "--name", name, *options, queue),
-                            env=dict(os.environ, RQ_REDIS_URL=redis_url),  # not on the command line: `ps` shows it
+                            env=dict(environ_with_worker_classes(), RQ_REDIS_URL=redis_url),  # not on the command line: `ps` shows it
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

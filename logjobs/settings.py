@@ -3,7 +3,9 @@
 import configparser
 import dataclasses
 import os
-from urllib.parse import urlsplit, urlunsplit
+import re
+import stat
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from . import defaults
 from .exceptions import ConfigError
@@ -28,10 +30,15 @@ def parse_intervals(text):
         raise ConfigError(f"retry_intervals must be whole seconds, like '10, 30, 60'; got {text!r}") from None
     if any(v < 0 for v in values):
         raise ConfigError(f"retry_intervals cannot be negative; got {text!r}")
+    if len(values) > defaults.MAX_RETRIES or any(v > defaults.MAX_RETRY_INTERVAL for v in values):
+        raise ConfigError(f"retry_intervals: at most {defaults.MAX_RETRIES} intervals of at most "
+                          f"{defaults.MAX_RETRY_INTERVAL} s; got {text!r}")
     return tuple(values)
 
 
-def _int(name, least=0):
+def _int(name, least, most):
+    """A parser of whole numbers from `least` to `most`: a value out of range is a mistake to say at once
+    (a job timeout of 10**20 s failed every attempt inside RQ, its row left queued)."""
     def parse(text):
         try:
             value = int(text)
@@ -39,6 +46,8 @@ def _int(name, least=0):
             raise ConfigError(f"{name} must be a whole number; got {text!r}") from None
         if value < least:
             raise ConfigError(f"{name} must be at least {least}; got {text!r}")
+        if value > most:
+            raise ConfigError(f"{name} must be at most {most}; got {text!r}")
         return value
     return parse
 
@@ -54,19 +63,34 @@ def _bool(name):
     return parse
 
 
+def _hosts(text):
+    """Host names as the dashboard may be asked for them (lower case, without a port)."""
+    return tuple(w.lower() for w in _words(text))
+
+
+#: The ranges of the numeric settings (and of the push options that set them).
+RANGES = {
+    "retry_max": (0, defaults.MAX_RETRIES),
+    "job_timeout": (1, defaults.MAX_JOB_TIMEOUT),
+    "split_bytes": (0, defaults.MAX_SPLIT_BYTES),
+    "batch_files": (1, defaults.MAX_BATCH_FILES),
+}
+
 #: setting name -> (environment variable, parser of its text form)
 _SOURCES = {
     "redis_url": ("LOGJOBS_REDIS_URL", str),
     "db": ("LOGJOBS_DB", str),
     "roots": ("LOGJOBS_ROOTS", _paths),
-    "retry_max": ("LOGJOBS_RETRY_MAX", _int("retry_max")),
+    "retry_max": ("LOGJOBS_RETRY_MAX", _int("retry_max", *RANGES["retry_max"])),
     "retry_intervals": ("LOGJOBS_RETRY_INTERVALS", parse_intervals),
-    "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout", least=1)),
-    "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes")),
-    "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files", least=1)),
+    "job_timeout": ("LOGJOBS_JOB_TIMEOUT", _int("job_timeout", *RANGES["job_timeout"])),
+    "split_bytes": ("LOGJOBS_SPLIT_BYTES", _int("split_bytes", *RANGES["split_bytes"])),
+    "batch_files": ("LOGJOBS_BATCH_FILES", _int("batch_files", *RANGES["batch_files"])),
     "analysis": ("LOGJOBS_ANALYSIS", _bool("analysis")),
+    "examples": ("LOGJOBS_EXAMPLES", _bool("examples")),
     "dashboard_user": ("LOGJOBS_DASHBOARD_USER", str),
     "dashboard_password": ("LOGJOBS_DASHBOARD_PASSWORD", str),
+    "dashboard_hosts": ("LOGJOBS_DASHBOARD_HOSTS", _hosts),
 }
 
 
@@ -83,8 +107,10 @@ class Settings:
     split_bytes: int = defaults.DEFAULT_SPLIT_BYTES
     batch_files: int = defaults.DEFAULT_BATCH_FILES
     analysis: bool = True  # levels, top messages and times beside the counts (see analysis)
+    examples: bool = True  # an example line of each message template (off: no raw line is stored)
     dashboard_user: str | None = None
     dashboard_password: str | None = None
+    dashboard_hosts: tuple = ()  # Host header values the dashboard answers besides its own (see web.security)
     config_file: str | None = None
 
     @classmethod
@@ -102,7 +128,7 @@ class Settings:
         for name in ("redis_url", "db"):
             if name in values and not values[name].strip():
                 raise ConfigError(f"{name} is empty (--{name.replace('_', '-')}, {_SOURCES[name][0]} or the config file)")
-        for name in ("roots", "retry_intervals"):
+        for name in ("roots", "retry_intervals", "dashboard_hosts"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(config_file=config_file, **values)
@@ -110,28 +136,52 @@ class Settings:
     def push_options(self):
         """The keyword arguments of `queues.push` these settings decide (retry policy, timeout, sizes)."""
         return {"retry_max": self.retry_max, "retry_intervals": self.retry_intervals, "timeout": self.job_timeout,
-                "split_bytes": self.split_bytes, "batch_files": self.batch_files, "analyse": self.analysis}
+                "split_bytes": self.split_bytes, "batch_files": self.batch_files, "analyse": self.analysis,
+                "examples": self.examples}
 
     def redacted_redis_url(self):
         """The Redis URL with any password masked, for messages and logs."""
         return redact_url(self.redis_url)
 
 
+#: Query parameters of a URL that carry a secret (libpq's and redis-py's spellings among them).
+_SECRET_PARAMS = re.compile(r"pass(word|wd)?|pwd|secret|token|.*password|api_?key|auth", re.I)
+
+
 def redact_url(url):
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with every credential masked, for messages, logs and pages: the password of its
+    `user:password@` (of each host, for a list of them) and any query parameter that holds a secret."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a URL that cannot be parsed>"
+    netloc = ",".join(_masked_host(host) for host in parts.netloc.split(","))
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_PARAMS.fullmatch(k) else v) for k, v in pairs], safe="*/:")
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    # Not urlunsplit: it writes unix:///path with an empty host as unix:/path.
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def _masked_host(netloc):
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return netloc
+    return f"{userinfo.partition(':')[0]}:***@{host}"
+
+
+#: Bytes of a config file read at most: it is a few lines (a device or /dev/zero would never end).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _read_config(path):
     parser = configparser.ConfigParser(interpolation=None)  # a "%" is itself (URL-encoded passwords have them)
     try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        parser.read_string(_config_text(path))
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except configparser.Error as exc:
@@ -144,6 +194,22 @@ def _read_config(path):
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(_SOURCES)}")
     return {name: _parsed(_SOURCES[name][1], text, f"config file {path}") for name, text in section.items()}
+
+
+def _config_text(path):
+    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES, never waited on (a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"config file {path} is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES >> 10} KiB: is it the right file?")
+    return data.decode("utf-8")
 
 
 def _parsed(parse, text, source):

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 
 from . import scanner
+from .access import ANYWHERE, Roots
 from .exceptions import ScanError
 
 #: Bytes of a file's head its fingerprint covers (fewer in a shorter file).
@@ -54,10 +55,10 @@ class Identity:
     head: str
 
     @classmethod
-    def of(cls, path):
+    def of(cls, path, roots: Roots = ANYWHERE):
         """The identity of the regular file at `path`, or None when it cannot be read (its job says why)."""
         try:
-            st, compression, data = scanner.peek(path, HEAD_BYTES)
+            st, compression, data = scanner.peek(path, HEAD_BYTES, roots)
         except (OSError, ScanError):
             return None  # not a regular file, or unreadable
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, compression, len(data), fingerprint(data))

@@ -8,12 +8,12 @@ import re
 import time
 
 from peewee import SQL, SqliteDatabase, fn
-from rq import Queue, Worker
 
 from . import analysis, fastjson
 from .defaults import FINAL_STATES, FINISHED, MOVED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
 from .queues import split_queue_name
+from .rqsafe import Queue, Worker
 
 
 def status():

@@ -19,7 +19,7 @@ from watchdog import events as fs
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from . import queues
+from . import access, queues
 from .defaults import (
     DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL, WATCH_MAX_DELAY_PERIODS,
 )
@@ -114,13 +114,14 @@ def acceptable(paths, roots=()):
 
 def push_paths(dirs, priority=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, node=None, roots=(), **options):
     """RQ job for `rq cron` (conf/cron.py): push the files below `dirs` (those within `roots`, when
-    given), as a watcher does when it starts. `options` go to `queues.push` (retry_max,
+    given, and within the roots of the worker running it, whatever the job says), as a watcher does
+    when it starts. `options` go to `queues.push` (retry_max,
     retry_intervals, timeout, split_bytes, batch_files, analyse): conf/cron.py passes logjobs' settings.
 
     Returns what it did, as RQ's job result: {"queue", "files", "jobs", "skipped", "unchanged"}.
     """
     queue = queues.queue_name(priority, node)
-    files = acceptable(sweep(check_dirs(dirs)), roots)
+    files = acceptable(acceptable(sweep(check_dirs(dirs)), roots), access.worker_roots().paths)
     pushed = queues.push(get_current_job().connection, files, queue=queue, patterns=patterns, **options)
     return {"queue": queue, "files": len(pushed.files), "jobs": len(pushed.job_ids), "skipped": len(pushed.skipped),
             "unchanged": len(pushed.unchanged)}

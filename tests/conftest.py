@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from logjobs.embedded import RedisServer, free_port
+from logjobs.rqsafe import WORKER_ENV
 
 BIN = os.path.dirname(sys.executable)
 
@@ -111,8 +112,9 @@ class Cluster:
         self.server, self.tmp = server, tmp_path
         self.db = str(tmp_path / "status.db")
         self.procs, self.supervisors = [], []
+        # As the units in conf/ set it (WORKER_ENV: the classes that keep workers safe).
         self.env = dict(os.environ, LOGJOBS_REDIS_URL=server.url, RQ_REDIS_URL=server.url, LOGJOBS_DB=self.db,
-                        PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+                        PATH=BIN + os.pathsep + os.environ.get("PATH", ""), **WORKER_ENV)
         self.env.pop("LOGJOBS_CONFIG", None)
 
     def run(self, *args, input=None, check=False, timeout=120):
@@ -142,7 +144,7 @@ class Cluster:
         return proc
 
     def worker(self, *queues, name=None, netns=None, url=None):
-        """A plain `rq worker high default low`, configured only by RQ_REDIS_URL (in network namespace
+        """A plain `rq worker high default low`, configured only by RQ_REDIS_URL and WORKER_ENV (in network namespace
         `netns`, reaching Redis at `url`, if given)."""
         name = name or f"w{len(self.procs)}"
         args = [os.path.join(BIN, "rq"), "worker", "--name", name, *(queues or ("high", "default", "low"))]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from rq import Queue
+from logjobs.rqsafe import Queue
 
 from logjobs import cli as cli_module
 from logjobs.cli import cli

@@ -12,9 +12,9 @@ import time
 import fakeredis
 import psutil
 import pytest
-from rq.job import Job
+from logjobs.rqsafe import Job
 
-from logjobs import events
+from logjobs import events, wire
 from logjobs.defaults import DONE_KEY, EVENTS_KEY
 from logjobs.jobs import Heartbeat, Reporter
 
@@ -288,9 +288,12 @@ def test_a_file_done_is_recorded_without_its_analysis():
     keeps a failed job: 30 days. It held the file's whole analysis, often more than its event's rest."""
     conn = fakeredis.FakeRedis()
     report = Reporter(conn, "j1", 1, "w1", DONE_KEY + "j1")
-    result = {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90, "analysis": {"levels": {"ERROR": 2}, "pad": "x" * 9000}}
+    message = {"level": "ERROR", "template": "boom", "count": 2, "example": "x" * 9000, "minutes": {}}
+    result = {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90, "compression": None, "tail": False,
+              "analysis": {"levels": {"ERROR": 2}, "minutes": {}, "messages": [message], "overflow": 0}}
     report.finished("a", 0, result)
     report.flush()
-    assert json.loads(conn.hget(DONE_KEY + "j1", "a")) == {"result": {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90}}
+    assert json.loads(conn.hget(DONE_KEY + "j1", "a")) == {
+        "result": {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90, "compression": None, "tail": False}}
     (sent,) = [e for i, f in conn.xrange(EVENTS_KEY) for e in events.read(i, f)]
-    assert sent.result == result  # the database gets it all
+    assert wire.plain(sent.result) == result  # the database gets it all

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import fakeredis
 import psutil
-from rq import Queue
+from logjobs.rqsafe import Queue
 from rq.scheduler import RQScheduler
 
 from logjobs.defaults import ATTEMPTS_KEY

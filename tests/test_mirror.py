@@ -8,9 +8,10 @@ import time
 import tracemalloc
 
 import fakeredis
+import peewee
 import pytest
 
-from logjobs import events, mirror
+from logjobs import events, mirror, wire
 from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY, HEADS_KEY, INODES_KEY
 from logjobs.mirror import RECONCILE, apply
 from logjobs.models import History, Scan, db, open_database
@@ -149,19 +150,25 @@ def test_events_from_a_newer_logjobs_keep_what_this_one_knows():
 
 
 def test_events_with_text_orjson_refuses_go_through_the_stream_and_the_database(database):
-    # A pattern given as bytes that are not UTF-8 (a lone surrogate in Python), counts beyond 64 bits:
-    # orjson refuses both, the stdlib takes them, and they read back the same.
+    # A pattern given as bytes that are not UTF-8 (a lone surrogate in Python): orjson and msgspec
+    # refuse it, the stdlib takes it, and it reads back the same.
     pattern = os.fsdecode(b"caf\xe9")
     conn = fakeredis.FakeRedis()
     sent = [events.Event("j1", P, "queued", parts=1, queue="high", patterns=[pattern]),
-            ev("j1", "finished", 1, worker="w", result={**RESULT, "counts": {pattern: 2**70}})]
+            ev("j1", "finished", 1, worker="w", result={**RESULT, "counts": {pattern: 2**62}})]
     events.emit(conn, *sent)
     ((_, entries),) = conn.xread({EVENTS_KEY: 0})
     ((entry_id, fields),) = entries
     got = events.read(entry_id, fields)
-    assert [(e.patterns, e.result) for e in got] == [(e.patterns, e.result) for e in sent]
+    assert [e.patterns for e in got] == [e.patterns for e in sent]
+    assert wire.plain(got[1].result)["counts"] == {pattern: 2**62}
     feed(*got)
-    assert row().to_dict()["counts"] == {pattern: 2**70}
+    assert row().to_dict()["counts"] == {pattern: 2**62}
+    # A count no file can hold is no logjobs event.
+    events.emit(conn, ev("j1", "finished", 1, worker="w", result={**RESULT, "counts": {"ERROR": 2**70}}))
+    ((_, entries),) = conn.xread({EVENTS_KEY: entry_id})
+    with pytest.raises(wire.Invalid):
+        events.read(*entries[0])
 
 
 def test_reapplying_a_batch_changes_nothing(database):
@@ -405,3 +412,19 @@ def test_the_pipeline_on_postgresql(cluster, tmp_path, postgres_url):
     # A URL's password shows in no message (this server trusts any).
     missing = cluster.run("--db", postgres_url.replace("postgres@", "postgres:hunter2@"), "show", "/nope.log")
     assert missing.returncode == 2 and "postgres:***@" in missing.stderr and "hunter2" not in missing.stderr
+
+
+def test_a_full_disk_is_said_so_and_loses_no_event(database, caplog):
+    """SQLite rolls a transaction back by itself when its disk is full; the error to log is that, not
+    Peewee's "cannot rollback - no transaction is active" that followed it."""
+    conn = fakeredis.FakeRedis()
+    events.emit(conn, *[push_event(f"j{i}", path=f"/l/{'x' * 200}{i}.log") for i in range(2000)])
+    pages = database.execute_sql("PRAGMA page_count").fetchone()[0]
+    database.execute_sql(f"PRAGMA max_page_count = {pages + 2}")  # a disk that fills at once
+    m = mirror.Mirror(conn)
+    assert m.lock.acquire()  # as once() and run() hold it
+    with pytest.raises(peewee.OperationalError, match="database or disk is full"):
+        m.drain()
+    assert Scan.select().count() == 0
+    database.execute_sql("PRAGMA max_page_count = 1073741823")  # room again: every event is still there
+    assert m.drain() == 2000 and Scan.select().count() == 2000

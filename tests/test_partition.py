@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from rq.job import Job
+from logjobs.rqsafe import Job
 
 from logjobs.defaults import ATTEMPTS_KEY
 from logjobs.embedded import RedisServer

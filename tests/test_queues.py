@@ -6,7 +6,7 @@ import os
 import fakeredis
 import pytest
 import redis
-from rq import Queue
+from logjobs.rqsafe import Queue
 
 from logjobs import events, queues, tracking
 from logjobs.defaults import EVENTS_KEY

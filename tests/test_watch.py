@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from rq.job import Job
+from logjobs.rqsafe import Job
 
 from logjobs import queues, watch
 from logjobs.defaults import FILES_KEY

@@ -10,6 +10,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from .. import connections
+from ..defaults import DEFAULT_DASHBOARD_HOST
 from ..exceptions import ConfigError
 from ..settings import Settings, redact_url
 from . import metrics, pages, rqdashboard, security
@@ -29,8 +30,8 @@ class Context:
     registry: CollectorRegistry
 
 
-def create_app(settings):
-    """The WSGI app for `settings`. Connects to nothing until a request needs it."""
+def create_app(settings, host=DEFAULT_DASHBOARD_HOST):
+    """The WSGI app for `settings`, served at `host`. Connects to nothing until a request needs it."""
     app = Flask(__name__)
     app.config.update(
         # Per process: a restart ends every session, and with it every CSRF token.
@@ -43,7 +44,7 @@ def create_app(settings):
     registry.register(metrics.HistoryCollector())
     conn = connections.connect(settings.redis_url, check=False)
     app.extensions["logjobs"] = Context(settings, conn, StatusDatabase(settings.db), registry)
-    security.protect(app, settings)
+    security.protect(app, settings, host)
     rqdashboard.mount(app, settings, conn)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(metrics.blueprint)
@@ -53,7 +54,7 @@ def create_app(settings):
 def serve(settings, host, port):
     """Serve the dashboard until interrupted; ConfigError if `host` is not loopback and no credentials are set."""
     security.check_bind(host, settings)
-    app = create_app(settings)
+    app = create_app(settings, host)
     try:
         server = waitress.create_server(app, host=host, port=port, threads=THREADS, ident="logjobs")
     except OSError as exc:

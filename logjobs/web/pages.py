@@ -68,7 +68,7 @@ def overview():
 @blueprint.route("/files")
 def files():
     """Per-file results, filtered by queue, state and path."""
-    filters, page = _filters(), max(request.args.get("page", 1, type=int), 1)
+    filters, page = _filters(), _page()
     found = views.files(**filters, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
     return render_template("files.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
 
@@ -76,7 +76,7 @@ def files():
 @blueprint.route("/failures")
 def failures():
     """Failed files, newest first, with their reasons and attempts, and a Retry button each."""
-    filters, page = dict(_filters(), state=FAILED), max(request.args.get("page", 1, type=int), 1)
+    filters, page = dict(_filters(), state=FAILED), _page()
     found = views.files(**filters, order="recent", limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
     return render_template("failures.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
 
@@ -137,6 +137,15 @@ def retry():
         log.info("retry: %s pushed again into %s as %s", path, row["queue"], pushed.files[path][0])
         flash(f"retrying {path} in {row['queue']} as job {pushed.files[path][0]}", "success")
     return back
+
+
+#: Pages of a list asked for at most: past it, the database's offset would overflow (a 500).
+MAX_PAGE = 1_000_000
+
+
+def _page():
+    """The page number asked for, from 1 to MAX_PAGE."""
+    return min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
 
 
 def _filters():
