@@ -18,7 +18,9 @@ import time
 import click
 import redis
 
-from . import __version__, connections, queues, scanner
+from . import __version__, connections, outcomes, queues, scanner
+from .paths import expand
+from .push import push as enqueue
 from .defaults import (
     DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, QUEUES,
     LEVELS, WATCH_MAX_DELAY_PERIODS,
@@ -197,7 +199,7 @@ def push(settings, priority, node, patterns, retries, retry_intervals, timeout, 
                            batch_files=batch_files, retry_intervals=_parse_intervals(retry_intervals),
                            analysis=False if counts_only else None)
     conn = connections.connect(settings.redis_url)
-    files = queues.expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
+    files = expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
     try:
         pushed = _push(conn, settings, queue, patterns, files, force=force)
     except PushCut as exc:
@@ -226,8 +228,8 @@ def _with_flags(settings, **flags):
 
 
 def _push(conn, settings, queue, patterns, files, force=False):
-    """`queues.push` with the settings' retry policy, timeout and batching."""
-    return queues.push(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS, force=force,
+    """`push.push` with the settings' retry policy, timeout and batching."""
+    return enqueue(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS, force=force,
                        **settings.push_options())
 
 
@@ -253,7 +255,7 @@ def _wait(conn, pushed, quiet):
     """Wait for every pushed file, showing progress on stderr; return each file's outcome."""
     try:
         with Progress(len(pushed.awaited), "scanning") as progress:
-            outcome = queues.wait(conn, pushed, progress.show)
+            outcome = outcomes.wait(conn, pushed, progress.show)
     except KeyboardInterrupt:
         click.echo("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "
                    "`logjobs report` follow them)", err=True)
@@ -433,11 +435,11 @@ def status(settings, as_json, watch, interval):
 
 
 def _status(settings):
-    from . import views
+    from . import queries
 
-    doc = _read(settings, lambda: dict(views.status(), recent_failures=views.recent_failures()))
+    doc = _read(settings, lambda: dict(queries.status(), recent_failures=queries.recent_failures()))
     try:
-        doc.update(views.live(connections.connect(settings.redis_url)))
+        doc.update(queries.live(connections.connect(settings.redis_url)))
     except (LogJobsError, redis.RedisError) as exc:
         doc["redis_error"] = str(exc)
     return doc
@@ -463,10 +465,10 @@ class Minute(click.ParamType):
     name = "TIME"
 
     def convert(self, value, param, ctx):
-        from . import views
+        from . import queries
 
         try:
-            return views.minute(value)
+            return queries.minute(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -495,10 +497,10 @@ def report(settings, as_json, failed_only, since, until):
       logjobs report --failed --json | jq -r '.[] | "\\(.path): \\(.error)"'
       logjobs report --since 6h --json | jq '.[] | {path, errors: .levels.ERROR}'
     """
-    from . import views
+    from . import queries
 
     with _database(settings):
-        rows = views.report(failed_only, since, until)  # read as they are written
+        rows = queries.report(failed_only, since, until)  # read as they are written
         if as_json:
             _echo_json_list(rows)
             return
@@ -556,9 +558,9 @@ def top(settings, path_glob, since, until, levels, limit, as_json):
       logjobs top --path '/var/log/nginx/*' --since 2h --level ERROR -n 5
       logjobs top --since 2024-05-01T00:00 --until 2024-05-02 --json
     """
-    from . import views
+    from . import queries
 
-    found = _read(settings, views.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit)
+    found = _read(settings, queries.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit)
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -587,9 +589,9 @@ def show(settings, key, as_json):
       logjobs show /var/log/app/api.log
       logjobs show lj-3f2a9c0d1e2b4a5c --json
     """
-    from . import views
+    from . import queries
 
-    doc = _read(settings, views.show, os.path.abspath(key), key)
+    doc = _read(settings, queries.show, os.path.abspath(key), key)
     if doc is None:
         raise LogJobsError(f"no scan of {scanner.printable(key)} in {redact_url(settings.db)}; "
                            "`logjobs report` lists them")
@@ -655,7 +657,7 @@ def selftest(settings, chaos, timeout):
       LOGJOBS_CONFIG=/etc/logjobs/logjobs.ini logjobs selftest --chaos
     """
     from . import selftest as probes
-    from .views import show
+    from .queries import show
 
     if settings.redis_url.startswith(connections.SENTINEL_SCHEME):
         raise LogJobsError("selftest starts `rq worker --url ...`, which takes no Sentinel URL; "

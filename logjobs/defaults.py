@@ -1,8 +1,10 @@
 """Every default, name and Redis key logjobs uses, in one place.
 
-Workers are plain `rq worker` processes that read no logjobs configuration, so whatever they must
-agree on with `push` and `mirror` (key names, the heartbeat period) is a constant here.
+Workers are plain `rq worker` processes that read little logjobs configuration (their own roots), so
+whatever they must agree on with `push` and `mirror` (key names, the heartbeat period) is a constant here.
 """
+
+import enum
 
 #: Queue names in priority order: `rq worker high default low` drains them in this order.
 QUEUES = ("high", "default", "low")
@@ -64,11 +66,19 @@ DEFAULT_DASHBOARD_PORT = 9181
 #: In the reason the keeper gives a recovered scan; the dashboard counts recoveries by it.
 RECOVERY_MARK = "died or was cut off"
 
-# Job states as RQ names them, plus the ones logjobs adds.
-QUEUED, STARTED, FINISHED, FAILED, SCHEDULED = "queued", "started", "finished", "failed", "scheduled"
-#: The row of a name whose file was renamed or compressed away: its counts went with the file.
-MOVED = "moved"
-STATES = (QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED)
+class State(enum.StrEnum):
+    """A file's (or a part's) state: RQ's names for a job's, plus the ones logjobs adds."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"  # a retry waiting its interval
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    MOVED = "moved"          # the row of a name whose file was renamed or compressed away: its counts went with it
+
+
+QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED = State
+STATES = tuple(State)
 FINAL_STATES = (FINISHED, FAILED)
 
 # Redis keys. Everything logjobs writes beside RQ's own keys starts with KEY_PREFIX.
@@ -91,4 +101,4 @@ INODES_KEY = KEY_PREFIX + "inodes"            # hash: "dev:ino" -> path whose re
 HEADS_KEY = KEY_PREFIX + "heads"              # hash: "length:hash" of a file's head -> path, likewise
 JOB_ID_PREFIX = "lj-"
 #: The functions a job may name (see rqsafe): a worker refuses any other.
-JOB_FUNCTIONS = frozenset({"logjobs.jobs.scan_file", "logjobs.jobs.scan_files", "logjobs.watch.push_paths"})
+JOB_FUNCTIONS = frozenset({"logjobs.jobs.scan", "logjobs.watch.push_paths"})

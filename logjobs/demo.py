@@ -19,7 +19,7 @@ from .embedded import RedisServer
 from .models import open_database
 from .queues import rq_command
 from .rqsafe import environ_with_worker_classes
-from .views import status
+from .queries import status
 
 #: What the apps log, by level: message formats whose {fields} vary from line to line.
 MESSAGES = {

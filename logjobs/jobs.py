@@ -1,7 +1,7 @@
-"""The RQ job functions: thin wrappers that run the scanner and report each file's state changes.
+"""The RQ job function: a thin wrapper that run the scanner and report each file's state changes.
 
-Workers import them by dotted path; they need no logjobs settings. A job scans one file, one byte
-range of a big file, or a batch of small files (forking a work-horse per small file would cost more
+Workers import them by dotted path; of logjobs' settings they read only their own host's roots and
+examples (see access). A job scans one file, one byte range of a big file, or a batch of small files (forking a work-horse per small file would cost more
 than scanning it). Files an earlier attempt of the same job finished are skipped, so a retry
 rescans only what failed. A failed job always raises, so RQ's retry policy applies; when every
 failure in it is permanent, the job first empties its retry budget, so it fails at once instead of
@@ -19,13 +19,10 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from . import access, events, fastjson, scanner, tracking, wire
-from .defaults import (
-    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, DEFAULT_FAILURE_TTL, DONE_KEY, FAILED,
-    FINISHED, HANDED_ON_KEY, QUEUED, SCHEDULED, STARTED,
-)
+from . import access, events, scanner, tracking, wire
+from .defaults import DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
 from .exceptions import ScanError
-from .rqsafe import warn_once
+from .store import Attempts, DoneFiles, HandedOn, Heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -34,118 +31,93 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.25
 #: Seconds between a work-horse's tries to reach Redis again, with results to send.
 REDIS_RETRY_INTERVAL = 1.0
-#: The dotted paths `push` enqueues, and workers import.
-SCAN_FILE = f"{__name__}.scan_file"
-SCAN_FILES = f"{__name__}.scan_files"
+#: The dotted path `push` enqueues, and workers import (see defaults.JOB_FUNCTIONS).
+SCAN = f"{__name__}.scan"
 
 
-def scan_file(path, patterns, start=0, end=None, part=0, resume=None, analyse=True, examples=True):
-    """Count the lines of `path` (or of its byte range, part `part` of the file) containing each pattern,
-    and (with `analyse`) their levels, top messages and times.
+def scan(tasks, options):
+    """Count, in each file of `tasks` (wire.Task: a whole file, what was appended to it, or a byte range
+    of it), the lines containing each pattern of `options` (wire.ScanOptions), and (with its `analyse`)
+    their levels, top messages and times.
 
-    `resume` is [start, head length, head hash] when the scan continues an earlier one, or is one part of
-    several: the file must still begin with that head (the one pushed), and hold at least `start` bytes
-    (else it was replaced or truncated since).
+    A task's `resume` is set when its scan continues an earlier one, or is one part of several: the
+    file must still begin with that head (the one pushed), and hold at least `since` bytes (else it was
+    replaced or truncated since). Arguments not as `push` makes them fail the job for good.
     """
-    return _run([(path, start, end, part, resume)], patterns, analyse, examples)
-
-
-def scan_files(paths, patterns, resume=None, analyse=True, examples=True):
-    """Count, in each of `paths`, the lines containing each pattern (see scan_file); `resume` maps the
-    paths whose scan continues an earlier one to their [start, head length, head hash]; they are part 1."""
-    resume = resume or {}
-    return _run([(path, *((resume[path][0], None, 1, resume[path]) if path in resume else (0, None, 0, None)))
-                 for path in paths], patterns, analyse, examples)
-
-
-def done_paths(conn, job_id):
-    """The files an earlier attempt of the job finished, or failed for good."""
-    return {os.fsdecode(k) for k in conn.hkeys(DONE_KEY + job_id)}
-
-
-def finished_paths(conn, job_id):
-    """The files an earlier attempt of the job finished: a new attempt skips them. Not those that failed
-    for good: a job requeued by hand (rq-dashboard's Requeue, once the file is mended) scans them again."""
-    return {os.fsdecode(k) for k, v in conn.hgetall(DONE_KEY + job_id).items()
-            if (done_record(v, job_id, os.fsdecode(k)) or {}).get("result") is not None}
-
-
-def done_record(raw, job_id, path):
-    """A file's record in a job's done-records ({"result": ...} or {"error": ...}), None if it has none
-    (or one that is not as logjobs writes it)."""
-    return wire.read(raw, wire.Done, f"the record of {scanner.printable(path)} done by {job_id}", warn_once)
+    job = get_current_job()
+    try:
+        tasks, options = wire.convert(tasks, list[wire.Task]), wire.convert(options, wire.ScanOptions)
+    except wire.Invalid as exc:
+        job.retries_left = 0
+        raise ScanFailed(f"malformed job arguments: {exc}") from None
+    return _run(job, tasks, options)
 
 
 def files_of(job):
-    """(path, part) of each file a scan job covers, read from its arguments."""
-    if job.func_name == SCAN_FILES:
-        resume = job.args[2] if len(job.args) > 2 and job.args[2] else {}
-        return [(path, int(path in resume)) for path in job.args[0]]
-    path, _, start, end, part = (list(job.args) + [0, None, 0])[:5]
-    return [(path, part)]
+    """(path, part) of each file a scan job covers, read from its arguments (none: not as push makes them)."""
+    try:
+        return [(task.path, task.part) for task in wire.convert(job.args[0], list[wire.Task])]
+    except (wire.Invalid, IndexError):
+        return []
 
 
-def _scan(path, patterns, start, end, resume, analyse, examples):
+def _scan(task, options):
     """scanner.scan, after checking that a file whose scan continues an earlier one (or is split) is still
     the file pushed; returns its result, and for a scan of a whole file, the tracking.Identity of the
     file it read (it may not be the one pushed: the log rotated while the job waited) or None."""
     # Taken before the scan opens the file: had the log rotated in between, the counts would be the new
     # file's, under the old one's identity, and the old file, found under its new name, would take them.
     roots = access.worker_access()  # this host's, never the job's
-    whole = resume is None and start == 0 and end is None
-    identity = tracking.Identity.of(path, roots) if whole else None  # unreadable: None, and the scan says why
-    if resume is not None:
-        since, head_len, head = resume
-        st, compression, data = scanner.peek(path, head_len, roots)
-        name = scanner.printable(path)
-        if tracking.fingerprint(data) != head:
-            raise ScanError(f"{name}: replaced since it was pushed (its first bytes differ); push it again",
-                            permanent=True)
-        if compression is None and st.st_size < since:
-            raise ScanError(f"{name}: truncated since it was pushed; push it again", permanent=True)
+    whole = task.resume is None and task.start == 0 and task.end is None
+    identity = tracking.Identity.of(task.path, roots) if whole else None  # unreadable: the scan says why
+    if task.resume is not None:
+        _check_still_pushed(task.path, task.resume, roots)
     # Without the analysis (--counts-only), lines go uncounted too: counting them is a pass over
     # every byte, slower than the pattern search (issue 5). The analysis reads every line anyway.
-    examples = examples and access.worker_settings().examples  # off on this host: off, whatever the job says
-    result = scanner.scan(path, patterns, start, end, analyse=analyse, lines=analyse, roots=roots, examples=examples)
+    examples = options.examples and access.worker_settings().examples  # off on this host: off, whatever the job says
+    result = scanner.scan(task.path, options.patterns, task.start, task.end, analyse=options.analyse,
+                          lines=options.analyse, roots=roots, examples=examples)
     return result.to_dict(), identity
+
+
+def _check_still_pushed(path, resume, roots):
+    """ScanError (for good) unless the file still begins with the head pushed, and holds `since` bytes."""
+    st, compression, data = scanner.peek(path, resume.head_len, roots)
+    name = scanner.printable(path)
+    if tracking.fingerprint(data) != resume.head:
+        raise ScanError(f"{name}: replaced since it was pushed (its first bytes differ); push it again", permanent=True)
+    if compression is None and st.st_size < resume.since:
+        raise ScanError(f"{name}: truncated since it was pushed; push it again", permanent=True)
 
 
 class ScanFailed(Exception):
     """Some files of the job failed; raised so that RQ records the job failed (and retries it)."""
 
 
-def _run(tasks, patterns, analyse, examples):
-    job = get_current_job()
+def _run(job, tasks, options):
     conn = job.connection
-    done_key = DONE_KEY + job.id
-    attempt = conn.hincrby(ATTEMPTS_KEY, job.id, 1)
+    attempt = Attempts(conn).next(job.id)
     worker = os.environ.get("RQ_WORKER_ID") or job.worker_name or socket.gethostname()
-    done = finished_paths(conn, job.id)
-    todo = [t for t in tasks if t[0] not in done]
-    report = Reporter(conn, job.id, attempt, worker, done_key)
+    done = DoneFiles(conn).finished(job.id)
+    todo = [t for t in tasks if t.path not in done]
+    report = Reporter(conn, job.id, attempt, worker)
     report.started(todo)
     failures = {}
     with Heartbeat(conn, job.id, worker, on_beat=report.announce):
-        for i, (path, start, end, part, resume) in enumerate(todo):
+        for i, task in enumerate(todo):
             try:
-                with report.scanning(path, part):
-                    result, identity = _scan(path, patterns, start, end, resume, analyse, examples)
+                with report.scanning(task.path, task.part):
+                    result, identity = _scan(task, options)
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
-                failures.update(((p, pt), exc) for p, _, _, pt, _ in todo[i:])
+                failures.update(((t.path, t.part), exc) for t in todo[i:])
                 break
             except Exception as exc:
-                failures[(path, part)] = exc
+                failures[(task.path, task.part)] = exc
             else:
-                report.finished(path, part, result, identity)
+                report.finished(task.path, task.part, result, identity)
     if failures:
-        # Permanent failures are final now; the rest wait for the retry RQ is about to decide on.
-        if all(isinstance(e, ScanError) and e.permanent for e in failures.values()):
-            job.retries_left = 0
-        state = next_state(job)
-        for (path, part), exc in failures.items():
-            permanent = isinstance(exc, ScanError) and exc.permanent
-            report.failed(path, part, FAILED if permanent else state, reason(exc), final=permanent)
+        _report_failures(job, report, failures)
     report.flush()
     report.deliver(lambda: _leave_if_handed_on(conn, job.id, attempt))
     if failures:
@@ -157,12 +129,22 @@ def _run(tasks, patterns, analyse, examples):
     return {"files": len(tasks), "scanned": len(todo)}
 
 
+def _report_failures(job, report, failures):
+    """Report each failed file: failed for good now, or waiting for the retry RQ is about to decide on.
+    When every failure is for good, the job spends no retry on them."""
+    if all(isinstance(e, ScanError) and e.permanent for e in failures.values()):
+        job.retries_left = 0
+    state = next_state(job)
+    for (path, part), exc in failures.items():
+        permanent = isinstance(exc, ScanError) and exc.permanent
+        report.failed(path, part, FAILED if permanent else state, reason(exc), final=permanent)
+
+
 def _leave_if_handed_on(conn, job_id, attempt):
     """End the work-horse here if the keeper gave this attempt up (it was cut off by a partition, and
     is back): its events went for the record, but RQ's handling of its end, with the horse's stale copy
     of the job, would undo the newer attempt's (a second result; or a retry of a job that finished)."""
-    given_to = conn.get(f"{HANDED_ON_KEY}{job_id}:{attempt}")
-    if given_to is not None:
+    if HandedOn(conn).given_up(job_id, attempt):
         log.warning("%s: attempt %d was given up while cut off, and the job handed on; leaving it", job_id, attempt)
         logging.shutdown()
         os._exit(0)
@@ -178,8 +160,8 @@ class Reporter:
     heartbeat beats (every 2 s) gets its `started` then (`announce`, from the heartbeat's thread).
     """
 
-    def __init__(self, conn, job_id, attempt, worker, done_key):
-        self.conn, self.job_id, self.attempt, self.worker, self.done_key = conn, job_id, attempt, worker, done_key
+    def __init__(self, conn, job_id, attempt, worker):
+        self.conn, self.job_id, self.attempt, self.worker = conn, job_id, attempt, worker
         self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
         self.begun = {}  # path: when its scan began, or None once its `started` is sent
         self.current = None  # (path, part) being scanned
@@ -187,7 +169,7 @@ class Reporter:
 
     def started(self, tasks):
         if tasks:
-            path, _, _, part, _ = tasks[0]
+            path, part = tasks[0].path, tasks[0].part
             self.pending.append(events.Event(self.job_id, path, STARTED, self.attempt, part, worker=self.worker))
             self.begun[path] = None
         self.flush()
@@ -243,8 +225,7 @@ class Reporter:
             if self.pending:
                 events.emit(pipe, *self.pending)
             if self.done:
-                pipe.hset(self.done_key, mapping={os.fsencode(p): fastjson.dumps(v) for p, v in self.done.items()})
-                pipe.expire(self.done_key, DEFAULT_FAILURE_TTL)
+                DoneFiles.record(pipe, self.job_id, self.done)
             pipe.execute()
 
     def deliver(self, send):
@@ -291,7 +272,7 @@ class Heartbeat:
     """
 
     def __init__(self, conn, job_id, worker, interval=DEFAULT_BEAT_INTERVAL, ttl=DEFAULT_BEAT_TTL, on_beat=None):
-        self.conn, self.key, self.worker, self.on_beat = conn, BEAT_KEY + job_id, worker, on_beat
+        self.beats, self.job_id, self.worker, self.on_beat = Heartbeats(conn), job_id, worker, on_beat
         self.interval, self.ttl = interval, ttl
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logjobs-heartbeat", daemon=True)
@@ -305,12 +286,12 @@ class Heartbeat:
         self._stop.set()
         self._thread.join()
         try:
-            self.conn.delete(self.key)
+            self.beats.stop(self.job_id)
         except redis.RedisError:
             pass  # it expires by itself
 
     def _beat(self):
-        self.conn.set(self.key, self.worker, ex=self.ttl)
+        self.beats.beat(self.job_id, self.worker, self.ttl)
 
     def _run(self):
         while not self._stop.wait(self.interval):
@@ -321,4 +302,4 @@ class Heartbeat:
             except redis.RedisError as exc:
                 # Cut off from Redis: keep scanning; the keeper may hand the job to another worker,
                 # and the mirror will ignore whichever result turns out to be stale.
-                log.warning("heartbeat for %s failed: %s", self.key, exc)
+                log.warning("heartbeat of %s failed: %s", self.job_id, exc)

@@ -14,29 +14,15 @@ import time
 from rq.exceptions import NoSuchJobError
 
 from . import events, wire
-from .defaults import (
-    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, FAILED, HANDED_ON_KEY, JOB_ID_PREFIX, ORPHANS_KEY, QUEUES,
-    RECOVERY_MARK,
-)
-from .jobs import done_paths, files_of, next_state
+from .defaults import DEFAULT_ABANDON_GRACE, FAILED, JOB_ID_PREFIX, QUEUES, RECOVERY_MARK
+from .jobs import files_of, next_state
 from .rqsafe import Job, Queue, Refused, Scheduler, registry_ids, warn_once
+from .store import Attempts, DoneFiles, HandedOn, Heartbeats, Orphans
 
 log = logging.getLogger(__name__)
 
 #: Attempt counts looked at per `forget_expired` call: a step of a sweep, a few milliseconds.
 FORGET_BATCH = 1000
-
-
-def sweep(conn, key, cursor, batch, stale):
-    """One step of a sweep over the hash `key`: from `cursor`, about `batch` fields, of which those that
-    `stale({field: value})` lists are dropped. Returns the cursor to go on from (0: the sweep starts
-    over) and the fields dropped. A hash that would otherwise gain a field per job or file, for ever,
-    is swept a step at a time from the mirror's loop."""
-    cursor, entries = conn.hscan(key, cursor, count=batch)
-    dropped = stale(entries) if entries else []
-    if dropped:
-        conn.hdel(key, *dropped)
-    return cursor, dropped
 
 
 #: The owner of RQ's scheduler locks for every keeper. Keepers run only under the mirror's lock, so they
@@ -53,7 +39,8 @@ class Keeper:
         self.conn, self.grace, self.clock = conn, grace, clock
         self.queues, self.scheduler = [], None
         self._silent_since = {}  # (job id, execution id) -> when its heartbeat was first seen missing
-        self._forget_cursor = 0  # where the sweep of ATTEMPTS_KEY goes on
+        self._forget_cursor = 0  # where the sweep of the attempt counts goes on
+        self.attempts, self.beats, self.orphans = Attempts(conn), Heartbeats(conn), Orphans(conn)
 
     def tick(self):
         """One pass; returns the ids of the jobs recovered."""
@@ -97,36 +84,29 @@ class Keeper:
                 waiting = {wire.text(job_id) for ids in pipe.execute() for job_id in ids}
         lost = {job_id for job_id in queued_ids if job_id not in waiting}
         now, requeued = time.time(), []
-        seen = {wire.text(k): wire.number(v, now, float) for k, v in self.conn.hgetall(ORPHANS_KEY).items()}
+        seen = self.orphans.seen(now)
         due = sorted(j for j in lost if j in seen and now - seen[j] >= self.grace)
         for job in Job.fetch_many(due, connection=self.conn):
             if job is not None and job.get_status() == "queued":
                 log.warning("requeueing %s: queued, but in no queue (its worker died as it took it)", job.id)
                 Queue(job.origin, connection=self.conn).enqueue_job(job, at_front=True)
                 requeued.append(job.id)
-        with self.conn.pipeline(transaction=False) as pipe:
-            gone = [j for j in seen if j not in lost or j in requeued]
-            if gone:
-                pipe.hdel(ORPHANS_KEY, *gone)
-            new = {j: now for j in lost if j not in seen}
-            if new:
-                pipe.hset(ORPHANS_KEY, mapping=new)
-            pipe.execute()
+        self.orphans.update([j for j in seen if j not in lost or j in requeued], {j: now for j in lost if j not in seen})
         return requeued
 
     def forget_expired(self, batch=FORGET_BATCH):
         """Drop the attempt counts of jobs RQ no longer holds (their result or failure expired), a
-        step of a sweep over ATTEMPTS_KEY at a time: else it would gain a field per job, for ever.
+        step of a sweep over them at a time: else it would gain a field per job, for ever.
         Returns the ids dropped. Job ids are never reused, so a job gone from RQ never comes back.
         """
-        def gone(entries):
+        def exist(job_ids):
             with self.conn.pipeline(transaction=False) as pipe:
-                for field in entries:
-                    pipe.exists(Job.key_for(wire.text(field)))
-                return [field for field, alive in zip(entries, pipe.execute()) if not alive]
+                for job_id in job_ids:
+                    pipe.exists(Job.key_for(job_id))
+                return pipe.execute()
 
-        self._forget_cursor, dropped = sweep(self.conn, ATTEMPTS_KEY, self._forget_cursor, batch, gone)
-        return [wire.text(field) for field in dropped]
+        self._forget_cursor, dropped = self.attempts.forget_gone(self._forget_cursor, batch, exist)
+        return dropped
 
     def recover_abandoned(self):
         now = self.clock()
@@ -138,10 +118,7 @@ class Keeper:
                        if e[0].startswith(JOB_ID_PREFIX)]
             if not entries:
                 continue
-            with self.conn.pipeline(transaction=False) as pipe:
-                for job_id, _ in entries:
-                    pipe.exists(BEAT_KEY + job_id)
-                beating = pipe.execute()
+            beating = self.beats.alive([job_id for job_id, _ in entries])
             dead = []
             for entry, alive in zip(entries, beating):
                 running.add(entry)
@@ -161,7 +138,7 @@ class Keeper:
                 job = Job.fetch(job_id, connection=self.conn)
             except NoSuchJobError:
                 continue
-            attempt = wire.number(self.conn.hget(ATTEMPTS_KEY, job_id))
+            attempt = self.attempts.get(job_id)
             state = next_state(job)
             worker = job.worker_name or "unknown"
             error = f"worker {worker} {RECOVERY_MARK} during attempt {attempt}"
@@ -174,13 +151,13 @@ class Keeper:
                 warn_once(("abandoned", job_id), "abandoned job %s in %s is not a logjobs scan (%s): failing it "
                           "without reading it", job_id, queue.name, exc)
                 files = []
-            done = done_paths(self.conn, job_id)
+            done = DoneFiles(self.conn).ended(job_id)
             lost = [events.Event(job_id, path, state, attempt, part, worker=worker, error=error)
                     for path, part in files if path not in done]
             if lost:
                 events.emit(self.conn, *lost)
             # Should the attempt come back (a partition healing), its work-horse learns it was given up.
-            self.conn.set(f"{HANDED_ON_KEY}{job_id}:{attempt}", worker, ex=24 * 3600)
+            HandedOn(self.conn).mark(job_id, attempt, worker)
             # Mark the execution expired; RQ's cleanup then retries the job or moves it to failed.
             self.conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)
             self._silent_since.pop((job_id, execution_id), None)

@@ -295,6 +295,20 @@ class Worker(rq.Worker):
                                                        exception_handler=self._pubsub_exception_handler)
 
 
+#: RQ statuses after which a job will not run again (None: gone from Redis).
+ENDED = frozenset({"finished", "failed", "stopped", "canceled", None})
+#: RQ statuses of a job that will still run: a file whose job is in one is not pushed again.
+IN_FLIGHT = frozenset({"queued", "started", "scheduled", "deferred"})
+
+
+def statuses(conn, job_ids) -> list:
+    """RQ's status of each job id, or None for a job Redis no longer has, in one round trip."""
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), "status")
+        return [raw.decode("utf-8", "backslashreplace") if raw else None for raw in pipe.execute()]
+
+
 def enqueue_due(conn, queue_names):
     """Move the retries whose interval is over from each queue's ScheduledJobRegistry back to the queue;
     returns their ids. What RQScheduler.enqueue_scheduled_jobs does, with logjobs' Job (RQ's fetches

@@ -15,11 +15,12 @@ import subprocess
 import tempfile
 import time
 
-from . import queues
-from .defaults import ATTEMPTS_KEY, BEAT_KEY, DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, MIRROR_ALIVE_KEY
+from . import outcomes, push, queues, rqsafe
+from .defaults import DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL
 from .exceptions import LogJobsError
 from .mirror import LOCK_TIMEOUT
 from .rqsafe import Queue, Worker, environ_with_worker_classes
+from .store import Attempts, Heartbeats, MirrorPresence
 
 #: The promise `chaos` checks: a dead worker's job is back in its queue within this many seconds.
 RECOVERY_BOUND = 30
@@ -43,7 +44,7 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
     try:
         mirror_host = _mirror_alive(conn)
         checks.append(Check("a mirror is running", mirror_host is not None,
-                            f"on {mirror_host.decode()}" if mirror_host else
+                            f"on {mirror_host}" if mirror_host else
                             f"none seen in {LOCK_TIMEOUT} s: start `logjobs mirror`; without it nothing reaches the "
                             "database, retries wait, and dead workers' jobs wait for RQ's own 10-minute cleanup"))
         paths = []
@@ -52,9 +53,9 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
                 f.write(data)
             paths.append(os.path.join(folder, name))
         procs.append(_worker(redis_url, queue, f"selftest-{tag}-1", "--burst"))  # gone when the probes are done
-        pushed = queues.push(conn, paths, queue=queue, retry_intervals=(1,), any_queue=True)
+        pushed = push.push(conn, paths, queue=queue, retry_intervals=(1,), any_queue=True)
         try:
-            outcome = queues.wait(conn, pushed, poll=0.2, timeout=timeout)
+            outcome = outcomes.wait(conn, pushed, poll=0.2, timeout=timeout)
         except LogJobsError as exc:
             raise LogJobsError(f"the probes did not finish: {exc}; is this host's `rq` working?") from None
         wrong = [o for o in outcome if o["status"] != "finished" or o["counts"].get("ERROR") != EXPECTED[
@@ -84,12 +85,12 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
         f.truncate(64 << 30)  # sparse: minutes of reading zeros, so the kill lands mid-scan
     victim = _worker(redis_url, queue, f"selftest-{tag}-victim")
     procs.append(victim)
-    pushed = queues.push(conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True)
+    pushed = push.push(conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True)
     job_id = pushed.files[long_probe][0]
     deadline = time.monotonic() + 60
     # Mid-scan: the job's own code has counted its attempt and started its heartbeat (RQ says
     # "started" a moment before, while it forks the work-horse).
-    while not (conn.hget(ATTEMPTS_KEY, job_id) and conn.exists(BEAT_KEY + job_id)):
+    while not (Attempts(conn).get(job_id) and all(Heartbeats(conn).alive([job_id]))):
         if time.monotonic() > deadline:
             return [Check("chaos: a scan started to kill", False, "the long probe never started")]
         time.sleep(0.2)
@@ -101,9 +102,9 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
     procs.append(_worker(redis_url, queue, f"selftest-{tag}-survivor"))
     back = None
     while time.monotonic() - killed < RECOVERY_BOUND + timeout:
-        status = queues.statuses(conn, [job_id])[0]
+        status = rqsafe.statuses(conn, [job_id])[0]
         # Back in its queue: no longer the killed worker's (started, on attempt 1) job.
-        if back is None and (status != "started" or int(conn.hget(ATTEMPTS_KEY, job_id) or 0) > 1):
+        if back is None and (status != "started" or Attempts(conn).get(job_id) > 1):
             back = time.monotonic() - killed
         if status in ("finished", "failed"):
             break
@@ -112,7 +113,7 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
                     back is not None and back <= RECOVERY_BOUND,
                     f"after {back:.1f} s (heartbeat TTL {DEFAULT_BEAT_TTL} s + grace {DEFAULT_ABANDON_GRACE} s)"
                     if back is not None else "it never came back: is a mirror running?")]
-    outcome = queues.outcomes(conn, pushed)[0]
+    outcome = outcomes.outcomes(conn, pushed)[0]
     checks.append(Check("chaos: it then finished once, with the right count",
                         outcome["status"] == "finished" and outcome["counts"].get("ERROR") == 1,
                         f"{outcome['status']}, counts {outcome['counts']}, {outcome['error'] or 'no error'}"))
@@ -144,7 +145,7 @@ def _row_when(database_reader, path, condition, timeout):
 def _mirror_alive(conn, wait=LOCK_TIMEOUT):
     """The host of a mirror that finished a cycle lately (it marks each one), or None."""
     deadline = time.monotonic() + wait
-    while (host := conn.get(MIRROR_ALIVE_KEY)) is None and time.monotonic() < deadline:
+    while (host := MirrorPresence.alive(conn)) is None and time.monotonic() < deadline:
         time.sleep(0.5)
     return host
 

@@ -134,7 +134,7 @@ class Settings:
         return cls(config_file=config_file, **values)
 
     def push_options(self):
-        """The keyword arguments of `queues.push` these settings decide (retry policy, timeout, sizes)."""
+        """The keyword arguments of `push.push` these settings decide (retry policy, timeout, sizes)."""
         return {"retry_max": self.retry_max, "retry_intervals": self.retry_intervals, "timeout": self.job_timeout,
                 "split_bytes": self.split_bytes, "batch_files": self.batch_files, "analyse": self.analysis,
                 "examples": self.examples}

@@ -2,7 +2,7 @@
 
 A Watcher follows directories with inotify (watchdog's native observer), or by polling where inotify
 sees nothing (network filesystems) or cannot start. Events only say which files to push, once each
-has been quiet for a while; `queues.push` decides what to scan. So a watcher keeps no state of its
+has been quiet for a while; `push.push` decides what to scan. So a watcher keeps no state of its
 own: on start it pushes every file below its folders, and push skips the unchanged ones.
 """
 
@@ -19,7 +19,8 @@ from watchdog import events as fs
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from . import access, queues
+from . import access, push, queues
+from .paths import expand, links_within
 from .defaults import (
     DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL, WATCH_MAX_DELAY_PERIODS,
 )
@@ -86,7 +87,7 @@ def check_dirs(dirs):
     return [os.path.abspath(path) for path in dirs]
 
 
-def sweep(dirs):
+def files_below(dirs):
     """Every file below `dirs` that a watcher pushes, in path order (symlinked folders not followed)."""
     def unreadable(err):
         log.warning("cannot read directory %s: %s; its files are not pushed", err.filename, err.strerror)
@@ -97,16 +98,16 @@ def sweep(dirs):
             subdirs[:] = sorted(d for d in subdirs if not ignored(d))
             for name in sorted(names):
                 path = os.path.join(root, name)
-                if not ignored(name) and is_file(path) and not queues.links_within(path, real):
+                if not ignored(name) and is_file(path) and not links_within(path, real):
                     yield path
 
 
 def acceptable(paths, roots=()):
-    """The paths `queues.expand` accepts, one by one: a refused name is logged and left out, not the batch."""
+    """The paths `paths.expand` accepts, one by one: a refused name is logged and left out, not the batch."""
     accepted = []
     for path in paths:
         try:
-            accepted += queues.expand([path], roots=roots)
+            accepted += expand([path], roots=roots)
         except PushRefused as exc:
             log.warning("not pushing %s", exc)
     return accepted
@@ -115,14 +116,14 @@ def acceptable(paths, roots=()):
 def push_paths(dirs, priority=DEFAULT_QUEUE, patterns=DEFAULT_PATTERNS, node=None, roots=(), **options):
     """RQ job for `rq cron` (conf/cron.py): push the files below `dirs` (those within `roots`, when
     given, and within the roots of the worker running it, whatever the job says), as a watcher does
-    when it starts. `options` go to `queues.push` (retry_max,
+    when it starts. `options` go to `push.push` (retry_max,
     retry_intervals, timeout, split_bytes, batch_files, analyse): conf/cron.py passes logjobs' settings.
 
     Returns what it did, as RQ's job result: {"queue", "files", "jobs", "skipped", "unchanged"}.
     """
     queue = queues.queue_name(priority, node)
-    files = acceptable(acceptable(sweep(check_dirs(dirs)), roots), access.worker_roots().paths)
-    pushed = queues.push(get_current_job().connection, files, queue=queue, patterns=patterns, **options)
+    files = acceptable(acceptable(files_below(check_dirs(dirs)), roots), access.worker_roots().paths)
+    pushed = push.push(get_current_job().connection, files, queue=queue, patterns=patterns, **options)
     return {"queue": queue, "files": len(pushed.files), "jobs": len(pushed.job_ids), "skipped": len(pushed.skipped),
             "unchanged": len(pushed.unchanged)}
 
@@ -140,7 +141,7 @@ class Watcher:
     """Push the files below `dirs` as they change, in batches, each once it has been quiet for
     `debounce` seconds, or at least every WATCH_MAX_DELAY_PERIODS periods while it keeps changing.
 
-    `push(paths)` does the pushing (`queues.push` with the queue and settings bound) and returns its
+    `push(paths)` does the pushing (`push.push` with the queue and settings bound) and returns its
     `Pushed`. With `poll` (seconds) the folders are polled instead of watched with inotify.
     """
 
@@ -257,7 +258,7 @@ class Watcher:
 
     def _add_tree(self, dirs):
         """Make every file below `dirs` due now (at start, and for folders created or moved in)."""
-        files = list(sweep(d for d in dirs if not self._ignored(d)))
+        files = list(files_below(d for d in dirs if not self._ignored(d)))
         with self.lock:
             for path in files:
                 self.pending[path] = _Pending(float("-inf"), float("-inf"))
@@ -266,7 +267,7 @@ class Watcher:
         for top in self.dirs:
             if path.startswith(top + os.sep):
                 return any(ignored(name) for name in os.path.relpath(path, top).split(os.sep)) or \
-                    queues.links_within(path, os.path.realpath(top))  # see sweep
+                    links_within(path, os.path.realpath(top))  # see files_below
         return path not in self.dirs
 
     def _observe(self):

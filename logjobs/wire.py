@@ -10,7 +10,7 @@ is what msgspec refuses: it goes through the stdlib, then through the same check
 """
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
@@ -33,7 +33,7 @@ class Shape(msgspec.Struct, forbid_unknown_fields=False):
 
 
 class Identity(Shape, frozen=True):
-    """What tells a file apart whatever its name (see tracking.Identity)."""
+    """What tells a file apart whatever its name (tracking.Identity adds how to take it)."""
 
     dev: Offset
     ino: Offset
@@ -79,16 +79,10 @@ class Done(Shape):
     error: Text | None = None
 
 
-class Record(Shape):
-    """What was counted of a file by its last finished scan, for the pushes to come (see tracking)."""
+class Record(Identity, frozen=True, kw_only=True):
+    """What was counted of a file by its last finished scan, for the pushes to come (see tracking): the
+    identity of the file it read, and where it ended, with what."""
 
-    dev: Offset
-    ino: Offset
-    size: Offset
-    mtime_ns: int
-    compression: Literal["gzip", "bzip2", "xz"] | None
-    head_len: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)]
-    head: Annotated[str, msgspec.Meta(max_length=128)]
     job_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+$")]
     end: Offset
     patterns: list[str]
@@ -96,6 +90,33 @@ class Record(Shape):
     tail: bool = False
     analysed: bool = False
     lines: Count | None = None
+
+
+class Resume(NamedTuple):
+    """Where a scan continuing an earlier one (or one part of several) starts, and the head the file must
+    still have there (else it was replaced since it was pushed)."""
+
+    since: int
+    head_len: int
+    head: str
+
+
+class Task(Shape, omit_defaults=True):
+    """One file (or byte range of one) a scan job reads: the wire form of a job's tasks."""
+
+    path: Path
+    start: Offset = 0
+    end: Offset | None = None
+    part: Annotated[int, msgspec.Meta(ge=0, le=MAX_PARTS)] = 0
+    resume: Resume | None = None
+
+
+class ScanOptions(Shape, omit_defaults=True):
+    """What a scan job counts, and how: the wire form of a job's options."""
+
+    patterns: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)]
+    analyse: bool = True
+    examples: bool = True
 
 
 State = Literal["queued", "started", "finished", "failed", "scheduled"]
@@ -122,6 +143,14 @@ def decode(raw, shape):
         raise Invalid(f"not JSON of the right shape: {str(exc)[:200]}") from None
 
 
+def convert(value, shape):
+    """Plain data (a job's arguments, as RQ loaded them) as `shape`; Invalid if it is not one."""
+    try:
+        return msgspec.convert(value, shape)
+    except msgspec.ValidationError as exc:
+        raise Invalid(str(exc)) from None
+
+
 def encode(value) -> bytes:
     """JSON of a shape (or of plain data), lone surrogates included."""
     try:
@@ -131,12 +160,12 @@ def encode(value) -> bytes:
 
 
 def read(raw, shape, what, warn):
-    """decode(raw, shape) as plain data, or None when `raw` is missing or not one (then `warn(message,
-    *args)` is told, once per `what`)."""
+    """decode(raw, shape), or None when `raw` is missing or not one (then `warn(key, message, *args)` is
+    told, with `what` in its key and its message)."""
     if raw is None:
         return None
     try:
-        return plain(decode(raw, shape))
+        return decode(raw, shape)
     except Invalid as exc:
         warn(("invalid", what), "skipping %s in Redis: not as logjobs writes it (%s)", what, exc)
         return None

@@ -11,7 +11,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from logjobs.queues import statuses
+from logjobs.rqsafe import statuses
 
 from conftest import BIN
 

@@ -258,9 +258,9 @@ def test_a_long_scan_in_a_batch_gets_its_started_from_the_heartbeat():
     """The Reporter alone, on fakeredis: a batch sends `started` for its first file at once; a later
     file only if the heartbeat beats while it is scanned, and else its outcome says when it began."""
     conn = fakeredis.FakeRedis()
-    report = Reporter(conn, "j1", 1, "w1", DONE_KEY + "j1")
+    report = Reporter(conn, "j1", 1, "w1")
     result = {"counts": {"ERROR": 0}, "lines": None, "bytes": 0}
-    report.started([(p, 0, None, 0, None) for p in ("a", "b", "c")])
+    report.started([wire.Task(p) for p in ("a", "b", "c")])
     with Heartbeat(conn, "j1", "w1", interval=0.05, on_beat=report.announce):
         with report.scanning("a", 0):
             pass
@@ -287,7 +287,7 @@ def test_a_file_done_is_recorded_without_its_analysis():
     """The record of a file done (for a retry, `push --wait` and the reconciler) is kept as long as RQ
     keeps a failed job: 30 days. It held the file's whole analysis, often more than its event's rest."""
     conn = fakeredis.FakeRedis()
-    report = Reporter(conn, "j1", 1, "w1", DONE_KEY + "j1")
+    report = Reporter(conn, "j1", 1, "w1")
     message = {"level": "ERROR", "template": "boom", "count": 2, "example": "x" * 9000, "minutes": {}}
     result = {"counts": {"ERROR": 2}, "lines": 9, "bytes": 90, "compression": None, "tail": False,
               "analysis": {"levels": {"ERROR": 2}, "minutes": {}, "messages": [message], "overflow": 0}}

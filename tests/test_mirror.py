@@ -11,9 +11,9 @@ import fakeredis
 import peewee
 import pytest
 
-from logjobs import events, mirror, wire
+from logjobs import events, mirror, rowstore, wire
 from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY, HEADS_KEY, INODES_KEY
-from logjobs.mirror import RECONCILE, apply
+from logjobs.rows import RECONCILE, apply
 from logjobs.models import History, Scan, db, open_database
 
 
@@ -136,7 +136,7 @@ def test_an_outcome_without_a_started_event_carries_its_start(database):
 
 def test_a_batch_of_more_files_than_one_select_takes(database, monkeypatch):
     """SQLite allows 32766 parameters a statement unless built with more: rows are read in chunks."""
-    monkeypatch.setattr(mirror, "_SELECT_CHUNK", 7)
+    monkeypatch.setattr(rowstore, "SELECT_CHUNK", 7)
     paths = [f"/l/{i}.log" for i in range(30)]
     feed(*(push_event(f"j{i}", path=p) for i, p in enumerate(paths)))
     feed(*(events.Event(f"j{i}", p, "finished", 1, result=RESULT) for i, p in enumerate(paths)))
@@ -208,13 +208,13 @@ def drain_peak(conn, fill):
     History.delete().execute()
     expected = fill(conn)
     m, steps = mirror.Mirror(conn), []  # the bytes of each step
-    step = m._step
+    step = m.stream.step
 
     def measured_step():
         entries = step()
         steps.append(sum(len(fields[b"events"]) for _, fields in entries))
         return entries
-    m._step = measured_step
+    m.stream.step = measured_step
     assert m.lock.acquire()  # as once() and run() hold it
     tracemalloc.start()
     try:
@@ -224,7 +224,7 @@ def drain_peak(conn, fill):
         tracemalloc.stop()
         m.lock.release()
     assert conn.xpending(EVENTS_KEY, EVENTS_GROUP)["pending"] == 0 and conn.xlen(EVENTS_KEY) <= 1  # trimmed
-    assert max(steps) <= mirror.STEP_BYTES
+    assert max(steps) <= events.STEP_BYTES
     return peak
 
 
@@ -232,7 +232,7 @@ def test_a_long_backlog_is_applied_in_steps_of_bounded_memory(database, conn, mo
     # A mirror back after an outage reads a megabyte of entries at a time, not the whole backlog,
     # whatever their sizes. (Entries of small events, read first, made it take the big ones behind
     # them 500 at a time: a step's size was guessed from the last one's.)
-    monkeypatch.setattr(mirror, "STEP_BYTES", 1 << 20)
+    monkeypatch.setattr(events, "STEP_BYTES", 1 << 20)
     uniform = drain_peak(conn, lambda conn: backlog(conn, 10))
     assert Scan.select().where(Scan.status == "finished").count() == 10 * 200
     assert drain_peak(conn, lambda conn: backlog(conn, 40)) < 1.25 * uniform

@@ -94,7 +94,7 @@ def test_a_foreign_function_is_refused_by_a_worker(cluster, conn, tmp_path):
 @pytest.mark.parametrize("where", ["data", "meta", "callback", "webhook"])
 def test_a_planted_job_hash_runs_nothing_on_a_worker(cluster, conn, tmp_path, where):
     marker = tmp_path / "ran"
-    call = zlib.compress(b'["logjobs.jobs.scan_files", null, [["/nonexistent"], ["ERROR"]], {}]')
+    call = zlib.compress(b'["logjobs.jobs.scan", null, [[{"path": "/nonexistent"}], {"patterns": ["ERROR"]}], {}]')
     fields = {"data": zlib.compress(evil(marker)) if where == "data" else call}
     if where == "meta":
         fields["meta"] = evil(marker)
@@ -228,7 +228,8 @@ def test_garbage_in_logjobs_keys_is_skipped_by_the_mirror_and_push(cluster, conn
 
 def _scan_job(conn, path, queue="default"):
     """A scan job for any path, enqueued as an attacker would (logjobs' own function, by hand)."""
-    return rqsafe.Queue(queue, connection=conn).enqueue("logjobs.jobs.scan_files", [str(path)], [""])
+    return rqsafe.Queue(queue, connection=conn).enqueue("logjobs.jobs.scan", [{"path": str(path)}],
+                                                        {"patterns": [""]})
 
 
 def test_a_worker_reads_nothing_outside_its_roots(cluster, conn, tmp_path):

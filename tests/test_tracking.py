@@ -5,6 +5,7 @@ import gzip
 import os
 import shutil
 
+import msgspec
 import pytest
 
 from logjobs import tracking
@@ -21,8 +22,8 @@ def lines(first, n, every=3):
 def record_of(path, job_id="lj-1", patterns=("ERROR",), tail=False):
     """The record the mirror writes after a scan of `path` as it is now."""
     ident = Identity.of(str(path))
-    return {**ident.to_dict(), "job_id": job_id, "end": ident.size, "tail": tail, "patterns": list(patterns),
-            "analysed": True, "counts": {}, "lines": 0}
+    return tracking.record_of(ident, job_id=job_id, end=ident.size, tail=tail, patterns=list(patterns),
+                              analysed=True, counts={}, lines=0)
 
 
 # -- deciding, on real files -----------------------------------------------------------------------
@@ -36,7 +37,7 @@ def test_decide_unchanged_grown_truncated_replaced(tmp_path):
     with open(p, "ab") as f:
         f.write(lines(100, 10))
     d = decide(str(p), Identity.of(str(p)), rec, ["ERROR"])
-    assert (d.action, d.since, d.base) == (APPEND, rec["end"], "lj-1")
+    assert (d.action, d.since, d.base) == (APPEND, rec.end, "lj-1")
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR", "WARN"]).action == FULL
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"], analyse=False).reason == \
         "counts only, unlike its last scan"
@@ -57,12 +58,12 @@ def test_decide_a_file_that_grew_while_scanned_and_not_since_is_unchanged(tmp_pa
     rec = record_of(p)  # its identity as pushed
     with open(p, "ab") as f:
         f.write(lines(100, 10))  # while it is scanned, to its end
-    rec["end"] = p.stat().st_size
+    rec = msgspec.structs.replace(rec, end=p.stat().st_size)
     d = decide(str(p), Identity.of(str(p)), rec, ["ERROR"])
     assert (d.action, d.scan) == (UNCHANGED, False)  # not an append of nothing
     with open(p, "ab") as f:
         f.write(lines(110, 1))
-    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).since == rec["end"]
+    assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).since == rec.end
 
 
 def test_decide_a_last_line_still_open_means_a_full_scan(tmp_path):
@@ -83,7 +84,7 @@ def test_decide_rotation_by_rename_copy_and_gzip(tmp_path):
     os.rename(log, old)
     log.write_bytes(lines(1000, 3))
     d = decide(str(old), Identity.of(str(old)), None, ["ERROR"], candidate=(str(log), rec))
-    assert (d.action, d.since, d.moved_from, d.scan) == (MOVED, rec["end"], str(log), True)
+    assert (d.action, d.since, d.moved_from, d.scan) == (MOVED, rec.end, str(log), True)
     assert decide(str(log), Identity.of(str(log)), rec, ["ERROR"]).action == FULL
     # Renamed and untouched: nothing to read.
     os.rename(old, tmp_path / "app.log.2")
@@ -97,7 +98,7 @@ def test_decide_rotation_by_rename_copy_and_gzip(tmp_path):
         "while app.log.1 still holds that content, the archive is a copy, not the file"
     old.unlink()
     d = decide(str(gz), Identity.of(str(gz)), None, ["ERROR"], candidate=(str(old), rec2))
-    assert (d.action, d.since, d.moved_from) == (MOVED, rec2["end"], str(old))
+    assert (d.action, d.since, d.moved_from) == (MOVED, rec2.end, str(old))
 
 
 # -- end to end ------------------------------------------------------------------------------------
@@ -322,7 +323,7 @@ def test_compressed_files_alike_in_their_first_kilobyte_are_two_files(tmp_path):
     one, two = tmp_path / "c.gz", tmp_path / "d.gz"
     one.write_bytes(gzip.compress(header + lines(100, 10)))
     two.write_bytes(gzip.compress(header + lines(200, 300)))
-    rec = {**record_of(one), "end": len(header) + len(lines(100, 10))}
+    rec = msgspec.structs.replace(record_of(one), end=len(header) + len(lines(100, 10)))
     assert decide(str(two), Identity.of(str(two)), None, ["ERROR"], candidate=(str(one), rec)).action == FULL
     one.unlink()  # gone: now the other may be it, recompressed
     assert decide(str(two), Identity.of(str(two)), None, ["ERROR"], candidate=(str(one), rec)).action == MOVED

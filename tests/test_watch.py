@@ -12,7 +12,7 @@ import time
 import pytest
 from logjobs.rqsafe import Job
 
-from logjobs import queues, watch
+from logjobs import push, queues, watch
 from logjobs.defaults import FILES_KEY
 
 BIN = os.path.dirname(sys.executable)
@@ -200,7 +200,7 @@ class Recorder:
             self.fail -= 1
             raise ConnectionError("Redis is down")
         self.calls.append(sorted(paths))
-        return queues.Pushed({p: ["lj-x"] for p in paths}, {})
+        return push.Pushed({p: ["lj-x"] for p in paths}, {})
 
 
 def running(watcher, push_log):
@@ -257,7 +257,7 @@ def test_links_to_files_of_the_tree_are_left_to_their_files(tmp_path):
     elsewhere.write_text("ERROR\n")
     os.symlink(elsewhere, tmp_path / "outside.log")
     expected = [str(tmp_path / name) for name in ("app-1.log", "app-2.log", "outside.log")]
-    assert list(watch.sweep([str(tmp_path)])) == expected
+    assert list(watch.files_below([str(tmp_path)])) == expected
     watcher = watch.Watcher([tmp_path], Recorder(), debounce=0.1)
     assert watcher._ignored(str(tmp_path / "current.log")) and not watcher._ignored(str(tmp_path / "outside.log"))
 

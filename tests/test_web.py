@@ -27,8 +27,8 @@ from logjobs import events
 from logjobs.defaults import FILES_KEY, QUEUES
 from logjobs.embedded import free_port
 from logjobs.exceptions import ConfigError
-from logjobs.mirror import apply
-from logjobs import views
+from logjobs.rows import apply
+from logjobs import queries
 from logjobs.models import MODELS, db, open_database, utc
 from logjobs.settings import Settings
 from logjobs.web import create_app
@@ -114,7 +114,7 @@ def test_pages_show_the_database(seeded):
     history = sqlite3.connect(seeded).execute("SELECT state, COUNT(*) FROM history GROUP BY state").fetchall()
     assert per_state == dict(dict.fromkeys(per_state, 0), **dict(history))
     assert timeline["unit"] == "second" and len(timeline["labels"]) >= 30
-    later = views.timeline(now=utc(time.time() + 3 * 3600))  # the unit grows with the span
+    later = queries.timeline(now=utc(time.time() + 3 * 3600))  # the unit grows with the span
     assert later["unit"] == "hour" and {s["state"]: sum(s["counts"]) for s in later["series"]} == per_state
     assert re.search(r'/l/a\.log</a></td><td>high</td><td class="text-right"[^>]*>6<', page)  # top file: 5 + 1
     assert "/l/c.log: not a regular file (FIFO)" in page
@@ -216,7 +216,7 @@ def expected_metrics(db_path):
                                "AND queue = ?", (queue,)).fetchone()
         want[("logjobs_scan_duration_seconds_count", labels)] = n
         want[("logjobs_scan_duration_seconds_sum", labels)] = pytest.approx(total)
-        for bound in views.DURATION_BUCKETS:
+        for bound in queries.DURATION_BUCKETS:
             (below,) = sql.execute("SELECT COUNT(*) FROM history WHERE state = 'finished' AND queue = ? AND "
                                    "duration <= ?", (queue, bound)).fetchone()
             want[("logjobs_scan_duration_seconds_bucket", (("le", str(float(bound))), ("queue", queue)))] = below
@@ -624,7 +624,7 @@ def test_a_file_name_runs_no_script_on_rq_dashboards_pages(cluster, browser, log
 
 
 def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs):
-    from test_views import APP, OPEN_FAILED, UPSTREAM, WEB
+    from test_queries import APP, OPEN_FAILED, UPSTREAM, WEB
 
     (logs / "api.log").write_bytes(APP)
     (logs / "nginx-error.log").write_bytes(WEB)

@@ -14,7 +14,7 @@ from ..defaults import DEFAULT_DASHBOARD_HOST
 from ..exceptions import ConfigError
 from ..settings import Settings, redact_url
 from . import metrics, pages, rqdashboard, security
-from .status import StatusDatabase
+from .database import StatusDatabase
 
 #: Requests served at once; rq-dashboard polls every 2.5 s per open tab.
 THREADS = 8

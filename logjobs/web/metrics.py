@@ -11,25 +11,25 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from .. import views
+from .. import queries
 from ..defaults import FINAL_STATES, QUEUES
-from .status import serve_from_database
+from .database import serve_from_database
 
 blueprint = Blueprint("metrics", __name__)
 serve_from_database(blueprint)
 
 
 class HistoryCollector:
-    """Turns views.history_totals, accumulated across scrapes, into Prometheus metric families."""
+    """Turns queries.history_totals, accumulated across scrapes, into Prometheus metric families."""
 
-    def __init__(self, buckets=views.DURATION_BUCKETS):
+    def __init__(self, buckets=queries.DURATION_BUCKETS):
         self.buckets = buckets
         self.totals = _empty()
         self._lock = threading.Lock()
 
     def collect(self):
         with self._lock:
-            fresh = views.history_totals(self.totals["last_id"], self.totals["last_stream_id"], self.buckets)
+            fresh = queries.history_totals(self.totals["last_id"], self.totals["last_stream_id"], self.buckets)
             if fresh["restarted"]:
                 self.totals = _empty()
             _add(self.totals, fresh)
@@ -68,7 +68,7 @@ class HistoryCollector:
 
 def _files_gauge():
     gauge = GaugeMetricFamily("logjobs_files", "Pushed files by queue and current state.", labels=["queue", "state"])
-    for queue, states in views.by_queue().items():
+    for queue, states in queries.by_queue().items():
         for state, n in states.items():
             gauge.add_metric([queue, state], n)
     return gauge

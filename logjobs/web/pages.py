@@ -5,10 +5,10 @@ import logging
 import redis
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import queues, views
+from .. import push, queries, queues
 from ..defaults import FAILED, LEVELS, QUEUES, STATES
 from ..exceptions import LogJobsError
-from .status import serve_from_database
+from .database import serve_from_database
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ def overview():
     """Counts by state and queue, what Redis holds now, the timeline, throughput, top files, failures."""
     ctx = _context()
     try:
-        live = views.live(ctx.redis)
+        live = queries.live(ctx.redis)
     except redis.RedisError as exc:
         live = {"error": f"cannot reach Redis at {ctx.settings.redacted_redis_url()}: {type(exc).__name__}"}
     return render_template(
-        "overview.html", status=views.status(), by_queue=views.by_queue(), live=live, timeline=views.timeline(),
-        throughput=views.throughput(), top=views.top_files(), failures=views.files(state=FAILED, order="recent",
+        "overview.html", status=queries.status(), by_queue=queries.by_queue(), live=live, timeline=queries.timeline(),
+        throughput=queries.throughput(), top=queries.top_files(), failures=queries.files(state=FAILED, order="recent",
                                                                                  limit=10))
 
 
@@ -69,7 +69,7 @@ def overview():
 def files():
     """Per-file results, filtered by queue, state and path."""
     filters, page = _filters(), _page()
-    found = views.files(**filters, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
+    found = queries.files(**filters, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
     return render_template("files.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
 
 
@@ -77,18 +77,18 @@ def files():
 def failures():
     """Failed files, newest first, with their reasons and attempts, and a Retry button each."""
     filters, page = dict(_filters(), state=FAILED), _page()
-    found = views.files(**filters, order="recent", limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
+    found = queries.files(**filters, order="recent", limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
     return render_template("failures.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
 
 
 @blueprint.route("/file")
 def file():
     """One file: its latest scan, and every state change of every scan of it."""
-    row = views.show(request.args.get("path", ""))
+    row = queries.show(request.args.get("path", ""))
     if row is None:
         abort(404)
-    found, timeline = views.messages(path=row["path"], limit=10)
-    return render_template("file.html", row=row, messages=found, chart=views.level_chart(timeline))
+    found, timeline = queries.messages(path=row["path"], limit=10)
+    return render_template("file.html", row=row, messages=found, chart=queries.level_chart(timeline))
 
 
 @blueprint.route("/messages")
@@ -98,13 +98,13 @@ def messages():
     window, error = {}, None
     for key in ("since", "until"):
         try:
-            window[key] = views.minute(form[key]) if form[key] else None
+            window[key] = queries.minute(form[key]) if form[key] else None
         except ValueError as exc:
             window[key], error = None, str(exc)
     level = form["level"].upper() if form["level"].upper() in LEVELS else None
     glob = form["path"] or None
-    found, timeline = views.messages(glob, window["since"], window["until"], [level] if level else None, limit=50)
-    chart = views.level_chart(timeline)
+    found, timeline = queries.messages(glob, window["since"], window["until"], [level] if level else None, limit=50)
+    chart = queries.level_chart(timeline)
     return render_template("messages.html", form=form, found=found, chart=chart, error=error, levels=LEVELS)
 
 
@@ -112,7 +112,7 @@ def messages():
 def retry():
     """Push a failed file again, into its queue with its patterns (CSRF-checked, like every POST)."""
     path = request.form.get("path", "")
-    row = views.show(path)
+    row = queries.show(path)
     if row is None:
         abort(404)
     back = redirect(url_for(".file", path=path), code=303)
@@ -121,7 +121,7 @@ def retry():
         return back
     settings = _context().settings
     try:
-        pushed = queues.push(_context().redis, [path], queue=row["queue"], patterns=row["patterns"],
+        pushed = push.push(_context().redis, [path], queue=row["queue"], patterns=row["patterns"],
                              retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
                              timeout=settings.job_timeout, split_bytes=settings.split_bytes,
                              analyse=settings.analysis)

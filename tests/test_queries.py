@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from logjobs import analysis, views
+from logjobs import analysis, queries
 from logjobs.models import db, open_database
 
 APP = b"""\
@@ -98,12 +98,12 @@ def test_top_over_files_adds_up_each_files_own_counts(monkeypatch):
                                                                           datetime.datetime(2024, 3, 1))]
     assert len(many.messages) == analysis.MAX_TEMPLATES and many.overflow == 200
     files = [("/a.log", many), ("/b.log", disk), ("/c.log", minutes[0]), ("/d.log", minutes[1])]
-    monkeypatch.setattr(views, "_analyses", lambda path_glob=None, path=None: iter(files))
-    found = {m["template"]: (m["count"], m["files"]) for m in views.top(limit=None)}
+    monkeypatch.setattr(queries, "_analyses", lambda path_glob=None, path=None: iter(files))
+    found = {m["template"]: (m["count"], m["files"]) for m in queries.top(limit=None)}
     assert found["zulu disk <NUM> full"] == (5000, 1) and found["tick"] == (60_000, 2) and len(found) == 1002
-    window = views.top(since="2024-01-01T00:30", until="2024-01-01T00:40", levels={"ERROR"})
+    window = queries.top(since="2024-01-01T00:30", until="2024-01-01T00:40", levels={"ERROR"})
     assert [(m["template"], m["count"]) for m in window] == [("tick", 10)]
-    assert views.top(since="2024-01-01T00:30", until="2024-01-01T02:00")[0]["count"] == 90
+    assert queries.top(since="2024-01-01T00:30", until="2024-01-01T02:00")[0]["count"] == 90
 
 
 def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
@@ -131,7 +131,7 @@ def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
     assert [(m["level"], m["template"], m["count"], m["example"]) for m in top] == [
         (m["level"], m["template"], m["count"], m["example"]) for m in expected.top(1000)]
     window = cluster.json("report", "--json", "--since", "2024-05-02T05:00", "--until", "2024-05-02T07:30")[0]
-    assert window["levels"] == views._window(expected.minutes, "2024-05-02T05:00", "2024-05-02T07:30")
+    assert window["levels"] == queries._window(expected.minutes, "2024-05-02T05:00", "2024-05-02T07:30")
 
 
 def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path):
@@ -153,18 +153,18 @@ def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path
     assert rows[str(tmp_path / "long.log")]["levels"] == expected.levels == {"INFO": 74_057, "ERROR": 12_343}
     window = cluster.json("report", "--json", "--since", "2024-02-01T10:30", "--until", "2024-02-01T12:00")
     assert {r["path"]: r["levels"] for r in window} == {  # whole hours: 10:00 to 12:00
-        str(tmp_path / "long.log"): views._window(expected.minutes, "2024-02-01T10", "2024-02-01T12")}
+        str(tmp_path / "long.log"): queries._window(expected.minutes, "2024-02-01T10", "2024-02-01T12")}
     assert sum(window[0]["levels"].values()) == 120
     open_database(cluster.db)
     try:
-        assert views.level_timeline(since="2024-05-01T00:00") == {  # app.log alone: minutes
+        assert queries.level_timeline(since="2024-05-01T00:00") == {  # app.log alone: minutes
             "2024-05-01T12:00": {"INFO": 1, "ERROR": 1}, "2024-05-01T12:01": {"ERROR": 1, "WARN": 1},
             "2024-05-01T12:02": {"INFO": 1}}
-        assert views.level_timeline(since="2024-02-29T23:00") == {  # with long.log's last hour: hours
+        assert queries.level_timeline(since="2024-02-29T23:00") == {  # with long.log's last hour: hours
             "2024-02-29T23": {"ERROR": 8, "INFO": 52}, "2024-05-01T12": {"INFO": 2, "ERROR": 2, "WARN": 1}}
-        everything = views.level_timeline()
+        everything = queries.level_timeline()
         assert len(everything) == 60 * 24 + 1 and everything["2024-01-01T00"] == {"ERROR": 9, "INFO": 51}
-        chart = views.level_chart(everything)
+        chart = queries.level_chart(everything)
         assert chart["unit"] == "day" and sum(map(sum, (s["counts"] for s in chart["series"]))) == 86_400 + 5
     finally:
         db.close()
@@ -183,22 +183,22 @@ def test_counts_only_scans_have_no_levels(cluster, tmp_path):
 
 
 def test_minute_parses_iso_and_spans():
-    assert views.minute("2024-05-01") == "2024-05-01T00:00"
-    assert views.minute("2024-05-01T12:30:59Z") == "2024-05-01T12:30"
-    assert views.minute("2024-05-01T12:30+02:00") == "2024-05-01T10:30"
-    assert views.minute("90m", now=1714564800) == "2024-05-01T10:30"  # 12:00 UTC minus 90 minutes
+    assert queries.minute("2024-05-01") == "2024-05-01T00:00"
+    assert queries.minute("2024-05-01T12:30:59Z") == "2024-05-01T12:30"
+    assert queries.minute("2024-05-01T12:30+02:00") == "2024-05-01T10:30"
+    assert queries.minute("90m", now=1714564800) == "2024-05-01T10:30"  # 12:00 UTC minus 90 minutes
     with pytest.raises(ValueError, match="bad time"):
-        views.minute("last tuesday")
+        queries.minute("last tuesday")
 
 
 def test_level_chart_picks_a_unit_and_fills_gaps():
     minutes = {"2024-05-01T12:00": {"ERROR": 2}, "2024-05-01T12:03": {"INFO": 1, "ERROR": 1}}
-    chart = views.level_chart(minutes)
+    chart = queries.level_chart(minutes)
     assert chart["unit"] == "minute" and chart["labels"] == [f"2024-05-01T12:0{i}" for i in range(4)]
     assert chart["series"] == [{"level": "INFO", "counts": [0, 0, 0, 1]}, {"level": "ERROR", "counts": [2, 0, 0, 1]}]
-    days = views.level_chart({"2024-05-01T00:00": {"WARN": 1}, "2024-06-30T23:59": {"WARN": 2}})
+    days = queries.level_chart({"2024-05-01T00:00": {"WARN": 1}, "2024-06-30T23:59": {"WARN": 2}})
     assert days["unit"] == "day" and len(days["labels"]) == 61 and sum(days["series"][0]["counts"]) == 3
-    assert json.dumps(views.level_chart({}))
-    hours = views.level_chart({"2024-05-01T10": {"ERROR": 1}, "2024-05-01T12": {"ERROR": 2}})
+    assert json.dumps(queries.level_chart({}))
+    hours = queries.level_chart({"2024-05-01T10": {"ERROR": 1}, "2024-05-01T12": {"ERROR": 2}})
     assert hours["unit"] == "hour" and hours["labels"] == ["2024-05-01T10", "2024-05-01T11", "2024-05-01T12"]
     assert hours["series"] == [{"level": "ERROR", "counts": [1, 0, 2]}]
