@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = """
 import json, sys, time
 from logjobs import scanner
-path, pattern, rounds, kernel, lines = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "lines"
+path, pattern, rounds, kernel = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+lines = sys.argv[5] == "lines"
 if kernel == "stdlib":
     scanner._sz = scanner._igzip = None
 times = []
@@ -58,17 +59,32 @@ def peak_rss(argv, env=None):
     Not wait4's ru_maxrss: it counts the Python process the child was forked from."""
     if not os.path.exists("/usr/bin/time"):
         return None
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, env=env, text=True)
+    r = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *argv], capture_output=True, env=env, text=True
+    )
     return int(r.stderr.split()[-1]) * 1024
 
 
 def time_scan(path, rounds, kernel, lines=False):
     """As time_grep, for scanner.scan in a fresh interpreter. Without `lines`, the scan is the one a
-    `push --counts-only` job makes: it counts the pattern's lines only, as grep -c does; with it, the
-    scan also counts every line (as a scan with the analysis does)."""
-    out = subprocess.run([sys.executable, "-c", PROBE, path, PATTERN, str(rounds), kernel,
-                          "lines" if lines else "-"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    `push --counts-only` job makes: it counts the pattern's lines only, as grep -c does; with it,
+    the scan also counts every line (as a scan with the analysis does)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            path,
+            PATTERN,
+            str(rounds),
+            kernel,
+            "lines" if lines else "-",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     r = json.loads(out)
     return statistics.median(r["times"]), r["count"], r["rss"]
 
@@ -78,10 +94,16 @@ def mb(n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=int, default=256, help="size of each plain corpus (default 256)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--size-mb", type=int, default=256, help="size of each plain corpus (default 256)"
+    )
     ap.add_argument("--rounds", type=int, default=5, help="timed runs per tool; medians are shown")
-    ap.add_argument("--dir", help="where corpora live (kept and reused); default a temporary directory")
+    ap.add_argument(
+        "--dir", help="where corpora live (kept and reused); default a temporary directory"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-stdlib", action="store_true", help="skip the pure-stdlib fallback path")
     args = ap.parse_args()
@@ -103,7 +125,8 @@ def main():
         print(head)
         for name, path, tool in cases:
             g_time, g_count, g_rss = time_grep(tool, path, args.rounds)
-            row = f"{name:9} {os.path.getsize(path) / 2**20:6.0f} {g_count:9} {g_time:7.3f} {mb(g_rss):>6}"
+            size = os.path.getsize(path) / 2**20
+            row = f"{name:9} {size:6.0f} {g_count:9} {g_time:7.3f} {mb(g_rss):>6}"
             for k in kernels:
                 s_time, s_count, s_rss = time_scan(path, args.rounds, k)
                 if s_count != g_count:

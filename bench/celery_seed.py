@@ -1,8 +1,9 @@
-"""The seed article's Celery task, the baseline of the many-small-files case (runs in bench/.venv-celery).
+"""The seed article's Celery task, the baseline of the many-small-files case (runs in
+bench/.venv-celery).
 
 The task is the article's `process_log` (open, `f.read()`, `str.count("ERROR")`), without its
-per-task `print` (Celery would log each one), and with Redis as broker (db 0) and result backend
-(db 1), as the article advises. Worker: `celery -A celery_seed worker --pool prefork --concurrency 2`.
+per-task `print` (Celery would log each one), and with Redis as broker (db 0) and result backend (db
+1), as the article advises. Worker: `celery -A celery_seed worker --pool prefork --concurrency 2`.
 
     python celery_seed.py ping          # returns once a worker answers (not timed)
     python celery_seed.py run DIR       # the article's producer: `process_log.delay(path)` for each
@@ -26,7 +27,7 @@ app.conf.update(worker_hijack_root_logger=False, broker_connection_retry_on_star
 @app.task(name="tasks.process_log")  # the same name run as a module (worker) or as __main__
 def process_log(file_path):
     try:
-        with open(file_path, "r") as f:
+        with open(file_path) as f:
             content = f.read()
         error_count = content.count("ERROR")
         return {"file": file_path, "errors": error_count}

@@ -13,8 +13,10 @@ PATTERN = "ERROR"
 #: Share of lines holding PATTERN in each big corpus.
 CORPORA = {"dense": 0.25, "sparse": 0.01}
 
-_WORDS = ("request user session cache db timeout retry upstream payload token worker queue job "
-          "latency shard replica commit rollback handshake").split()
+_WORDS = (
+    "request user session cache db timeout retry upstream payload token worker queue job "
+    "latency shard replica commit rollback handshake"
+).split()
 
 
 def log_lines(rnd, n, dense):
@@ -24,9 +26,11 @@ def log_lines(rnd, n, dense):
     out = []
     for _ in range(n):
         level = "ERROR" if rnd.random() < dense else "INFO"
-        head = (f"2024-05-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:"
-                f"{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z web-{rnd.randint(1, 9)} "
-                f"app[{rnd.randint(100, 99999)}]: {level} ")
+        head = (
+            f"2024-05-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:"
+            f"{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z web-{rnd.randint(1, 9)} "
+            f"app[{rnd.randint(100, 99999)}]: {level} "
+        )
         want = rnd.randint(100, 150) - len(head) - 1
         msg = ""
         while len(msg) < want:
@@ -46,14 +50,15 @@ def generate(path, size, dense, seed):
         while written < size - 200:
             block = b"".join(rnd.choices(pool, k=30_000))
             if written + len(block) > size:
-                block = block[:block.rfind(b"\n", 0, size - written) + 1]
+                block = block[: block.rfind(b"\n", 0, size - written) + 1]
             f.write(block)
             written += len(block)
     os.replace(path + ".tmp", path)
 
 
 def big_log(workdir, name, size_mb, seed):
-    """The path of the `name` corpus ("dense" or "sparse") of `size_mb` MiB, generated if missing."""
+    """The path of the `name` corpus ("dense" or "sparse") of `size_mb` MiB, generated if
+    missing."""
     path = os.path.join(workdir, f"{name}-{size_mb}mb-s{seed}-v2.log")
     generate(path, size_mb * 2**20, CORPORA[name], seed)
     return path
@@ -73,11 +78,14 @@ def compress(src, dst):
 
 
 def small_logs(directory, files, size, dense, seed):
-    """A folder of `files` logs of at most `size` bytes each (whole lines); returns the lines with PATTERN.
+    """A folder of `files` logs of at most `size` bytes each (whole lines); returns the lines with
+    PATTERN.
 
     Regenerated only when the folder does not hold exactly that set already.
     """
-    marker = directory.rstrip("/") + ".corpus"  # beside the folder: a push of the folder must not see it
+    marker = (
+        directory.rstrip("/") + ".corpus"
+    )  # beside the folder: a push of the folder must not see it
     spec = f"{files} {size} {dense} {seed}"
     if os.path.exists(marker):
         with open(marker) as f:

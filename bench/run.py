@@ -14,12 +14,14 @@ Cases (docs/performance.md says what each measures):
   small   2,000 x 8 KB logs end to end (push -> every row final in the status DB), 2 rq workers,
           vs the seed article's Celery task (prefork, 2 processes, Redis broker and result backend)
   big     one 850 MB dense log end to end with 2 workers vs one `grep -c ERROR`
-  kernel  scanner.scan per core, as a --counts-only job calls it, vs `grep -c -F` on the dense and the
+  kernel  scanner.scan per core, as a --counts-only job calls it, vs `grep -c -F` on the dense and
+  the
           sparse log (and, for reference, the same scan counting every line too)
   memory  peak RSS of a worker, work-horses included, scanning the big logs whole, vs idle
   lag     mirror lag (finished event -> its row in the DB), every event of the small and big runs
   gzip    scanner.scan of a gzip log vs Python's gzip module reading and counting it
-  analysis  scanner.scan with the analysis (levels, top messages, minutes) vs a plain per-line Python
+  analysis  scanner.scan with the analysis (levels, top messages, minutes) vs a plain per-line
+  Python
           loop doing the same with re, on a slice of the dense and the sparse log
 
 Cases 1-6 are issue 5's targets, about counting: their pushes say --counts-only. The analysis that
@@ -47,12 +49,16 @@ import time
 
 try:
     import redis
+
     import logjobs
     from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY, FINAL_STATES
     from logjobs.embedded import RedisServer
     from logjobs.rqsafe import environ_with_worker_classes
 except ImportError as exc:  # pragma: no cover
-    sys.exit(f"bench/run.py needs logjobs installed in this Python ({exc}); run it with the project's venv")
+    sys.exit(
+        f"bench/run.py needs logjobs installed in this Python ({exc}); run it with the project's "
+        f"venv"
+    )
 
 import bench_scan
 from corpus import PATTERN, big_log, compress, small_logs
@@ -68,17 +74,33 @@ MB = 2**20
 
 @dataclasses.dataclass
 class Size:
-    files: int              # case small: this many logs of `file_bytes`, `small_dense` of lines matching
+    files: int  # case small: this many logs of `file_bytes`, `small_dense` of lines matching
     file_bytes: int
     small_dense: float
-    big_mb: int             # cases big, kernel, memory, gzip
+    big_mb: int  # cases big, kernel, memory, gzip
     split_bytes: int | None  # `push --split-size` in case big (None: logjobs' default, 64 MiB)
     rounds: int
-    analysis_mb: int        # case analysis: the first this many MB of the dense and sparse logs
+    analysis_mb: int  # case analysis: the first this many MB of the dense and sparse logs
 
 
-FULL = Size(files=2000, file_bytes=8 * 1024, small_dense=0.05, big_mb=850, split_bytes=None, rounds=5, analysis_mb=64)
-QUICK = Size(files=200, file_bytes=8 * 1024, small_dense=0.05, big_mb=24, split_bytes=4 * MB, rounds=1, analysis_mb=4)
+FULL = Size(
+    files=2000,
+    file_bytes=8 * 1024,
+    small_dense=0.05,
+    big_mb=850,
+    split_bytes=None,
+    rounds=5,
+    analysis_mb=64,
+)
+QUICK = Size(
+    files=200,
+    file_bytes=8 * 1024,
+    small_dense=0.05,
+    big_mb=24,
+    split_bytes=4 * MB,
+    rounds=1,
+    analysis_mb=4,
+)
 
 # Python's gzip module reading the file in 1 MiB pieces and counting lines holding the pattern
 # (bytes.count up to the last newline: the cheapest count there is, so the baseline is at its best).
@@ -104,6 +126,7 @@ print(json.dumps({"times": times, "count": n, "rss": rss}))
 
 
 # -- processes and their memory ------------------------------------------------------------------
+
 
 def _status_kb(pid, field):
     try:
@@ -143,9 +166,15 @@ class MemoryWatch(threading.Thread):
         self.spawned_at[pid] = _status_kb("self", "VmHWM:")
 
     def untrack(self, pid, maxrss):
-        """Stop watching `pid`; fold in its wait4 peak, which catches work-horses too short-lived to poll."""
-        self.roots, group = [(g, p) for g, p in self.roots if p != pid], next(g for g, p in self.roots if p == pid)
-        if maxrss and maxrss > self.spawned_at.pop(pid):  # else it may be the bench's own peak, inherited
+        """Stop watching `pid`; fold in its wait4 peak, which catches work-horses too short-lived to
+        poll."""
+        self.roots, group = (
+            [(g, p) for g, p in self.roots if p != pid],
+            next(g for g, p in self.roots if p == pid),
+        )
+        if maxrss and maxrss > self.spawned_at.pop(
+            pid
+        ):  # else it may be the bench's own peak, inherited
             self.peak[group] = max(self.peak.get(group, 0), maxrss)
 
     def run(self):
@@ -197,8 +226,10 @@ def wait_until(predicate, timeout, what):
 
 # -- logjobs: the processes a user runs, and the status database they fill -------------------------
 
+
 def niced(argv, nice):
-    """argv run at niceness `nice`, as conf/'s systemd and supervisor units run workers (0: as is)."""
+    """argv run at niceness `nice`, as conf/'s systemd and supervisor units run workers (0: as
+    is)."""
     return ["nice", "-n", str(nice), *argv] if nice else argv
 
 
@@ -211,8 +242,13 @@ class Logjobs:
         self.procs, self.db, self.round = [], None, 0
 
     def env(self):
-        env = dict(environ_with_worker_classes(), LOGJOBS_REDIS_URL=self.server.url, RQ_REDIS_URL=self.server.url,
-                   LOGJOBS_DB=self.db, PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+        env = dict(
+            environ_with_worker_classes(),
+            LOGJOBS_REDIS_URL=self.server.url,
+            RQ_REDIS_URL=self.server.url,
+            LOGJOBS_DB=self.db,
+            PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
+        )
         env.pop("LOGJOBS_CONFIG", None)
         return env
 
@@ -224,33 +260,52 @@ class Logjobs:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.db + suffix):
                 os.remove(self.db + suffix)
-        self.workers = [self._spawn(niced([os.path.join(BIN, "rq"), "worker", "high", "default", "low"], self.nice),
-                                    f"worker{i}") for i in range(workers)]
+        self.workers = [
+            self._spawn(
+                niced([os.path.join(BIN, "rq"), "worker", "high", "default", "low"], self.nice),
+                f"worker{i}",
+            )
+            for i in range(workers)
+        ]
         self.mirror = self._spawn([os.path.join(BIN, "logjobs"), "mirror"], "mirror")
         for w in self.workers:
             self.watch.track(group, w.pid)
         self.watch.track("mirror", self.mirror.pid)
-        wait_until(lambda: self.conn.scard("rq:workers") >= workers and self._mirror_ready(), 60,
-                   "rq workers and the mirror to start")
+        wait_until(
+            lambda: self.conn.scard("rq:workers") >= workers and self._mirror_ready(),
+            60,
+            "rq workers and the mirror to start",
+        )
         return self
 
     def _mirror_ready(self):
         self._check_alive()
         try:
-            return any(g["name"] in (EVENTS_GROUP, EVENTS_GROUP.encode()) for g in self.conn.xinfo_groups(EVENTS_KEY))
+            return any(
+                g["name"] in (EVENTS_GROUP, EVENTS_GROUP.encode())
+                for g in self.conn.xinfo_groups(EVENTS_KEY)
+            )
         except redis.ResponseError:
             return False  # no stream yet
 
     def _check_alive(self):
         for p in self.procs:
             if p.poll() is not None:
-                raise RuntimeError(f"{p.args[0]} exited {p.returncode}; see the logs in {self.workdir}/logs")
+                raise RuntimeError(
+                    f"{p.args[0]} exited {p.returncode}; see the logs in {self.workdir}/logs"
+                )
 
     def _spawn(self, argv, name):
         os.makedirs(os.path.join(self.workdir, "logs"), exist_ok=True)
         with open(os.path.join(self.workdir, "logs", f"{name}-{self.round}.log"), "wb") as log:
-            proc = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=self.workdir)
+            proc = subprocess.Popen(
+                argv,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
         self.procs.append(proc)
         return proc
 
@@ -260,17 +315,24 @@ class Logjobs:
         self.procs = []
 
     def end_to_end(self, push_args, rows, lags, timeout=600):
-        """Time from starting `logjobs push` until the mirror has `rows` final rows in the DB: a Run."""
+        """Time from starting `logjobs push` until the mirror has `rows` final rows in the DB: a
+        Run."""
         db = StatusDB(self.db)
         t0 = time.time()
-        # --force: every round scans the same files whole, as the first did (they are unchanged since).
+        # --force: every round scans the same files whole, as the first did (they are unchanged
+        # since).
         # --counts-only: issue 5's targets are about counting, as grep and the Celery task do.
-        push = subprocess.Popen([os.path.join(BIN, "logjobs"), "push", "--force", "--counts-only", *push_args],
-                                env=self.env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        push = subprocess.Popen(
+            [os.path.join(BIN, "logjobs"), "push", "--force", "--counts-only", *push_args],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         while db.final(lags) < rows:
             if time.time() - t0 > timeout:
-                raise RuntimeError(f"not every row final after {timeout} s; see {self.workdir}/logs")
+                raise RuntimeError(
+                    f"not every row final after {timeout} s; see {self.workdir}/logs"
+                )
             self._check_alive()
             time.sleep(POLL)
         elapsed = time.time() - t0
@@ -297,13 +359,15 @@ class Run:
     scanned: float
 
     def phases(self):
-        return (f"push {self.enqueued:.2f} + scans {self.scanned - self.enqueued:.2f} "
-                f"+ mirror {self.seconds - self.scanned:.2f}")
+        return (
+            f"push {self.enqueued:.2f} + scans {self.scanned - self.enqueued:.2f} "
+            f"+ mirror {self.seconds - self.scanned:.2f}"
+        )
 
 
 def _stamp(at):
     """Unix time of a DateTimeField as the mirror stores it (naive UTC)."""
-    return datetime.datetime.fromisoformat(at).replace(tzinfo=datetime.timezone.utc).timestamp()
+    return datetime.datetime.fromisoformat(at).replace(tzinfo=datetime.UTC).timestamp()
 
 
 class StatusDB:
@@ -314,20 +378,30 @@ class StatusDB:
         self.last = 0
 
     def final(self, lags):
-        """Rows in a final state; appends to `lags` how late each new `finished` history row landed."""
+        """Rows in a final state; appends to `lags` how late each new `finished` history row
+        landed."""
         now = time.time()
-        rows = self.conn.execute("SELECT rowid, at FROM history WHERE rowid > ? AND state = 'finished'",
-                                 (self.last,)).fetchall()
+        rows = self.conn.execute(
+            "SELECT rowid, at FROM history WHERE rowid > ? AND state = 'finished'", (self.last,)
+        ).fetchall()
         for rowid, at in rows:
             lags.append(now - _stamp(at))
             self.last = max(self.last, rowid)
         marks = ",".join("?" * len(FINAL_STATES))
-        return self.conn.execute(f"SELECT count(*) FROM scans WHERE status IN ({marks})", FINAL_STATES).fetchone()[0]
+        return self.conn.execute(
+            f"SELECT count(*) FROM scans WHERE status IN ({marks})", FINAL_STATES
+        ).fetchone()[0]
 
     def span(self):
         """Unix times of the last `queued` event (the push's) and of the last `finished` one."""
-        return [_stamp(self.conn.execute("SELECT max(at) FROM history WHERE state = ?", (state,)).fetchone()[0])
-                for state in ("queued", "finished")]
+        return [
+            _stamp(
+                self.conn.execute(
+                    "SELECT max(at) FROM history WHERE state = ?", (state,)
+                ).fetchone()[0]
+            )
+            for state in ("queued", "finished")
+        ]
 
     def totals(self):
         """(lines matching PATTERN over all rows, failed rows)."""
@@ -341,7 +415,8 @@ class StatusDB:
         self.conn.close()
 
 
-# -- Celery, the baseline of the small-files case ----------------------------------------------------
+# -- Celery, the baseline of the small-files case --------------------------------------------------
+
 
 def celery_python():
     """bench/.venv-celery's python, set up on first use; None (and a note) when it cannot be."""
@@ -349,15 +424,34 @@ def celery_python():
     check = [python, "-c", "import celery, redis"]
     if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
         return python
-    print(f"setting up the Celery baseline in {os.path.relpath(CELERY_VENV)} (once) ...", flush=True)
+    print(
+        f"setting up the Celery baseline in {os.path.relpath(CELERY_VENV)} (once) ...", flush=True
+    )
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", CELERY_VENV], check=True, capture_output=True)
-        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", CELERY_REQUIREMENT],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--clear", CELERY_VENV], check=True, capture_output=True
+        )
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                CELERY_REQUIREMENT,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         subprocess.run(check, check=True, capture_output=True)
     except subprocess.CalledProcessError as exc:
-        print(f"  could not install {CELERY_REQUIREMENT}: {(exc.stderr or '').strip()[-500:]}; "
-              f"the Celery baseline is skipped", flush=True)
+        print(
+            f"  could not install {CELERY_REQUIREMENT}: {(exc.stderr or '').strip()[-500:]}; "
+            f"the Celery baseline is skipped",
+            flush=True,
+        )
         return None
     return python
 
@@ -372,20 +466,53 @@ def celery_end_to_end(python, server, directory, files, workdir, watch, nice=0, 
     env = dict(os.environ, BENCH_REDIS_URL=server.url, PYTHONPATH=HERE)
     celery = os.path.join(os.path.dirname(python), "celery")
     with open(os.path.join(workdir, "logs", "celery.log"), "ab") as log:
-        worker = subprocess.Popen(niced([celery, "-A", "celery_seed", "worker", "--pool", "prefork", "--concurrency",
-                                         "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-                                         "--without-heartbeat"], nice),
-                                  cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            niced(
+                [
+                    celery,
+                    "-A",
+                    "celery_seed",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    "2",
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                nice,
+            ),
+            cwd=HERE,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     watch.track("celery", worker.pid)
     try:
-        subprocess.run([python, "celery_seed.py", "ping"], cwd=HERE, env=env, check=True, timeout=90,
-                       capture_output=True)
+        subprocess.run(
+            [python, "celery_seed.py", "ping"],
+            cwd=HERE,
+            env=env,
+            check=True,
+            timeout=90,
+            capture_output=True,
+        )
         t0 = time.time()
-        producer = subprocess.Popen([python, "celery_seed.py", "run", directory], cwd=HERE, env=env,
-                                    stdout=subprocess.DEVNULL)
+        producer = subprocess.Popen(
+            [python, "celery_seed.py", "run", directory],
+            cwd=HERE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         while backend.dbsize() < files:
             if time.time() - t0 > timeout or worker.poll() is not None:
-                raise RuntimeError(f"Celery did not store every result; see {workdir}/logs/celery.log")
+                raise RuntimeError(
+                    f"Celery did not store every result; see {workdir}/logs/celery.log"
+                )
             time.sleep(POLL)
         elapsed = time.time() - t0
         if producer.wait() != 0:
@@ -403,6 +530,7 @@ def celery_end_to_end(python, server, directory, files, workdir, watch, nice=0, 
 
 
 # -- the cases ------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Row:
@@ -428,8 +556,11 @@ def case_small(ctx):
     s = ctx.size
     directory = os.path.join(ctx.corpora, f"small-{s.files}x{s.file_bytes}")
     expected = small_logs(directory, s.files, s.file_bytes, s.small_dense, ctx.seed)
-    print(f"\n[small] {s.files} logs of {s.file_bytes // 1024} KB ({s.small_dense:.0%} of lines hold {PATTERN}), "
-          f"end to end: logjobs (2 rq workers + mirror) vs Celery (prefork 2, Redis broker + backend)")
+    print(
+        f"\n[small] {s.files} logs of {s.file_bytes // 1024} KB ({s.small_dense:.0%} of lines hold "
+        f"{PATTERN}), "
+        f"end to end: logjobs (2 rq workers + mirror) vs Celery (prefork 2, Redis broker + backend)"
+    )
     python = None if ctx.no_celery else celery_python()
     mine, theirs = [], []
     for r in range(s.rounds):
@@ -447,33 +578,50 @@ def case_small(ctx):
                 t = run.seconds
                 mine.append(t)
             elif python:
-                t, (count, failed) = celery_end_to_end(python, ctx.server, directory, s.files, ctx.workdir,
-                                                       ctx.watch, ctx.nice)
+                t, (count, failed) = celery_end_to_end(
+                    python, ctx.server, directory, s.files, ctx.workdir, ctx.watch, ctx.nice
+                )
                 check("celery, small files", (count, failed), (expected, 0))
                 theirs.append(t)
             else:
                 continue
-            line.append(f"{who} {t:.2f} s ({s.files / t:.0f} files/s)"
-                        + (f" [{run.phases()}]" if who == "logjobs" else ""))
+            line.append(
+                f"{who} {t:.2f} s ({s.files / t:.0f} files/s)"
+                + (f" [{run.phases()}]" if who == "logjobs" else "")
+            )
         print(f"  round {r + 1}: " + "   ".join(line), flush=True)
     m, b = median(mine), median(theirs)
     ratio = (b / m) if b else None
-    ctx.rows.append(Row("1", f"{s.files} small files, end to end (files/s)", f"{s.files / m:.0f}",
-                        f"{s.files / b:.0f} celery" if b else "- (no celery)", ratio, ">= 3",
-                        None if ratio is None else ratio >= 3))
+    ctx.rows.append(
+        Row(
+            "1",
+            f"{s.files} small files, end to end (files/s)",
+            f"{s.files / m:.0f}",
+            f"{s.files / b:.0f} celery" if b else "- (no celery)",
+            ratio,
+            ">= 3",
+            None if ratio is None else ratio >= 3,
+        )
+    )
 
 
 def case_big(ctx):
     s = ctx.size
     path = big_log(ctx.corpora, "dense", s.big_mb, ctx.seed)
     split = [] if s.split_bytes is None else ["--split-size", str(s.split_bytes)]
-    print(f"\n[big] one {s.big_mb} MB dense log (25% of lines hold {PATTERN}), end to end with 2 workers"
-          f"{' (--split-size ' + str(s.split_bytes) + ')' if split else ''} vs one `grep -c {PATTERN}`")
+    print(
+        f"\n[big] one {s.big_mb} MB dense log (25% of lines hold {PATTERN}), end to end with 2 "
+        f"workers"
+        f"{' (--split-size ' + str(s.split_bytes) + ')' if split else ''} vs one `grep -c "
+        f"{PATTERN}`"
+    )
     env = dict(os.environ, LC_ALL="C")
     mine, theirs = [], []
     for r in range(s.rounds):
         t0 = time.perf_counter()
-        out = subprocess.run(["grep", "-c", PATTERN, path], env=env, capture_output=True, check=True).stdout
+        out = subprocess.run(
+            ["grep", "-c", PATTERN, path], env=env, capture_output=True, check=True
+        ).stdout
         theirs.append(time.perf_counter() - t0)
         lj = ctx.logjobs.start(workers=2)
         try:
@@ -482,23 +630,50 @@ def case_big(ctx):
             lj.stop()
         check("logjobs, big file", (run.counts, run.failed), (int(out), 0))
         mine.append(run.seconds)
-        print(f"  round {r + 1}: logjobs {run.seconds:.2f} s [{run.phases()}]   grep {theirs[-1]:.2f} s", flush=True)
+        print(
+            f"  round {r + 1}: logjobs {run.seconds:.2f} s [{run.phases()}]   grep "
+            f"{theirs[-1]:.2f} s",
+            flush=True,
+        )
     startup = command_seconds(ctx, [os.path.join(BIN, "logjobs"), "push", "--help"])
     floor = command_seconds(ctx, [sys.executable, "-c", "import redis, rq"])
-    print(f"  for reference, medians of 5: the `logjobs push` process starting up alone (`logjobs push --help`) "
-          f"{startup:.2f} s; a Python that only imports redis-py and rq, the least any push of RQ jobs pays "
-          f"before it can enqueue, {floor:.2f} s", flush=True)
+    print(
+        f"  for reference, medians of 5: the `logjobs push` process starting up alone (`logjobs "
+        f"push --help`) "
+        f"{startup:.2f} s; a Python that only imports redis-py and rq, the least any push of RQ "
+        f"jobs pays "
+        f"before it can enqueue, {floor:.2f} s",
+        flush=True,
+    )
     m, b = median(mine), median(theirs)
-    ctx.rows.append(Row("2", f"{s.big_mb} MB dense log, end to end (s)", f"{m:.2f}", f"{b:.2f} grep -c",
-                        b / m, ">= 1", b / m >= 1))
-    ctx.rows.append(Row("2", "  for reference: import redis, rq (s)", f"{floor:.2f}", f"{b:.2f} grep -c",
-                        b / floor, "-", None))
+    ctx.rows.append(
+        Row(
+            "2",
+            f"{s.big_mb} MB dense log, end to end (s)",
+            f"{m:.2f}",
+            f"{b:.2f} grep -c",
+            b / m,
+            ">= 1",
+            b / m >= 1,
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "2",
+            "  for reference: import redis, rq (s)",
+            f"{floor:.2f}",
+            f"{b:.2f} grep -c",
+            b / floor,
+            "-",
+            None,
+        )
+    )
     ctx.rss["grep -c"] = bench_scan.peak_rss(["grep", "-c", PATTERN, path], env)
 
 
 def command_seconds(ctx, argv, runs=5):
-    """Median time of a command run in the bench's environment, its output thrown away: for the start-up
-    a push pays before it does anything."""
+    """Median time of a command run in the bench's environment, its output thrown away: for the
+    start-up a push pays before it does anything."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -509,8 +684,10 @@ def command_seconds(ctx, argv, runs=5):
 
 def case_kernel(ctx):
     s = ctx.size
-    print(f"\n[kernel] scanner.scan in one process vs `grep -a -c -F {PATTERN}`, {s.big_mb} MB logs "
-          f"in the page cache, {ctx.kernel_rounds} rounds")
+    print(
+        f"\n[kernel] scanner.scan in one process vs `grep -a -c -F {PATTERN}`, {s.big_mb} MB logs "
+        f"in the page cache, {ctx.kernel_rounds} rounds"
+    )
     for name in ("dense", "sparse"):
         path = big_log(ctx.corpora, name, s.big_mb, ctx.seed)
         g_time, g_count, g_rss = bench_scan.time_grep("grep", path, ctx.kernel_rounds)
@@ -519,11 +696,23 @@ def case_kernel(ctx):
         check(f"kernel, {name}", s_count, g_count)
         check(f"kernel with the line total, {name}", l_count, g_count)
         size = os.path.getsize(path) / MB
-        print(f"  {name}: scanner {s_time:.3f} s ({size / s_time:.0f} MB/s, peak {mb(s_rss)})   "
-              f"grep {g_time:.3f} s ({size / g_time:.0f} MB/s, peak {mb(g_rss)})   "
-              f"scanner counting every line too {l_time:.3f} s ({size / l_time:.0f} MB/s)", flush=True)
-        ctx.rows.append(Row("3", f"scan kernel, {name} (MB/s per core)", f"{size / s_time:.0f}",
-                            f"{size / g_time:.0f} grep -F", g_time / s_time, ">= 0.5", g_time / s_time >= 0.5))
+        print(
+            f"  {name}: scanner {s_time:.3f} s ({size / s_time:.0f} MB/s, peak {mb(s_rss)})   "
+            f"grep {g_time:.3f} s ({size / g_time:.0f} MB/s, peak {mb(g_rss)})   "
+            f"scanner counting every line too {l_time:.3f} s ({size / l_time:.0f} MB/s)",
+            flush=True,
+        )
+        ctx.rows.append(
+            Row(
+                "3",
+                f"scan kernel, {name} (MB/s per core)",
+                f"{size / s_time:.0f}",
+                f"{size / g_time:.0f} grep -F",
+                g_time / s_time,
+                ">= 0.5",
+                g_time / s_time >= 0.5,
+            )
+        )
         ctx.rss[f"scanner ({name})"] = s_rss
         ctx.rss[f"grep -c -F ({name})"] = g_rss
 
@@ -533,7 +722,10 @@ def case_memory(ctx):
     dense = big_log(ctx.corpora, "dense", s.big_mb, ctx.seed)
     gz = dense + ".gz"
     compress(dense, gz)
-    print(f"\n[memory] one rq worker scanning the {s.big_mb} MB dense log whole (--split-size 0), then its gzip")
+    print(
+        f"\n[memory] one rq worker scanning the {s.big_mb} MB dense log whole (--split-size 0), "
+        f"then its gzip"
+    )
     lj = ctx.logjobs.start(workers=1, group="memory")
     try:
         time.sleep(1.0)  # let it settle into its idle loop
@@ -544,9 +736,22 @@ def case_memory(ctx):
         lj.stop()
     peak = ctx.watch.peak.get("memory", idle)
     over = (peak - idle) / MB
-    print(f"  idle worker {mb(idle)}; peak of the worker and its work-horses {mb(peak)}: +{over:.0f} MB", flush=True)
-    ctx.rows.append(Row("4", "worker peak RSS over idle (MB)", f"+{over:.0f}",
-                        f"idle {idle / MB:.0f}, peak {peak / MB:.0f}", None, "<= 64", over <= 64))
+    print(
+        f"  idle worker {mb(idle)}; peak of the worker and its work-horses {mb(peak)}: +{over:.0f} "
+        f"MB",
+        flush=True,
+    )
+    ctx.rows.append(
+        Row(
+            "4",
+            "worker peak RSS over idle (MB)",
+            f"+{over:.0f}",
+            f"idle {idle / MB:.0f}, peak {peak / MB:.0f}",
+            None,
+            "<= 64",
+            over <= 64,
+        )
+    )
 
 
 def case_lag(ctx):
@@ -555,10 +760,22 @@ def case_lag(ctx):
         print("\n[lag] no events: run it with the small or big case")
         return
     p50, p99, worst = lags[len(lags) // 2], lags[int(len(lags) * 0.99)], lags[-1]
-    print(f"\n[lag] finished event -> its row in the status DB, over {len(lags)} events of the end-to-end runs: "
-          f"median {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {worst * 1000:.0f} ms")
-    ctx.rows.append(Row("5", "mirror lag, p50 / p99 / max (ms)", f"{p50 * 1000:.0f} / {p99 * 1000:.0f} / "
-                        f"{worst * 1000:.0f}", f"{len(lags)} events", None, "< 1000", worst < 1))
+    print(
+        f"\n[lag] finished event -> its row in the status DB, over {len(lags)} events of the "
+        f"end-to-end runs: "
+        f"median {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
+    )
+    ctx.rows.append(
+        Row(
+            "5",
+            "mirror lag, p50 / p99 / max (ms)",
+            f"{p50 * 1000:.0f} / {p99 * 1000:.0f} / {worst * 1000:.0f}",
+            f"{len(lags)} events",
+            None,
+            "< 1000",
+            worst < 1,
+        )
+    )
 
 
 def case_gzip(ctx):
@@ -567,20 +784,41 @@ def case_gzip(ctx):
     gz = dense + ".gz"
     compress(dense, gz)
     size = os.path.getsize(dense) / MB
-    print(f"\n[gzip] scanner.scan of the gzip of the dense log ({os.path.getsize(gz) / MB:.0f} MB, {size:.0f} MB "
-          f"inflated) vs Python's gzip module reading and counting it, {ctx.kernel_rounds} rounds")
+    print(
+        f"\n[gzip] scanner.scan of the gzip of the dense log ({os.path.getsize(gz) / MB:.0f} MB, "
+        f"{size:.0f} MB "
+        f"inflated) vs Python's gzip module reading and counting it, {ctx.kernel_rounds} rounds"
+    )
     s_time, s_count, s_rss = bench_scan.time_scan(gz, ctx.kernel_rounds, "native")
-    out = subprocess.run([sys.executable, "-c", GZIP_BASELINE, gz, PATTERN, str(ctx.kernel_rounds)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", GZIP_BASELINE, gz, PATTERN, str(ctx.kernel_rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     base = json.loads(out)
     b_time = median(base["times"])
     z_time, z_count, _ = bench_scan.time_grep("zgrep", gz, 1)
     check("gzip, scanner", s_count, z_count)
     check("gzip, python gzip", base["count"], z_count)
-    print(f"  scanner {s_time:.2f} s ({size / s_time:.0f} MB/s, peak {mb(s_rss)})   python gzip {b_time:.2f} s "
-          f"({size / b_time:.0f} MB/s, peak {mb(base['rss'])})   zgrep {z_time:.2f} s (for reference)", flush=True)
-    ctx.rows.append(Row("6", "gzip scan (inflated MB/s)", f"{size / s_time:.0f}", f"{size / b_time:.0f} py gzip",
-                        b_time / s_time, ">= 2", b_time / s_time >= 2))
+    print(
+        f"  scanner {s_time:.2f} s ({size / s_time:.0f} MB/s, peak {mb(s_rss)})   python gzip "
+        f"{b_time:.2f} s "
+        f"({size / b_time:.0f} MB/s, peak {mb(base['rss'])})   zgrep {z_time:.2f} s "
+        "(for reference)",
+        flush=True,
+    )
+    ctx.rows.append(
+        Row(
+            "6",
+            "gzip scan (inflated MB/s)",
+            f"{size / s_time:.0f}",
+            f"{size / b_time:.0f} py gzip",
+            b_time / s_time,
+            ">= 2",
+            b_time / s_time >= 2,
+        )
+    )
     ctx.rss["scanner (gzip)"] = s_rss
     ctx.rss["python gzip"] = base["rss"]
 
@@ -590,14 +828,17 @@ def case_gzip(ctx):
 ANALYSIS_BASELINE = r"""
 import collections, json, re, sys, time
 path, limit, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-HEAD = re.compile(rb"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d)\S* +(?:\S+ +){0,2}?\[?(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL"
-                  rb"|CRITICAL)\]?:?(?= |$)", re.I)
-MASKS = [(re.compile(rb'"[^"]*"'), b"<STR>"), (re.compile(rb"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), b"<IP>"),
-         (re.compile(rb"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", re.I), b"<HEX>"), (re.compile(rb"\d+"), b"<NUM>")]
+HEAD = re.compile(rb"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d)\S* +(?:\S+ +){0,2}?\[?"
+                  rb"(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\]?:?(?= |$)", re.I)
+MASKS = [(re.compile(rb'"[^"]*"'), b"<STR>"),
+         (re.compile(rb"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), b"<IP>"),
+         (re.compile(rb"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", re.I), b"<HEX>"),
+         (re.compile(rb"\d+"), b"<NUM>")]
 times = []
 for _ in range(rounds):
     t = time.perf_counter()
-    levels, minutes, templates, read = collections.Counter(), collections.Counter(), collections.Counter(), 0
+    levels, minutes, templates = collections.Counter(), collections.Counter(), collections.Counter()
+    read = 0
     with open(path, "rb") as f:
         for line in f:
             read += len(line)
@@ -632,29 +873,65 @@ for _ in range(rounds):
     times.append(time.perf_counter() - t)
 with open("/proc/self/status") as f:
     rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
-print(json.dumps({"times": times, "levels": r.analysis["levels"], "templates": len(r.analysis["messages"]),
-                  "overflow": r.analysis["overflow"], "rss": rss, "bytes": r.bytes}))
+print(json.dumps({"times": times, "levels": r.analysis["levels"], "rss": rss, "bytes": r.bytes,
+                  "templates": len(r.analysis["messages"]), "overflow": r.analysis["overflow"]}))
 """
 
 
 def case_analysis(ctx):
     s = ctx.size
     limit = s.analysis_mb * MB
-    print(f"\n[analysis] scanner.scan with the analysis vs a plain per-line Python loop (re, Counter), on the first "
-          f"{s.analysis_mb} MB of each log, {ctx.kernel_rounds} rounds")
+    print(
+        f"\n[analysis] scanner.scan with the analysis vs a plain per-line Python loop (re, "
+        f"Counter), on the first "
+        f"{s.analysis_mb} MB of each log, {ctx.kernel_rounds} rounds"
+    )
     for name in ("dense", "sparse"):
         path = big_log(ctx.corpora, name, s.big_mb, ctx.seed)
-        mine = json.loads(subprocess.run([sys.executable, "-c", ANALYSIS_PROBE, path, str(limit),
-                                          str(ctx.kernel_rounds)], capture_output=True, text=True, check=True).stdout)
-        base = json.loads(subprocess.run([sys.executable, "-c", ANALYSIS_BASELINE, path, str(mine["bytes"]),
-                                          str(ctx.kernel_rounds)], capture_output=True, text=True, check=True).stdout)
+        mine = json.loads(
+            subprocess.run(
+                [sys.executable, "-c", ANALYSIS_PROBE, path, str(limit), str(ctx.kernel_rounds)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        base = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    ANALYSIS_BASELINE,
+                    path,
+                    str(mine["bytes"]),
+                    str(ctx.kernel_rounds),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         check(f"analysis, {name}: lines per level", mine["levels"], base["levels"])
         m_time, b_time, size = median(mine["times"]), median(base["times"]), mine["bytes"] / MB
-        print(f"  {name}: analysis {m_time:.2f} s ({size / m_time:.0f} MB/s, {mine['templates']} templates + "
-              f"{mine['overflow']} lines over the cap, peak {mb(mine['rss'])})   per-line loop {b_time:.2f} s "
-              f"({size / b_time:.0f} MB/s)", flush=True)
-        ctx.rows.append(Row("A", f"analysis, {name} (MB/s per core)", f"{size / m_time:.0f}",
-                            f"{size / b_time:.0f} per-line re", b_time / m_time, "-", None))
+        print(
+            f"  {name}: analysis {m_time:.2f} s ({size / m_time:.0f} MB/s, {mine['templates']} "
+            f"templates + "
+            f"{mine['overflow']} lines over the cap, peak {mb(mine['rss'])})   per-line loop "
+            f"{b_time:.2f} s "
+            f"({size / b_time:.0f} MB/s)",
+            flush=True,
+        )
+        ctx.rows.append(
+            Row(
+                "A",
+                f"analysis, {name} (MB/s per core)",
+                f"{size / m_time:.0f}",
+                f"{size / b_time:.0f} per-line re",
+                b_time / m_time,
+                "-",
+                None,
+            )
+        )
 
 
 def mb(n):
@@ -662,6 +939,7 @@ def mb(n):
 
 
 # -- the run --------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Context:
@@ -681,8 +959,11 @@ class Context:
 
 
 def versions():
-    grep = subprocess.run(["grep", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    grep = subprocess.run(
+        ["grep", "--version"], capture_output=True, text=True
+    ).stdout.splitlines()[0]
     import rq
+
     return f"Python {platform.python_version()}, rq {rq.VERSION}, {grep}, {os.cpu_count()} CPUs"
 
 
@@ -697,13 +978,22 @@ def summary(ctx, title):
     for r in sorted(ctx.rows, key=lambda r: r.case):
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
         met = "-" if r.met is None else ("yes" if r.met else "NO")
-        print(f"{r.case:2} {r.what:40} {r.logjobs:>20} {r.baseline:>22} {ratio:>6} {r.target:>7}  {met}")
+        print(
+            f"{r.case:2} {r.what:40} {r.logjobs:>20} {r.baseline:>22} {ratio:>6} {r.target:>7}  "
+            f"{met}"
+        )
     peaks = dict(ctx.rss)
-    names = {"worker": "rq worker + horses", "memory": "rq worker + horses, whole big files", "mirror": "logjobs mirror",
-             "celery": "celery worker (+ pool)"}
+    names = {
+        "worker": "rq worker + horses",
+        "memory": "rq worker + horses, whole big files",
+        "mirror": "logjobs mirror",
+        "celery": "celery worker (+ pool)",
+    }
     for group, value in ctx.watch.peak.items():
         peaks[names.get(group, group)] = value
-    print("peak RSS (largest single process): " + ", ".join(f"{k} {mb(v)}" for k, v in peaks.items()))
+    print(
+        "peak RSS (largest single process): " + ", ".join(f"{k} {mb(v)}" for k, v in peaks.items())
+    )
 
 
 def byte_compile():
@@ -714,22 +1004,54 @@ def byte_compile():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes, one round: proves it works, fast")
-    ap.add_argument("--rounds", type=int, help="rounds per case (default 5; 1 with --quick, where the kernel and gzip still run 3)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes, one round: proves it works, fast"
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds per case (default 5; 1 with --quick, where the kernel and gzip still run 3)",
+    )
     ap.add_argument("--only", metavar="CASES", help=f"comma-separated subset of: {','.join(CASES)}")
-    ap.add_argument("--dir", help="keep corpora here and reuse them across runs (default: a temporary "
-                                  "directory, removed at the end)")
+    ap.add_argument(
+        "--dir",
+        help="keep corpora here and reuse them across runs (default: a temporary "
+        "directory, removed at the end)",
+    )
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--small-files", type=int, metavar="N", help="number of small logs (default 2000; 200 with "
-                                                                  "--quick): more of them sustain the load longer")
-    ap.add_argument("--big-mb", type=int, metavar="MB", help="size of the big logs (default 850; 24 with --quick)")
-    ap.add_argument("--split-size", type=int, metavar="BYTES", help="`logjobs push --split-size` in the big case "
-                                                                      "(default: logjobs' own, 64 MiB)")
-    ap.add_argument("--no-celery", action="store_true", help="skip the Celery baseline (and its set-up)")
-    ap.add_argument("--nice", type=int, default=10, metavar="N",
-                    help="niceness of the rq and Celery workers (default 10, as conf/'s units run rq workers; "
-                         "0: that of the bench)")
+    ap.add_argument(
+        "--small-files",
+        type=int,
+        metavar="N",
+        help="number of small logs (default 2000; 200 with "
+        "--quick): more of them sustain the load longer",
+    )
+    ap.add_argument(
+        "--big-mb",
+        type=int,
+        metavar="MB",
+        help="size of the big logs (default 850; 24 with --quick)",
+    )
+    ap.add_argument(
+        "--split-size",
+        type=int,
+        metavar="BYTES",
+        help="`logjobs push --split-size` in the big case (default: logjobs' own, 64 MiB)",
+    )
+    ap.add_argument(
+        "--no-celery", action="store_true", help="skip the Celery baseline (and its set-up)"
+    )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="niceness of the rq and Celery workers (default 10, as conf/'s units run rq workers; "
+        "0: that of the bench)",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the summary rows as JSON")
     args = ap.parse_args()
     size = QUICK if args.quick else FULL
@@ -752,9 +1074,20 @@ def main():
     workdir = tempfile.mkdtemp(prefix="logjobs-bench-")
     corpora = args.dir or os.path.join(workdir, "corpora")
     os.makedirs(corpora, exist_ok=True)
-    ctx = Context(size, args.seed, workdir, corpora, args.no_celery, kernel_rounds=max(size.rounds, 3), nice=args.nice)
-    title = (f"logjobs benchmark, {'quick' if args.quick else 'full'} size, medians of {size.rounds} round(s) "
-             f"({ctx.kernel_rounds} for the kernel and gzip), workers at nice {args.nice}; {versions()}")
+    ctx = Context(
+        size,
+        args.seed,
+        workdir,
+        corpora,
+        args.no_celery,
+        kernel_rounds=max(size.rounds, 3),
+        nice=args.nice,
+    )
+    title = (
+        f"logjobs benchmark, {'quick' if args.quick else 'full'} size, medians of {size.rounds} "
+        f"round(s) "
+        f"({ctx.kernel_rounds} for the kernel and gzip), workers at nice {args.nice}; {versions()}"
+    )
     print(f"{title}\n{load()} at the start", flush=True)
     ctx.server = RedisServer(os.path.join(workdir, "redis"), persist=False).start()
     ctx.watch = MemoryWatch()
@@ -777,7 +1110,11 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"the processes' logs are kept in {workdir}/logs", file=sys.stderr)
-    summary(ctx, f"summary ({time.monotonic() - started:.0f} s, {load()}; ratio = logjobs speed / baseline speed)")
+    summary(
+        ctx,
+        f"summary ({time.monotonic() - started:.0f} s, {load()}; ratio = logjobs speed / baseline "
+        f"speed)",
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump([dataclasses.asdict(r) for r in ctx.rows], f, indent=2)

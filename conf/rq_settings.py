@@ -1,4 +1,5 @@
-"""Settings module for `rq worker -c rq_settings` (or RQ_CONFIG=rq_settings), if you prefer it to a URL.
+"""Settings module for `rq worker -c rq_settings` (or RQ_CONFIG=rq_settings), if you prefer it to a
+URL.
 
     rq worker -c rq_settings high default low
 

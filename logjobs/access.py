@@ -32,17 +32,23 @@ def within(path: str, root: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Roots:
-    """The folders scans may read below (real paths); none: anywhere but the kernel's pseudo-filesystems."""
+    """The folders scans may read below (real paths); none: anywhere but the kernel's
+    pseudo-filesystems."""
 
     paths: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, roots) -> "Roots":
-        """Roots from folder names as a user writes them (resolved, so a symlinked root is its target)."""
+        """Roots from folder names as a user writes them (resolved, so a symlinked root is its
+        target)."""
         return cls(tuple(os.path.realpath(os.path.abspath(os.path.expanduser(r))) for r in roots))
 
     def __str__(self):
-        return os.pathsep.join(self.paths) if self.paths else "anywhere but " + ", ".join(KERNEL_FILESYSTEMS)
+        return (
+            os.pathsep.join(self.paths)
+            if self.paths
+            else "anywhere but " + ", ".join(KERNEL_FILESYSTEMS)
+        )
 
     def allows(self, real: str) -> bool:
         """May a file whose real path is `real` be read?"""
@@ -55,8 +61,9 @@ class Roots:
         return ScanError(f"{shown}: outside {where}; refused", permanent=True)
 
     def open(self, path: str, shown: str) -> int:
-        """A descriptor of the file at `path`, opened for reading without blocking (O_NONBLOCK), if it
-        lies within the roots; ScanError (permanent) if it does not, OSError if it cannot be opened."""
+        """A descriptor of the file at `path`, opened for reading without blocking (O_NONBLOCK), if
+        it lies within the roots; ScanError (permanent) if it does not, OSError if it cannot be
+        opened."""
         real = os.path.realpath(path)
         if not self.allows(real):
             raise self.refusal(shown)
@@ -95,11 +102,14 @@ def worker_roots() -> Roots:
 
 
 def worker_access() -> Roots:
-    """worker_roots(), or a ScanError worth retrying (on another worker) when this host's settings are broken."""
+    """worker_roots(), or a ScanError worth retrying (on another worker) when this host's settings
+    are broken."""
     try:
         return worker_roots()
     except LogJobsError as exc:
-        raise ScanError(f"this worker's settings cannot be read, so it scans nothing: {exc}", permanent=False) from None
+        raise ScanError(
+            f"this worker's settings cannot be read, so it scans nothing: {exc}", permanent=False
+        ) from None
 
 
 def describe_worker_access(warn=log.warning) -> str:
@@ -108,10 +118,18 @@ def describe_worker_access(warn=log.warning) -> str:
     try:
         roots = worker_roots()
     except LogJobsError as exc:
-        warn("logjobs: this host's settings cannot be read (%s): every scan will fail until they can", exc)
+        warn(
+            "logjobs: this host's settings cannot be read (%s): every scan will fail until they "
+            "can",
+            exc,
+        )
         return "settings unreadable"
     if not roots.paths:
-        warn("logjobs: no allowed roots on this host (set LOGJOBS_ROOTS, or roots in LOGJOBS_CONFIG): scans read "
-             "any file this user can read, but %s", ", ".join(KERNEL_FILESYSTEMS))
+        warn(
+            "logjobs: no allowed roots on this host (set LOGJOBS_ROOTS, or roots in "
+            "LOGJOBS_CONFIG): scans read "
+            "any file this user can read, but %s",
+            ", ".join(KERNEL_FILESYSTEMS),
+        )
         return f"reads {roots}"
     return f"reads files below {roots} only"

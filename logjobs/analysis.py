@@ -1,9 +1,9 @@
 """Levels, per-minute counts and the most frequent messages of the lines a scan reads.
 
 Pure: no Redis, RQ or Peewee. An Analyzer is fed the byte stream of a file or of a line-aligned byte
-range, in pieces of any size, and returns an Analysis. Other piece sizes give the same Analysis, and the
-Analyses of contiguous ranges, merged in order, equal the Analysis of the whole file, as long as no range
-went over MAX_TEMPLATES templates.
+range, in pieces of any size, and returns an Analysis. Other piece sizes give the same Analysis, and
+the Analyses of contiguous ranges, merged in order, equal the Analysis of the whole file, as long as
+no range went over MAX_TEMPLATES templates.
 
 Levels. These spellings, in UPPER, Capitalised or lower case, map to LEVELS:
     FATAL  fatal critical crit emergency emerg alert panic
@@ -13,44 +13,52 @@ Levels. These spellings, in UPPER, Capitalised or lower case, map to LEVELS:
     DEBUG  debug dbg fine
     TRACE  trace finer finest
 A word is the level of its line only where it stands as one:
-  - A text line: after a leading timestamp, the first level word among its next three tokens (the ones
+  - A text line: after a leading timestamp, the first level word among its next three tokens (the
+    ones
     before it are host, process, thread, logger...; "-" and "|" separators do not count); without a
     timestamp, only the first token. Bare or wrapped as [error], [core:error], (error), <error>,
-    level=error, and followed by a blank, ":" or the line end. So `ERROR:root:boom` (Python's default
-    format) is ERROR, `... INFO worker: retry after ERROR` is INFO, `... worker: retry after ERROR` has
+    level=error, and followed by a blank, ":" or the line end. So `ERROR:root:boom` (Python's
+    default
+    format) is ERROR, `... INFO worker: retry after ERROR` is INFO, `... worker: retry after ERROR`
+    has
     no level.
-  - A syslog line starting with <PRI>: severity PRI % 8; 0-2 FATAL, 3 ERROR, 4 WARN, 5-6 INFO, 7 DEBUG.
-  - A JSON line (starting with "{"): the first "level", "severity", "lvl", "loglevel" or "log.level" key
+  - A syslog line starting with <PRI>: severity PRI % 8; 0-2 FATAL, 3 ERROR, 4 WARN, 5-6 INFO, 7
+    DEBUG.
+  - A JSON line (starting with "{"): the first "level", "severity", "lvl", "loglevel" or "log.level"
+    key
     whose value is a level word or a bunyan/pino number 10..60 (TRACE DEBUG INFO WARN ERROR FATAL).
-Stack-trace lines (they start with a blank, or "Caused by:"), access-log lines and lines without a word
+Stack-trace lines (they start with a blank, or "Caused by:"), access-log lines and lines without a
+word
 where one stands have no level.
 
-Time. A leading timestamp, maybe after "[", "time=" or "ts=": ISO 8601 / RFC 3339 (T or blank between
-date and time, "-" or "/" in the date, fraction after "." or ",", zone Z, UTC, +hh, +hhmm or +hh:mm),
-RFC 3164 syslog `May  1 12:03:04` (dated with the Analyzer's `year`, or the year before for a stamp
-more than a day past the file's `last_change`: a December line in a file last written in January;
-without a year such lines get no minute), ctime `Wed Oct 11 14:32:52 2000` (Apache's error log),
-epoch seconds (10 digits, 13 with milliseconds). RFC 5424 syslog, JSON ("ts", "time", "timestamp",
-"@timestamp": an ISO string or an epoch number) and access logs (`[10/Oct/2000:13:55:36 -0700]`) have theirs where their format puts them.
-Timestamps without a zone are taken as UTC. Minutes are UTC strings "2024-05-01T12:03". Only lines with a
-level and a timestamp count in `minutes`; lines without a timestamp still count in `levels` and templates.
-Where minutes would be too many (see WIDTHS: past two weeks of minutes, say), every bucket of the Analysis
-is an hour "2024-05-01T12", or a day "2024-05-01": memory and the result stay bounded whatever the span.
+Time. A leading timestamp, maybe after "[", "time=" or "ts=": ISO 8601 / RFC 3339 (T or blank
+between date and time, "-" or "/" in the date, fraction after "." or ",", zone Z, UTC, +hh, +hhmm or
++hh:mm), RFC 3164 syslog `May 1 12:03:04` (dated with the Analyzer's `year`, or the year before for
+a stamp more than a day past the file's `last_change`: a December line in a file last written in
+January; without a year such lines get no minute), ctime `Wed Oct 11 14:32:52 2000` (Apache's error
+log), epoch seconds (10 digits, 13 with milliseconds). RFC 5424 syslog, JSON ("ts", "time",
+"timestamp", "@timestamp": an ISO string or an epoch number) and access logs (`[10/Oct/2000:13:55:36
+-0700]`) have theirs where their format puts them. Timestamps without a zone are taken as UTC.
+Minutes are UTC strings "2024-05-01T12:03". Only lines with a level and a timestamp count in
+`minutes`; lines without a timestamp still count in `levels` and templates. Where minutes would be
+too many (see WIDTHS: past two weeks of minutes, say), every bucket of the Analysis is an hour
+"2024-05-01T12", or a day "2024-05-01": memory and the result stay bounded whatever the span.
 
 Templates. ERROR and FATAL lines, and lines holding one of the scan's patterns (grep -F literals:
-case-sensitive bytes; a pattern holds alternatives separated by "\\n"; an empty one matches every line),
-are grouped by (level, template). The template is the message after the timestamp and level (for JSON
-the "msg", "message", "error" or "err" string; for logfmt the msg= value; for an access-log line its
-method, path and status), cut to TEMPLATE_BYTES, with quoted strings, timestamps, URLs, e-mail addresses,
-IP addresses (with ports), paths, UUIDs, hex ids and numbers masked as <STR> <TS> <URL> <EMAIL> <IP>
-<PATH> <UUID> <HEX> <NUM>. Each keeps its count, the first line seen as its example, and its counts per
-minute (of its lines with a timestamp, with a level or not). An Analysis keeps the first MAX_TEMPLATES
-templates in file order; lines of any later template only add to `overflow`.
+case-sensitive bytes; a pattern holds alternatives separated by "\\n"; an empty one matches every
+line), are grouped by (level, template). The template is the message after the timestamp and level
+(for JSON the "msg", "message", "error" or "err" string; for logfmt the msg= value; for an
+access-log line its method, path and status), cut to TEMPLATE_BYTES, with quoted strings,
+timestamps, URLs, e-mail addresses, IP addresses (with ports), paths, UUIDs, hex ids and numbers
+masked as <STR> <TS> <URL> <EMAIL> <IP> <PATH> <UUID> <HEX> <NUM>. Each keeps its count, the first
+line seen as its example, and its counts per minute (of its lines with a timestamp, with a level or
+not). An Analysis keeps the first MAX_TEMPLATES templates in file order; lines of any later template
+only add to `overflow`.
 
-Bounds: levels, timestamps and templates look at a line's first LINE_HEAD bytes (patterns at the whole
-line), so memory stays O(piece) whatever the line length. Work is done a chunk of lines at a time with
-regexes and C-level counting; Python runs per distinct key, and per line only for templated lines that
-hold a pattern but are not ERROR/FATAL.
+Bounds: levels, timestamps and templates look at a line's first LINE_HEAD bytes (patterns at the
+whole line), so memory stays O(piece) whatever the line length. Work is done a chunk of lines at a
+time with regexes and C-level counting; Python runs per distinct key, and per line only for
+templated lines that hold a pattern but are not ERROR/FATAL.
 """
 
 import dataclasses
@@ -61,6 +69,7 @@ import re
 from collections import Counter, defaultdict
 from itertools import chain, compress, repeat
 from operator import add, itemgetter
+from typing import Any
 
 from .defaults import LEVELS
 
@@ -73,13 +82,15 @@ SEVERE = ("ERROR", "FATAL")
 """Levels whose lines are templated whatever the patterns."""
 
 MAX_TEMPLATES = 1000
-"""Distinct (level, template) pairs an Analysis keeps; lines of later ones only count in `overflow`."""
+"""Distinct (level, template) pairs an Analysis keeps; lines of later ones only count in
+`overflow`."""
 
 LINE_HEAD = 4096
 """Bytes of a line that levels, timestamps, templates and examples ever look at."""
 
 MAX_LEVEL_BUCKETS = 50_000
-"""(time bucket, level) counts an Analysis keeps at most: two weeks of minutes at 3-4 levels a minute."""
+"""(time bucket, level) counts an Analysis keeps at most: two weeks of minutes at 3-4 levels a
+minute."""
 
 MAX_MESSAGE_BUCKETS = 100_000
 """(template, time bucket) counts an Analysis keeps at most, over all its templates."""
@@ -87,7 +98,8 @@ MAX_MESSAGE_BUCKETS = 100_000
 WIDTHS = (16, 13, 10)
 """Time buckets, finest first: minutes "2024-05-01T12:03", hours "2024-05-01T12", days "2024-05-01"
 (a bucket's key is the start of its minute key). An Analysis uses the finest that keeps it within
-MAX_LEVEL_BUCKETS and MAX_MESSAGE_BUCKETS (days if none does), so a log spanning a year has hours."""
+MAX_LEVEL_BUCKETS and MAX_MESSAGE_BUCKETS (days if none does), so a log spanning a year has
+hours."""
 
 TEMPLATE_BYTES = 1024
 """Bytes of a message that its template is made of."""
@@ -111,56 +123,82 @@ _SPELLINGS = {
     "DEBUG": ("debug", "dbg", "fine"),
     "TRACE": ("trace", "finer", "finest"),
 }
-_WORD_LEVEL = {spelling: level for level, words in _SPELLINGS.items() for word in words
-               for spelling in (word.upper().encode(), word.capitalize().encode(), word.encode())}
-_NUMBER_LEVEL = {b"10": "TRACE", b"20": "DEBUG", b"30": "INFO", b"40": "WARN", b"50": "ERROR", b"60": "FATAL"}
+_WORD_LEVEL = {
+    spelling: level
+    for level, words in _SPELLINGS.items()
+    for word in words
+    for spelling in (word.upper().encode(), word.capitalize().encode(), word.encode())
+}
+_NUMBER_LEVEL = {
+    b"10": "TRACE",
+    b"20": "DEBUG",
+    b"30": "INFO",
+    b"40": "WARN",
+    b"50": "ERROR",
+    b"60": "FATAL",
+}
 _LEVEL_OF = {**_WORD_LEVEL, **_NUMBER_LEVEL}
-_PRI_LEVEL_OF = {str(pri).encode(): ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")[pri % 8]
-                 for pri in range(192)}
+_PRI_LEVEL_OF = {
+    str(pri).encode(): ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")[
+        pri % 8
+    ]
+    for pri in range(192)
+}
 _SEVERE_WORDS = frozenset(word for word, level in _LEVEL_OF.items() if level in SEVERE)
 _SEVERE_PRIS = frozenset(pri for pri, level in _PRI_LEVEL_OF.items() if level in SEVERE)
 _UTC = (b"", b"Z", b"UTC")
-_MONTHS = {m.encode(): i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTHS = {
+    m.encode(): i
+    for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)
+}
 # Caches and buffers, sized so that an analysis stays near 50 MB even on a log spanning a year (a
 # distinct stamp every minute) or with 100,000 distinct messages, and no slower on usual logs.
-_MINUTE_CACHE = 25_000    # distinct (stamp, zone) pairs remembered
+_MINUTE_CACHE = 25_000  # distinct (stamp, zone) pairs remembered
 _TEMPLATE_CACHE = 20_000  # distinct messages remembered (each up to TEMPLATE_BYTES)
-_RAW_KEYS = 50_000        # distinct (stamp, zone, word, word) counted before folding into minutes
+_RAW_KEYS = 50_000  # distinct (stamp, zone, word, word) counted before folding into minutes
 NL = b"\n"
 
 
 def _alternation(words) -> bytes:
-    """The words as a trie-shaped alternation, longest first: sre rejects most positions on one byte."""
+    """The words as a trie-shaped alternation, longest first: sre rejects most positions on one
+    byte."""
     trie: dict = {}
     for word in words:
         node = trie
         for i in range(len(word)):
-            node = node.setdefault(word[i:i + 1], {})
+            node = node.setdefault(word[i : i + 1], {})
         node[b""] = {}
 
     def depth(node):
         return max((1 + depth(child) for key, child in node.items() if key), default=0)
 
     def emit(node):
-        alts = [re.escape(key) + emit(child)
-                for key, child in sorted(node.items(), key=lambda kv: -depth(kv[1])) if key]
+        alts = [
+            re.escape(key) + emit(child)
+            for key, child in sorted(node.items(), key=lambda kv: -depth(kv[1]))
+            if key
+        ]
         alts += [b""] * (b"" in node)
         return alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+
     return emit(trie)
 
 
-# Every quantifier is bounded, so that nothing reads past a line's first LINE_HEAD bytes. Optional parts
-# are written (?:x|), which sre runs faster than (?:x)?.
+# Every quantifier is bounded, so that nothing reads past a line's first LINE_HEAD bytes. Optional
+# parts are written (?:x|), which sre runs faster than (?:x)?.
 _SEP = rb"[ \t]{1,16}(?:[-|][ \t]{1,16}|)"
 _STAMP_FORMS = (
-    rb"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d"                                   # ISO 8601, Python, nginx
-    rb"|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d{1,9}|) \d{4}"  # ctime (to the second)
-    rb"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d"                                     # RFC 3164 syslog
-    rb"|\d{10}(?=(?:\d{3}|)(?:\.\d{1,9}|)[ \t\]\"])"                          # epoch seconds or millis
-    rb"|\d\d:\d\d(?=:\d\d)"                                                   # time of day: no minute
+    rb"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d"  # ISO 8601, Python, nginx
+    # ctime (to the second)
+    rb"|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d{1,9}|) \d{4}"
+    rb"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d"  # RFC 3164 syslog
+    rb"|\d{10}(?=(?:\d{3}|)(?:\.\d{1,9}|)[ \t\]\"])"  # epoch seconds or millis
+    rb"|\d\d:\d\d(?=:\d\d)"  # time of day: no minute
 )
-_STAMP = (rb"(?:\[|t(?:imestamp|ime|s|)=\"?|)(" + _STAMP_FORMS + rb")[:.,\d]{0,16}"
-          rb"(Z|[ ]?[+-]\d\d(?::?\d\d|)|[ ]UTC|)[\]\"]?" + _SEP)
+_STAMP = (
+    rb"(?:\[|t(?:imestamp|ime|s|)=\"?|)(" + _STAMP_FORMS + rb")[:.,\d]{0,16}"
+    rb"(Z|[ ]?[+-]\d\d(?::?\d\d|)|[ ]UTC|)[\]\"]?" + _SEP
+)
 _TOKEN = rb"[^ \t\n]{1,64}" + _SEP
 _OPEN = rb"(?:[\[(<](?:[\w-]{1,32}:|)|l(?:evel|vl|oglevel)=\"?|severity=\"?|)"
 _CLOSE = rb"[ ]?[\])>\"]?(?![^:\s])"
@@ -168,61 +206,111 @@ _MSG_START = rb":?[ \t]{0,16}[-|]?[ \t]{0,16}"
 _WORDS = list(_WORD_LEVEL)
 
 _TEXT = re.compile(  # head (up to the message), stamp, zone, ERROR/FATAL word, other word, message
-    rb"\n((?:" + _STAMP + rb"(?:|" + _TOKEN + rb"(?:|" + _TOKEN + rb"))|)"  # up to 2 tokens, fewest first
-    + _OPEN + rb"(?:(" + _alternation([w for w in _WORDS if w in _SEVERE_WORDS]) + rb")|("
-    + _alternation([w for w in _WORDS if w not in _SEVERE_WORDS]) + rb"))" + _CLOSE
-    + rb"(?(4)" + _MSG_START + rb"))(?(4)([^\n]*))")
+    rb"\n((?:"
+    + _STAMP
+    + rb"(?:|"
+    + _TOKEN
+    + rb"(?:|"
+    + _TOKEN
+    + rb"))|)"  # up to 2 tokens, fewest first
+    + _OPEN
+    + rb"(?:("
+    + _alternation([w for w in _WORDS if w in _SEVERE_WORDS])
+    + rb")|("
+    + _alternation([w for w in _WORDS if w not in _SEVERE_WORDS])
+    + rb"))"
+    + _CLOSE
+    + rb"(?(4)"
+    + _MSG_START
+    + rb"))(?(4)([^\n]*))"
+)
 _TEXT_MSG_START = re.compile(_MSG_START)
 _JSON = re.compile(  # level word, level number, stamp (ISO or epoch), zone, the line after "{"
     rb'\n\{(?=[^\n]{0,2048}?"(?:level|severity|lvl|loglevel|log\.level)"[ \t]{0,4}:[ \t]{0,4}'
     rb'(?:"(' + _alternation(_WORDS) + rb')"|([1-6]0)(?=[ \t,}])))'
     rb'(?:(?=[^\n]{0,2048}?"(?:ts|time|timestamp|@timestamp)"[ \t]{0,4}:[ \t]{0,4}"?'
-    rb'(\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d{10}(?=(?:\d{3}|)(?:\.\d{1,9}|)[ \t,}]))[:.,\d]{0,16}'
-    rb'(Z|[+-]\d\d(?::?\d\d|)|)[ \t,}"])|)([^\n]*)')
-_JSON_MESSAGE = re.compile(rb'"(?:msg|message|error|err)"[ \t]{0,4}:[ \t]{0,4}"((?:[^"\\\n]|\\.){0,2048})"')
-_PRI = re.compile(  # head (up to the message), PRI, RFC 5424 stamp and zone, RFC 3164 stamp, message
+    rb"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d{10}(?=(?:\d{3}|)(?:\.\d{1,9}|)[ \t,}]))[:.,\d]{0,16}"
+    rb'(Z|[+-]\d\d(?::?\d\d|)|)[ \t,}"])|)([^\n]*)'
+)
+_JSON_MESSAGE = re.compile(
+    rb'"(?:msg|message|error|err)"[ \t]{0,4}:[ \t]{0,4}"((?:[^"\\\n]|\\.){0,2048})"'
+)
+# head (up to the message), PRI, RFC 5424 stamp and zone, RFC 3164 stamp, message
+_PRI = re.compile(
     rb"\n(<(\d{1,3})>(?:1 (?:(\d{4}-\d\d-\d\dT\d\d:\d\d)[:.,\d]{0,16}(Z|[+-]\d\d:\d\d)|-)"
-    rb" [^ \n]{1,255} [^ \n]{1,48} [^ \n]{1,128} [^ \n]{1,32} (?:-|(?:\[(?:[^\]\\\n]|\\.){0,128}\]){1,4}) ?"
-    rb"|([A-Z][a-z]{2} [ \d]\d \d\d:\d\d):\d\d (?:[^ \n:]{1,255} (?=[^ \n]{1,64}:)|)|))([^\n]*)")
+    rb" [^ \n]{1,255} [^ \n]{1,48} [^ \n]{1,128} [^ \n]{1,32} "
+    rb"(?:-|(?:\[(?:[^\]\\\n]|\\.){0,128}\]){1,4}) ?"
+    rb"|([A-Z][a-z]{2} [ \d]\d \d\d:\d\d):\d\d (?:[^ \n:]{1,255} (?=[^ \n]{1,64}:)|)|))([^\n]*)"
+)
 _ACCESS = re.compile(  # stamp, zone, method, path, status
-    rb'\n[^ \n]{1,255} [^ \n]{1,64} [^ \n]{1,255} \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d):\d\d ([+-]\d{4})\] '
-    rb'"(?:([A-Z]{1,16}) ([^ "?\n]{0,1024})[^"\n]{0,2048}|[^"\n]{0,2048})" (\d{3})')
+    rb"\n[^ \n]{1,255} [^ \n]{1,64} [^ \n]{1,255} \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d):\d\d "
+    rb"([+-]\d{4})\] "
+    rb'"(?:([A-Z]{1,16}) ([^ "?\n]{0,1024})[^"\n]{0,2048}|[^"\n]{0,2048})" (\d{3})'
+)
 _STAMP_ONLY = re.compile(rb"\n" + _STAMP)
 _LOGFMT_MESSAGE = re.compile(rb'(?:^|[ \t])(?:msg|message)=(?:"((?:[^"\\\n]|\\.)*)"|([^ \t\n]*))')
 
-_HEAD, _WORD, _MSG = itemgetter(0), itemgetter(3), itemgetter(5)   # of _TEXT rows
+_HEAD, _WORD, _MSG = itemgetter(0), itemgetter(3), itemgetter(5)  # of _TEXT rows
 _TEXT_KEY, _TEXT_STAMP = itemgetter(1, 2, 3, 4), itemgetter(1, 2)
-_JSON_KEY = itemgetter(2, 3, 0, 1)                                    # of _JSON rows
-_STAMP_OF = itemgetter(0, 1)                                          # of those keys
+_JSON_KEY = itemgetter(2, 3, 0, 1)  # of _JSON rows
+_STAMP_OF = itemgetter(0, 1)  # of those keys
 
-# Masks, in order. Each starts with one byte or byte class, so that sre tries it only where it can start
-# (not at every byte); the ones that would still be tried at most bytes only run on messages holding
-# their trigger.
+# Masks, in order. Each starts with one byte or byte class, so that sre tries it only where it can
+# start (not at every byte); the ones that would still be tried at most bytes only run on messages
+# holding their trigger.
 _HEX4 = rb"[0-9a-fA-F]{1,4}"
-_MASKS = tuple((trigger, re.compile(rx), placeholder) for trigger, rx, placeholder in (
-    (None, rb'"(?:[^"\\\n]|\\.)*"', b"<STR>"),
-    (None, rb"'(?<!\w')[^'\n]*'(?!\w)", b"<STR>"),
-    (None, rb"\d(?:\d{3}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9}|)|)(?:Z|[+-]\d\d:?\d\d|)"
-           rb"|\d:\d\d:\d\d(?:[.,]\d{1,9}|)|\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d(?: [+-]\d{4}|))", b"<TS>"),
-    (b"://", rb"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s\"'<>]*", b"<URL>"),
-    (b"@", rb"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+", b"<EMAIL>"),
-    (b"::", rb"\[[0-9a-fA-F:.]{2,45}\](?::\d{1,5}|)|(?<![\w:.])(?=[0-9a-fA-F:]*[0-9a-fA-F])(?:"
-            rb"(?:" + _HEX4 + rb":){7}" + _HEX4 + rb"|(?:" + _HEX4 + rb"(?::" + _HEX4 + rb"){0,6}|)::"
-            rb"(?:" + _HEX4 + rb"(?::" + _HEX4 + rb"){0,6}|))(?![\w:])", b"<IP>"),
-    (None, rb"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?::\d{1,5}|)(?!\.?\d)", b"<IP>"),
-    (None, rb"/(?<![\w.:/~-]/)[\w.@%+~-]+(?:/[\w.@%+~-]*)+", b"<PATH>"),
-    (b":\\", rb"[A-Za-z]:\\[^\s\"'<>]*", b"<PATH>"),
-    (b"-", rb"[0-9a-fA-F][0-9a-fA-F]{7}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", b"<UUID>"),
-    (None, rb"0x[0-9a-fA-F]+", b"<HEX>"),
-    (None, rb"[0-9a-fA-F](?<![\w-][0-9a-fA-F])(?:(?<=[a-fA-F])|(?=\d*[a-fA-F]))[0-9a-fA-F]{7,}(?![\w-])", b"<HEX>"),
-    (None, rb"\d(?<![\w.]\d)\d*(?:\.\d+|)", b"<NUM>"),
-))
+_MASKS = tuple(
+    (trigger, re.compile(rx), placeholder)
+    for trigger, rx, placeholder in (
+        (None, rb'"(?:[^"\\\n]|\\.)*"', b"<STR>"),
+        (None, rb"'(?<!\w')[^'\n]*'(?!\w)", b"<STR>"),
+        (
+            None,
+            rb"\d(?:\d{3}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9}|)|)(?:Z|[+-]\d\d:?\d\d|)"
+            rb"|\d:\d\d:\d\d(?:[.,]\d{1,9}|)|\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d(?: [+-]\d{4}|))",
+            b"<TS>",
+        ),
+        (b"://", rb"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s\"'<>]*", b"<URL>"),
+        (b"@", rb"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+", b"<EMAIL>"),
+        (
+            b"::",
+            rb"\[[0-9a-fA-F:.]{2,45}\](?::\d{1,5}|)|(?<![\w:.])(?=[0-9a-fA-F:]*[0-9a-fA-F])(?:"
+            rb"(?:"
+            + _HEX4
+            + rb":){7}"
+            + _HEX4
+            + rb"|(?:"
+            + _HEX4
+            + rb"(?::"
+            + _HEX4
+            + rb"){0,6}|)::"
+            rb"(?:" + _HEX4 + rb"(?::" + _HEX4 + rb"){0,6}|))(?![\w:])",
+            b"<IP>",
+        ),
+        (None, rb"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?::\d{1,5}|)(?!\.?\d)", b"<IP>"),
+        (None, rb"/(?<![\w.:/~-]/)[\w.@%+~-]+(?:/[\w.@%+~-]*)+", b"<PATH>"),
+        (b":\\", rb"[A-Za-z]:\\[^\s\"'<>]*", b"<PATH>"),
+        (
+            b"-",
+            rb"[0-9a-fA-F][0-9a-fA-F]{7}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            b"<UUID>",
+        ),
+        (None, rb"0x[0-9a-fA-F]+", b"<HEX>"),
+        (
+            None,
+            rb"[0-9a-fA-F](?<![\w-][0-9a-fA-F])(?:(?<=[a-fA-F])|(?=\d*[a-fA-F]))[0-9a-fA-F]{7,}(?![\w-])",
+            b"<HEX>",
+        ),
+        (None, rb"\d(?<![\w.]\d)\d*(?:\.\d+|)", b"<NUM>"),
+    )
+)
 _PATH_MASKS = _MASKS[-4:]  # UUIDs, hex and numbers: for the path of an access-log line
 
 
 @dataclasses.dataclass
 class Message:
-    """One template's lines: how many, the first one, and how many per minute (of those with a time)."""
+    """One template's lines: how many, the first one, and how many per minute (of those with a
+    time)."""
 
     count: int
     example: str
@@ -246,16 +334,30 @@ class Analysis:
         return {
             "levels": dict(self.levels),
             "minutes": {m: dict(self.minutes[m]) for m in sorted(self.minutes)},
-            "messages": [{"level": level, "template": template, "count": msg.count, "example": msg.example,
-                          "minutes": dict(msg.minutes)} for (level, template), msg in self.messages.items()],
+            "messages": [
+                {
+                    "level": level,
+                    "template": template,
+                    "count": msg.count,
+                    "example": msg.example,
+                    "minutes": dict(msg.minutes),
+                }
+                for (level, template), msg in self.messages.items()
+            ],
             "overflow": self.overflow,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Analysis":
-        return cls(dict(d["levels"]), {m: dict(by_level) for m, by_level in d["minutes"].items()},
-                   {(e["level"], e["template"]): Message(e["count"], e["example"], dict(e["minutes"]))
-                    for e in d["messages"]}, d.get("overflow", 0))
+        return cls(
+            dict(d["levels"]),
+            {m: dict(by_level) for m, by_level in d["minutes"].items()},
+            {
+                (e["level"], e["template"]): Message(e["count"], e["example"], dict(e["minutes"]))
+                for e in d["messages"]
+            },
+            d.get("overflow", 0),
+        )
 
     def merge(self, other: "Analysis", max_templates: int = MAX_TEMPLATES) -> "Analysis":
         """This Analysis followed by `other`, the next range of the file, as one; neither changes.
@@ -268,7 +370,10 @@ class Analysis:
         first, other = self.coarsened(width), other.coarsened(width)
         levels = Counter(first.levels)
         levels.update(other.levels)
-        messages = {key: Message(msg.count, msg.example, dict(msg.minutes)) for key, msg in first.messages.items()}
+        messages = {
+            key: Message(msg.count, msg.example, dict(msg.minutes))
+            for key, msg in first.messages.items()
+        }
         overflow = first.overflow + other.overflow
         for key, msg in other.messages.items():
             mine = messages.get(key)
@@ -280,14 +385,19 @@ class Analysis:
                 messages[key] = Message(msg.count, msg.example, dict(msg.minutes))
             else:
                 overflow += msg.count
-        merged = Analysis({level: levels[level] for level in LEVELS if levels[level]},
-                          fold(chain(first.minutes.items(), other.minutes.items()), width), messages, overflow)
+        merged = Analysis(
+            {level: levels[level] for level in LEVELS if levels[level]},
+            fold(chain(first.minutes.items(), other.minutes.items()), width),
+            messages,
+            overflow,
+        )
         while merged.width() > WIDTHS[-1] and not merged._fits():
             merged = merged.coarsened(WIDTHS[WIDTHS.index(merged.width()) + 1])
         return merged
 
     def width(self) -> int:
-        """The length of its time buckets' keys (see WIDTHS): 16 for minutes, and when it has none."""
+        """The length of its time buckets' keys (see WIDTHS): 16 for minutes, and when it has
+        none."""
         for m in self.minutes:
             return len(m)
         for msg in self.messages.values():
@@ -296,73 +406,101 @@ class Analysis:
         return WIDTHS[0]
 
     def coarsened(self, width: int) -> "Analysis":
-        """The same counts in time buckets of `width` (hours: 13, days: 10); itself if they are not finer."""
+        """The same counts in time buckets of `width` (hours: 13, days: 10); itself if they are not
+        finer."""
         if width >= self.width():
             return self
-        return Analysis(dict(self.levels), fold(self.minutes.items(), width),
-                        {key: Message(msg.count, msg.example, _buckets(msg.minutes, width))
-                         for key, msg in self.messages.items()}, self.overflow)
+        return Analysis(
+            dict(self.levels),
+            fold(self.minutes.items(), width),
+            {
+                key: Message(msg.count, msg.example, _buckets(msg.minutes, width))
+                for key, msg in self.messages.items()
+            },
+            self.overflow,
+        )
 
     def _fits(self) -> bool:
-        """Within MAX_LEVEL_BUCKETS and MAX_MESSAGE_BUCKETS, counting as an Analyzer does: a level or
-        template with lines that have no time counts once more (their bucket is "")."""
-        timed = Counter()
+        """Within MAX_LEVEL_BUCKETS and MAX_MESSAGE_BUCKETS, counting as an Analyzer does: a level
+        or template with lines that have no time counts once more (their bucket is "")."""
+        timed: Counter = Counter()
         for by_level in self.minutes.values():
             timed.update(by_level)
-        level_entries = sum(map(len, self.minutes.values())) + sum(n > timed[lv] for lv, n in self.levels.items())
-        message_entries = sum(len(msg.minutes) + (msg.count > sum(msg.minutes.values()))
-                              for msg in self.messages.values())
+        level_entries = sum(map(len, self.minutes.values())) + sum(
+            n > timed[lv] for lv, n in self.levels.items()
+        )
+        message_entries = sum(
+            len(msg.minutes) + (msg.count > sum(msg.minutes.values()))
+            for msg in self.messages.values()
+        )
         return level_entries <= MAX_LEVEL_BUCKETS and message_entries <= MAX_MESSAGE_BUCKETS
 
     def top(self, n: int = 10, since=None, until=None, levels=None) -> list[dict]:
         """The n (None: all) most frequent templates as dicts: level, template, count, example.
 
-        With `since` and/or `until` (minutes "2024-05-01T12:03", or datetimes, naive ones taken as UTC),
-        counts are those of the lines timestamped in [since, until), and templates without one drop out.
-        `levels` keeps the templates of those levels only (None stands for pattern lines without one).
-        Ties keep the order first seen.
+        With `since` and/or `until` (minutes "2024-05-01T12:03", or datetimes, naive ones taken as
+        UTC), counts are those of the lines timestamped in [since, until), and templates without one
+        drop out. `levels` keeps the templates of those levels only (None stands for pattern lines
+        without one). Ties keep the order first seen.
         """
         lo, hi = _minute_bound(since), _minute_bound(until)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (level, template), msg in self.messages.items():
             if levels is not None and level not in levels:
                 continue
-            count = msg.count if lo is None and hi is None else sum(
-                k for m, k in msg.minutes.items() if within(m, lo, hi))
+            count = (
+                msg.count
+                if lo is None and hi is None
+                else sum(k for m, k in msg.minutes.items() if within(m, lo, hi))
+            )
             if count:
-                rows.append({"level": level, "template": template, "count": count, "example": msg.example})
-        rows.sort(key=lambda row: -row["count"])
+                rows.append(
+                    {"level": level, "template": template, "count": count, "example": msg.example}
+                )
+        rows.sort(key=lambda row: -int(row["count"]))
         return rows[:n]
 
 
 class Analyzer:
     """Analyse a byte stream fed in pieces: feed() them in order, then call finish() once.
 
-    `patterns` are the scan's patterns; `year` dates RFC 3164 syslog timestamps, or `last_change` (the
-    file's mtime, a naive UTC datetime) does: its year, the one before for the stamps after it.
+    `patterns` are the scan's patterns; `year` dates RFC 3164 syslog timestamps, or `last_change`
+    (the file's mtime, a naive UTC datetime) does: its year, the one before for the stamps after it.
     """
 
-    def __init__(self, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES,
-                 last_change: datetime.datetime | None = None, examples: bool = True):
+    def __init__(
+        self,
+        patterns=(),
+        year: int | None = None,
+        max_templates: int = MAX_TEMPLATES,
+        last_change: datetime.datetime | None = None,
+        examples: bool = True,
+    ):
         alts = {alt for p in patterns for alt in os.fsencode(p).split(NL)}
         self._every = b"" in alts
         self._alts = sorted(alts - {b""})
         self._keep = max(map(len, self._alts), default=1) - 1
-        self._hits = re.compile(b"(?:" + b"|".join(map(re.escape, self._alts)) + rb")[^\n]*") if self._alts else None
+        self._hits = (
+            re.compile(b"(?:" + b"|".join(map(re.escape, self._alts)) + rb")[^\n]*")
+            if self._alts
+            else None
+        )
         self._year = year if year is not None or last_change is None else last_change.year
         self._latest = last_change + _SYSLOG_SLACK if last_change is not None else None
         self._max = max_templates
         self._examples = examples  # off: templates keep no example line ("")
-        self._raw: Counter = Counter()          # (stamp, zone, word, word) -> lines; folded into _pairs
-        self._pairs: Counter = Counter()        # (minute or "", level or None) -> lines
-        self._messages: dict = {}               # (level, template) -> Message, counts filled by finish()
-        self._counts: Counter = Counter()       # (level, template) -> lines
+        self._raw: Counter = Counter()  # (stamp, zone, word, word) -> lines; folded into _pairs
+        self._pairs: Counter = Counter()  # (minute or "", level or None) -> lines
+        self._messages: dict = {}  # (level, template) -> Message, counts filled by finish()
+        self._counts: Counter = Counter()  # (level, template) -> lines
         self._key_minutes: Counter = Counter()  # ((level, template), minute or "") -> lines
         self._overflow = 0
         self._head, self._len, self._hit, self._tail = b"", 0, False, b""  # the open line
         self._minute_of: dict = {}
         self._template_of: dict = {}
-        self._width = WIDTHS[0]  # of the time buckets: coarser once they would be too many (_shrink)
+        self._width = WIDTHS[
+            0
+        ]  # of the time buckets: coarser once they would be too many (_shrink)
 
     def feed(self, data: bytes) -> None:
         """Analyse the next piece of the stream; a line may straddle pieces."""
@@ -397,9 +535,12 @@ class Analyzer:
             levels[level] += n
             if minute:
                 minutes_by_level[minute][level] = n
-        return Analysis({level: levels[level] for level in LEVELS if levels[level]},
-                        {m: minutes_by_level[m] for m in sorted(minutes_by_level)}, self._messages,
-                        self._overflow)
+        return Analysis(
+            {level: levels[level] for level in LEVELS if levels[level]},
+            {m: minutes_by_level[m] for m in sorted(minutes_by_level)},
+            self._messages,
+            self._overflow,
+        )
 
     # -- one line at a time: the first line of each piece, and lines straddling pieces
 
@@ -408,12 +549,12 @@ class Analyzer:
         if lo >= hi:
             return
         if len(self._head) < LINE_HEAD:
-            self._head += data[lo:min(hi, lo + LINE_HEAD - len(self._head))]
+            self._head += data[lo : min(hi, lo + LINE_HEAD - len(self._head))]
         if self._alts and not self._hit:
-            edge = self._tail + data[lo:lo + self._keep]  # where a hit may straddle two pieces
+            edge = self._tail + data[lo : lo + self._keep]  # where a hit may straddle two pieces
             self._hit = any(alt in edge or data.find(alt, lo, hi) >= 0 for alt in self._alts)
             if self._keep:
-                self._tail = (self._tail + data[max(lo, hi - self._keep):hi])[-self._keep:]
+                self._tail = (self._tail + data[max(lo, hi - self._keep) : hi])[-self._keep :]
         self._len += hi - lo
 
     def _end_line(self) -> None:
@@ -439,9 +580,15 @@ class Analyzer:
         severe = list(filter(_WORD, rows))
         if severe:
             msgs = list(map(_MSG, severe))
-            streams.append(_Stream(list(zip(map(_LEVEL_OF.__getitem__, map(_WORD, severe)), self._templates(msgs))),
-                                   self._minutes_of(list(map(_TEXT_STAMP, severe))),
-                                   list(map(add, map(_HEAD, severe), msgs))))
+            streams.append(
+                _Stream(
+                    list(
+                        zip(map(_LEVEL_OF.__getitem__, map(_WORD, severe)), self._templates(msgs))
+                    ),
+                    self._minutes_of(list(map(_TEXT_STAMP, severe))),
+                    list(map(add, map(_HEAD, severe), msgs)),
+                )
+            )
         if _find(data, b"\n{", start, hi):
             streams += self._json(data, start, hi)
         if _find(data, b"\n<", start, hi):
@@ -458,9 +605,18 @@ class Analyzer:
         if not severe:
             return []
         lines = [b"{" + row[4] for row in severe]
-        return [_Stream(list(zip([_LEVEL_OF[row[0] or row[1]] for row in severe],
-                                 self._templates([_json_message(line[:LINE_HEAD]) for line in lines]))),
-                        self._minutes_of([row[2:4] for row in severe]), lines)]
+        return [
+            _Stream(
+                list(
+                    zip(
+                        [_LEVEL_OF[row[0] or row[1]] for row in severe],
+                        self._templates([_json_message(line[:LINE_HEAD]) for line in lines]),
+                    )
+                ),
+                self._minutes_of([row[2:4] for row in severe]),
+                lines,
+            )
+        ]
 
     def _pri(self, data: bytes, start: int, hi: int) -> list:
         rows = _PRI.findall(data, start, hi)
@@ -468,17 +624,25 @@ class Analyzer:
         severe = [row for row in rows if row[1] in _SEVERE_PRIS]
         if not severe:
             return []
-        return [_Stream(list(zip([_PRI_LEVEL_OF[row[1]] for row in severe],
-                                 self._templates([row[5] for row in severe]))),
-                        self._minutes_of([(row[2] + row[4], row[3]) for row in severe]),
-                        [row[0] + row[5] for row in severe])]
+        return [
+            _Stream(
+                list(
+                    zip(
+                        [_PRI_LEVEL_OF[row[1]] for row in severe],
+                        self._templates([row[5] for row in severe]),
+                    )
+                ),
+                self._minutes_of([(row[2] + row[4], row[3]) for row in severe]),
+                [row[0] + row[5] for row in severe],
+            )
+        ]
 
     def _pattern_lines(self, data: bytes, start: int, hi: int, severe_streams: list) -> list:
         """The lines holding a pattern that are not ERROR/FATAL (those are templated already)."""
         severe = [line for stream in severe_streams for line in stream.lines]
         if self._every:
             found, pos = [], start + 1
-            for line in data[start + 1:hi - 1].split(NL):
+            for line in data[start + 1 : hi - 1].split(NL):
                 found.append((pos, line))
                 pos += len(line) + 1
         else:
@@ -486,17 +650,31 @@ class Analyzer:
             if hits == sum(sum(map(bytes.count, severe, repeat(alt))) for alt in self._alts):
                 return []  # every hit lies in a severe line
             found = []
+            assert self._hits is not None  # there are patterns
             for m in self._hits.finditer(data, start, hi):
                 lo = data.rfind(NL, start, m.start()) + 1
-                found.append((lo, data[lo:m.end()]))
-        severe = set(severe)
-        rows = [(pos, line, *_classify(line[:LINE_HEAD])) for pos, line in found if line not in severe]
+                found.append((lo, data[lo : m.end()]))
+        in_severe = set(severe)
+        rows = [
+            (pos, line, *_classify(line[:LINE_HEAD]))
+            for pos, line in found
+            if line not in in_severe
+        ]
         if not rows:
             return []
         masked = iter(self._templates([src for *_, src, template in rows if template is None]))
-        keys = [(level, next(masked) if template is None else template) for _, _, level, _, _, template in rows]
-        return [_Stream(keys, self._minutes_of([row[3] for row in rows]), [row[1] for row in rows],
-                        [row[0] for row in rows])]
+        keys = [
+            (level, next(masked) if template is None else template)
+            for _, _, level, _, _, template in rows
+        ]
+        return [
+            _Stream(
+                keys,
+                self._minutes_of([row[3] for row in rows]),
+                [row[1] for row in rows],
+                [row[0] for row in rows],
+            )
+        ]
 
     # -- accounting
 
@@ -509,7 +687,9 @@ class Analyzer:
     def _fold(self) -> None:
         """Turn the counts per (stamp, zone, word, word) into counts per (minute, level)."""
         raw, pairs = self._raw, self._pairs
-        for (_, _, word, other), minute, n in zip(raw, self._minutes_of(list(map(_STAMP_OF, raw))), raw.values()):
+        for (_, _, word, other), minute, n in zip(
+            raw, self._minutes_of(list(map(_STAMP_OF, raw))), raw.values()
+        ):
             level = _PRI_LEVEL_OF.get(other) if word == b"<" else _LEVEL_OF[word or other]
             if level:
                 pairs[minute, level] += n
@@ -519,12 +699,13 @@ class Analyzer:
     def _shrink(self) -> None:
         """Coarsen the time buckets while there are more than the Analysis may keep (see WIDTHS).
 
-        `_pairs` and `_key_minutes` hold one entry per bucket, or "" for lines without a time, exactly
-        what Analysis._fits counts; counts only grow, so this picks the width a single look at the
-        whole file would.
+        `_pairs` and `_key_minutes` hold one entry per bucket, or "" for lines without a time,
+        exactly what Analysis._fits counts; counts only grow, so this picks the width a single look
+        at the whole file would.
         """
-        while self._width > WIDTHS[-1] and (len(self._pairs) > MAX_LEVEL_BUCKETS
-                                            or len(self._key_minutes) > MAX_MESSAGE_BUCKETS):
+        while self._width > WIDTHS[-1] and (
+            len(self._pairs) > MAX_LEVEL_BUCKETS or len(self._key_minutes) > MAX_MESSAGE_BUCKETS
+        ):
             width = self._width = WIDTHS[WIDTHS.index(self._width) + 1]
             pairs: Counter = Counter()
             for (minute, level), n in self._pairs.items():
@@ -535,24 +716,31 @@ class Analyzer:
             self._pairs, self._key_minutes = pairs, key_minutes
 
     def _minutes_of(self, stamps: list) -> list:
-        """The time bucket (UTC minute, or hour or day: see _shrink) of each (stamp, zone) pair, "" if
-        none; parsed once per distinct pair."""
-        minutes = _cached(self._minute_of, stamps, _MINUTE_CACHE,
-                          lambda todo: [_to_minute(s, self._year, self._latest) for s in todo])
+        """The time bucket (UTC minute, or hour or day: see _shrink) of each (stamp, zone) pair, ""
+        if none; parsed once per distinct pair."""
+        minutes = _cached(
+            self._minute_of,
+            stamps,
+            _MINUTE_CACHE,
+            lambda todo: [_to_minute(s, self._year, self._latest) for s in todo],
+        )
         width = self._width
         return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
 
     def _templates(self, srcs: list) -> list:
-        """The template of each message; masked once per distinct message, all at once. A template is
-        made of a message's first TEMPLATE_BYTES: the cache holds no more of it (long lines would make
-        it hold _TEMPLATE_CACHE of them whole)."""
-        return _cached(self._template_of, [src[:TEMPLATE_BYTES] for src in srcs], _TEMPLATE_CACHE, _mask_all)
+        """The template of each message; masked once per distinct message, all at once. A template
+        is made of a message's first TEMPLATE_BYTES: the cache holds no more of it (long lines would
+        make it hold _TEMPLATE_CACHE of them whole)."""
+        return _cached(
+            self._template_of, [src[:TEMPLATE_BYTES] for src in srcs], _TEMPLATE_CACHE, _mask_all
+        )
 
     def _account(self, streams: list, data: bytes = b"", start: int = 0, hi: int = 0) -> None:
         """Count the templated lines of one step: streams of lines, each in file order.
 
         Templates new to the Analysis are admitted in file order while there is room; when they come
-        from more than one stream, their first lines are located in data[start:hi] to learn that order.
+        from more than one stream, their first lines are located in data[start:hi] to learn that
+        order.
         """
         messages = self._messages
         room = self._max - len(messages)
@@ -567,11 +755,16 @@ class Analyzer:
             several = len({s for places in firsts.values() for s, _ in places}) > 1
             placed = []
             for key, places in firsts.items():
-                where = [(streams[s].position(i, data, start, hi) if several else i, s, i) for s, i in places]
+                where = [
+                    (streams[s].position(i, data, start, hi) if several else i, s, i)
+                    for s, i in places
+                ]
                 placed.append((min(where), key))
             placed.sort(key=itemgetter(0))
             for (_, s, i), key in placed[:room]:
-                messages[key] = Message(0, _example(streams[s].lines[i]) if self._examples else "", {})
+                messages[key] = Message(
+                    0, _example(streams[s].lines[i]) if self._examples else "", {}
+                )
         for stream in streams:
             kept = list(map(messages.__contains__, stream.keys))
             self._overflow += kept.count(False)
@@ -581,7 +774,8 @@ class Analyzer:
 
 
 class _Stream:
-    """Templated lines of one step from one source, in file order: keys, minutes, the lines themselves."""
+    """Templated lines of one step from one source, in file order: keys, minutes, the lines
+    themselves."""
 
     __slots__ = ("keys", "minutes", "lines", "offsets")
 
@@ -589,23 +783,29 @@ class _Stream:
         self.keys, self.minutes, self.lines, self.offsets = keys, minutes, lines, offsets
 
     def position(self, i: int, data: bytes, start: int, hi: int) -> int:
-        """Where line i starts in data; identical lines classify alike, so the first copy is line i."""
+        """Where line i starts in data; identical lines classify alike, so the first copy is line
+        i."""
         if self.offsets is not None:
             return self.offsets[i]
         return data.find(NL + self.lines[i] + NL, start, hi) + 1
 
 
 def _cut(data: bytes, lo: int, hi: int) -> int:
-    """Where the step of whole lines from data[lo] ends: after CHUNK_SIZE bytes or CHUNK_LINES lines,
-    whichever comes first, at a line end (data[hi - 1] is one), or after one line longer than that."""
+    """Where the step of whole lines from data[lo] ends: after CHUNK_SIZE bytes or CHUNK_LINES
+    lines, whichever comes first, at a line end (data[hi - 1] is one), or after one line longer than
+    that."""
     end = min(hi, lo + CHUNK_SIZE)
     while (lines := data.count(NL, lo, end)) > CHUNK_LINES:
-        end = lo + (end - lo) * CHUNK_LINES // lines  # shorter, so lines fall: ends with one line at most
+        end = (
+            lo + (end - lo) * CHUNK_LINES // lines
+        )  # shorter, so lines fall: ends with one line at most
     cut = end if end == hi else data.rfind(NL, lo, end) + 1
     return cut if cut > lo else data.find(NL, lo) + 1
 
 
-def analyse(data: bytes, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES) -> Analysis:
+def analyse(
+    data: bytes, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES
+) -> Analysis:
     """The Analysis of a whole byte string (handy in tests and at the REPL)."""
     analyzer = Analyzer(patterns, year, max_templates)
     analyzer.feed(data)
@@ -629,14 +829,25 @@ def _classify(line: bytes):
         _, stamp, zone, severe, other, msg = m.groups(b"")
         if severe:
             return _LEVEL_OF[severe], (stamp, zone), msg, None
-        return _LEVEL_OF[other], (stamp, zone), buf[_TEXT_MSG_START.match(buf, m.end()).end():], None
+        return (
+            _LEVEL_OF[other],
+            (stamp, zone),
+            buf[_match_end(_TEXT_MSG_START, buf, m.end()) :],
+            None,
+        )
     if m := _ACCESS.match(buf):
         stamp, zone, method, path, status = m.groups(b"")
         request = method + b" " + _mask(path, _PATH_MASKS) if method else b"<STR>"
         return None, (stamp, zone), None, (request + b" " + status).decode("utf-8", "replace")
     if m := _STAMP_ONLY.match(buf):
-        return None, m.groups(b""), buf[m.end():], None
+        return None, m.groups(b""), buf[m.end() :], None
     return None, (b"", b""), line, None
+
+
+def _match_end(rx, buf: bytes, pos: int) -> int:
+    """Where `rx`, which matches any text (empty included), ends when matched at `pos`."""
+    m = rx.match(buf, pos)
+    return m.end() if m else pos
 
 
 def _cached(cache: dict, keys: list, limit: int, compute) -> list:
@@ -667,7 +878,8 @@ def _mask(text: bytes, masks) -> bytes:
 
 
 def _mask_all(srcs: list) -> list:
-    """The templates of messages; masks without a trigger run once over all of them joined by newlines."""
+    """The templates of messages; masks without a trigger run once over all of them joined by
+    newlines."""
     texts = []
     for src in srcs:
         src = src[:TEMPLATE_BYTES]
@@ -685,35 +897,55 @@ def _mask_all(srcs: list) -> list:
 
 
 def _example(line: bytes) -> str:
-    return line[:EXAMPLE_CHARS * 4].decode("utf-8", "replace")[:EXAMPLE_CHARS].rstrip("\r\n")
+    return line[: EXAMPLE_CHARS * 4].decode("utf-8", "replace")[:EXAMPLE_CHARS].rstrip("\r\n")
 
 
-#: How far past the file's last change an RFC 3164 stamp may be and still be of that year: its stamps
-#: are local times, the change is in UTC.
+# : How far past the file's last change an RFC 3164 stamp may be and still be of that year: its
+# stamps : are local times, the change is in UTC.
 _SYSLOG_SLACK = datetime.timedelta(days=1)
 
 
 def _to_minute(stamp: tuple, year: int | None, latest: datetime.datetime | None = None) -> str:
     """The UTC minute "YYYY-MM-DDTHH:MM" of a (stamp, zone) pair as the regexes capture it, or "".
-    An RFC 3164 stamp (no year) is of `year`, or of the year before if that puts it after `latest`."""
+    An RFC 3164 stamp (no year) is of `year`, or of the year before if that puts it after `latest`.
+    """
     text, zone = stamp
     zone = zone.strip()
     try:
         if len(text) == 16 and text[4:5] in b"-/":  # 2024-05-01T12:03, 2024/05/01 12:03
-            y, mo, d, h, mi = int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16])
+            y, mo, d, h, mi = (
+                int(text[:4]),
+                int(text[5:7]),
+                int(text[8:10]),
+                int(text[11:13]),
+                int(text[14:16]),
+            )
             if zone in _UTC and 1 <= mo <= 12 and 1 <= d <= _days(y, mo) and h < 24 and mi < 60:
-                return f"{text[:10].decode().replace('/', '-')}T{text[11:16].decode()}"  # the usual case
+                # the usual case
+                return f"{text[:10].decode().replace('/', '-')}T{text[11:16].decode()}"
             t = datetime.datetime(y, mo, d, h, mi)
         elif len(text) == 10 and text.isdigit():  # epoch seconds
             t = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=int(text))
         elif len(text) >= 24:  # ctime: Wed Oct 11 14:32:52[.123] 2000
-            t = datetime.datetime(int(text[-4:]), _MONTHS[text[4:7]], int(text[8:10]), int(text[11:13]),
-                                  int(text[14:16]))
+            t = datetime.datetime(
+                int(text[-4:]),
+                _MONTHS[text[4:7]],
+                int(text[8:10]),
+                int(text[11:13]),
+                int(text[14:16]),
+            )
         elif len(text) == 17:  # common log format: 10/Oct/2000:13:55
-            t = datetime.datetime(int(text[7:11]), _MONTHS[text[3:6]], int(text[:2]), int(text[12:14]),
-                                  int(text[15:17]))
+            t = datetime.datetime(
+                int(text[7:11]),
+                _MONTHS[text[3:6]],
+                int(text[:2]),
+                int(text[12:14]),
+                int(text[15:17]),
+            )
         elif len(text) == 12 and year:  # RFC 3164: May  1 12:03
-            t = datetime.datetime(year, _MONTHS[text[:3]], int(text[4:6]), int(text[7:9]), int(text[10:12]))
+            t = datetime.datetime(
+                year, _MONTHS[text[:3]], int(text[4:6]), int(text[7:9]), int(text[10:12])
+            )
             if latest is not None and t > latest:
                 t = t.replace(year=year - 1)
         else:
@@ -736,15 +968,16 @@ def _days(year: int, month: int) -> int:
 
 
 def within(bucket: str, since: str | None, until: str | None) -> bool:
-    """Does the time bucket start in [since, until) (minute keys; None: unbounded), both ends rounded
-    down to the bucket's unit (so an hour bucket counts whole, or not at all)?"""
+    """Does the time bucket start in [since, until) (minute keys; None: unbounded), both ends
+    rounded down to the bucket's unit (so an hour bucket counts whole, or not at all)?"""
     width = len(bucket)
     return (since is None or bucket >= since[:width]) and (until is None or bucket < until[:width])
 
 
 def fold(buckets, width: int) -> dict:
     """(time bucket, {level: lines}) pairs as {bucket: {level: lines}} in time order, summed into
-    buckets of `width` (see WIDTHS). A bucket may come more than once; each is `width` long or finer."""
+    buckets of `width` (see WIDTHS). A bucket may come more than once; each is `width` long or
+    finer."""
     folded: defaultdict = defaultdict(Counter)
     for bucket, by_level in buckets:
         folded[bucket[:width]].update(by_level)
@@ -764,7 +997,7 @@ def _minute_bound(value) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc)
+        value = value.astimezone(datetime.UTC)
     return f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}"
 
 

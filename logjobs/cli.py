@@ -19,13 +19,19 @@ import click
 import redis
 
 from . import __version__, connections, outcomes, queues, scanner
-from .paths import expand
-from .push import push as enqueue
 from .defaults import (
-    DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, DEFAULT_PATTERNS, DEFAULT_QUEUE, DEFAULT_WATCH_DEBOUNCE, QUEUES,
-    LEVELS, WATCH_MAX_DELAY_PERIODS,
+    DEFAULT_DASHBOARD_HOST,
+    DEFAULT_DASHBOARD_PORT,
+    DEFAULT_PATTERNS,
+    DEFAULT_QUEUE,
+    DEFAULT_WATCH_DEBOUNCE,
+    LEVELS,
+    QUEUES,
+    WATCH_MAX_DELAY_PERIODS,
 )
 from .exceptions import LogJobsError, NoDatabase, PushCut
+from .paths import expand
+from .push import push as enqueue
 from .rqsafe import environ_with_worker_classes
 from .settings import RANGES, Settings, parse_intervals, redact_url
 
@@ -41,7 +47,9 @@ def fail(message):
 
 
 def one_line_errors(command):
-    """Turn library and Redis errors into one line on stderr and exit status 2, never a traceback."""
+    """Turn library and Redis errors into one line on stderr and exit status 2, never a
+    traceback."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -50,7 +58,8 @@ def one_line_errors(command):
             finally:
                 sys.stdout.flush()  # a reader gone shows here, not as an error at exit
         except BrokenPipeError:
-            # `logjobs report | head`: the reader has what it wanted. Stop as grep does, without a word.
+            # `logjobs report | head`: the reader has what it wanted. Stop as grep does, without a
+            # word.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(128 + signal.SIGPIPE)
         except LogJobsError as exc:
@@ -64,15 +73,21 @@ def one_line_errors(command):
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:
-            peewee = sys.modules.get("peewee")  # imported only by the commands that open the database
+            peewee = sys.modules.get(
+                "peewee"
+            )  # imported only by the commands that open the database
             if peewee is not None and isinstance(exc, peewee.PeeweeException):
                 from .models import database_reason
 
                 target = click.get_current_context().obj.db
                 fail(f"status database {redact_url(target)}: {database_reason(exc, target)}")
             logging.getLogger(__name__).debug("traceback", exc_info=True)
-            click.echo(f"logjobs: internal error: {type(exc).__name__}: {exc} (run with -v to see where)", err=True)
+            click.echo(
+                f"logjobs: internal error: {type(exc).__name__}: {exc} (run with -v to see where)",
+                err=True,
+            )
             sys.exit(70)  # EX_SOFTWARE
+
     return wrapper
 
 
@@ -100,7 +115,10 @@ class Group(click.Group):
 def _one_line_usage():
     try:
         yield
-    except (UsageError, _NO_ARGS_IS_HELP):  # `logjobs` alone: the help (click 8.2 raises it as an error)
+    except (
+        UsageError,
+        _NO_ARGS_IS_HELP,
+    ):  # `logjobs` alone: the help (click 8.2 raises it as an error)
         raise
     except click.UsageError as exc:
         raise UsageError(exc.format_message(), exc.ctx) from None
@@ -112,9 +130,19 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", UsageError)
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="logjobs")
-@click.option("--redis-url", metavar="URL", help="Redis to use [env LOGJOBS_REDIS_URL; default redis://127.0.0.1:6379/0].")
-@click.option("--db", metavar="PATH|URL", help="Status database: SQLite path or database URL [env LOGJOBS_DB].")
-@click.option("--config", "config_file", metavar="FILE", help="INI config file [env LOGJOBS_CONFIG].")
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Redis to use [env LOGJOBS_REDIS_URL; default redis://127.0.0.1:6379/0].",
+)
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    help="Status database: SQLite path or database URL [env LOGJOBS_DB].",
+)
+@click.option(
+    "--config", "config_file", metavar="FILE", help="INI config file [env LOGJOBS_CONFIG]."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens, to stderr.")
 @click.pass_context
 def cli(ctx, redis_url, db, config_file, verbose):
@@ -128,8 +156,11 @@ def cli(ctx, redis_url, db, config_file, verbose):
       logjobs report --failed
     """
     _whole_writes()
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("peewee").setLevel(logging.INFO)  # its DEBUG is every SQL statement
     try:
         ctx.obj = Settings.load(config_file=config_file, redis_url=redis_url, db=db)
@@ -138,28 +169,56 @@ def cli(ctx, redis_url, db, config_file, verbose):
 
 
 def _whole_writes():
-    """Under PYTHONUNBUFFERED (containers often set it), stdout writes straight to its descriptor, and
-    Python drops without a word what a write(2) did not take (a pipe whose reader left mid-write): a
-    cut `report --json` that exits 0. A buffer, flushed at each line as -u intends, writes it all or
-    raises BrokenPipeError."""
+    """Under PYTHONUNBUFFERED (containers often set it), stdout writes straight to its descriptor,
+    and Python drops without a word what a write(2) did not take (a pipe whose reader left
+    mid-write): a cut `report --json` that exits 0. A buffer, flushed at each line as -u intends,
+    writes it all or raises BrokenPipeError."""
     if isinstance(sys.stdout, io.TextIOWrapper) and isinstance(sys.stdout.buffer, io.RawIOBase):
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(sys.stdout.buffer), encoding=sys.stdout.encoding,
-                                      errors=sys.stdout.errors, line_buffering=True)
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(sys.stdout.buffer),
+            encoding=sys.stdout.encoding,
+            errors=sys.stdout.errors,
+            line_buffering=True,
+        )
 
 
 # Options of push and watch alike: where the scans go, what they count, how their jobs run.
-PRIORITY = click.option("--priority", type=click.Choice(QUEUES), default=DEFAULT_QUEUE, show_default=True,
-                        help="Queue to push into; workers drain high, then default, then low.")
-NODE = click.option("--node", metavar="NAME",
-                    help="The logs are on this host only: use its queues (NAME.high, ...), which only its workers read.")
-PATTERNS = click.option("--pattern", "patterns", multiple=True, metavar="TEXT",
-                        help="Literal text to count lines of (repeatable) [default: ERROR].")
-RETRIES = click.option("--retries", type=click.IntRange(*RANGES["retry_max"]),
-                       help="Retries for errors that can heal [default: 3].")
-TIMEOUT = click.option("--timeout", type=click.IntRange(*RANGES["job_timeout"]),
-                       help="Seconds a scan may run [default: 3600].")
-COUNTS_ONLY = click.option("--counts-only", is_flag=True, help="Only count the patterns (at grep's speed): no levels, "
-                           "top messages or times [setting: analysis].")
+PRIORITY = click.option(
+    "--priority",
+    type=click.Choice(QUEUES),
+    default=DEFAULT_QUEUE,
+    show_default=True,
+    help="Queue to push into; workers drain high, then default, then low.",
+)
+NODE = click.option(
+    "--node",
+    metavar="NAME",
+    help="The logs are on this host only: use its queues (NAME.high, ...), which only its workers "
+    "read.",
+)
+PATTERNS = click.option(
+    "--pattern",
+    "patterns",
+    multiple=True,
+    metavar="TEXT",
+    help="Literal text to count lines of (repeatable) [default: ERROR].",
+)
+RETRIES = click.option(
+    "--retries",
+    type=click.IntRange(*RANGES["retry_max"]),
+    help="Retries for errors that can heal [default: 3].",
+)
+TIMEOUT = click.option(
+    "--timeout",
+    type=click.IntRange(*RANGES["job_timeout"]),
+    help="Seconds a scan may run [default: 3600].",
+)
+COUNTS_ONLY = click.option(
+    "--counts-only",
+    is_flag=True,
+    help="Only count the patterns (at grep's speed): no levels, "
+    "top messages or times [setting: analysis].",
+)
 
 
 @cli.command()
@@ -167,22 +226,56 @@ COUNTS_ONLY = click.option("--counts-only", is_flag=True, help="Only count the p
 @NODE
 @PATTERNS
 @RETRIES
-@click.option("--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60].")
+@click.option(
+    "--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60]."
+)
 @TIMEOUT
-@click.option("--split-size", "split_bytes", type=click.IntRange(*RANGES["split_bytes"]), metavar="BYTES",
-              help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: 64 MiB].")
-@click.option("--batch-files", type=click.IntRange(*RANGES["batch_files"]), metavar="N",
-              help="Small files per job, at most [default: 500].")
-@click.option("--force", is_flag=True,
-              help="Scan every file whole, even one unchanged or only grown since its last scan.")
+@click.option(
+    "--split-size",
+    "split_bytes",
+    type=click.IntRange(*RANGES["split_bytes"]),
+    metavar="BYTES",
+    help="Split plain files of twice this size into ranges scanned in parallel; 0: never [default: "
+    "64 MiB].",
+)
+@click.option(
+    "--batch-files",
+    type=click.IntRange(*RANGES["batch_files"]),
+    metavar="N",
+    help="Small files per job, at most [default: 500].",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Scan every file whole, even one unchanged or only grown since its last scan.",
+)
 @COUNTS_ONLY
 @click.option("--wait", is_flag=True, help="Show progress until every file is finished or failed.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was enqueued (and, with --wait, the outcome) as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print what was enqueued (and, with --wait, the outcome) as JSON.",
+)
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.pass_obj
 @one_line_errors
-def push(settings, priority, node, patterns, retries, retry_intervals, timeout, split_bytes, batch_files, force,
-         counts_only, wait, as_json, paths):
+def push(
+    settings,
+    priority,
+    node,
+    patterns,
+    retries,
+    retry_intervals,
+    timeout,
+    split_bytes,
+    batch_files,
+    force,
+    counts_only,
+    wait,
+    as_json,
+    paths,
+):
     """Enqueue a scan of each file: PATH is a file, a directory (recursive), a glob, or - for stdin.
 
     A file pushed again is scanned only for what was appended since its last scan, and not at all
@@ -195,9 +288,15 @@ def push(settings, priority, node, patterns, retries, retry_intervals, timeout, 
       logjobs push --node web1 '/var/log/nginx/*.log'     # run by web1's workers only
     """
     queue = queues.queue_name(priority, node)
-    settings = _with_flags(settings, retry_max=retries, job_timeout=timeout, split_bytes=split_bytes,
-                           batch_files=batch_files, retry_intervals=_parse_intervals(retry_intervals),
-                           analysis=False if counts_only else None)
+    settings = _with_flags(
+        settings,
+        retry_max=retries,
+        job_timeout=timeout,
+        split_bytes=split_bytes,
+        batch_files=batch_files,
+        retry_intervals=_parse_intervals(retry_intervals),
+        analysis=False if counts_only else None,
+    )
     conn = connections.connect(settings.redis_url)
     files = expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
     try:
@@ -205,16 +304,30 @@ def push(settings, priority, node, patterns, retries, retry_intervals, timeout, 
     except PushCut as exc:
         fail(f"lost Redis at {redact_url(settings.redis_url)} {exc}")
     if not as_json:
-        click.echo(f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
-                   + (f"; skipped {len(pushed.skipped)} already queued or running" if pushed.skipped else "")
-                   + (f"; {len(pushed.unchanged)} unchanged since their last scan (--force scans them again)"
-                      if pushed.unchanged else ""))
+        click.echo(
+            f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
+            + (
+                f"; skipped {len(pushed.skipped)} already queued or running"
+                if pushed.skipped
+                else ""
+            )
+            + (
+                f"; {len(pushed.unchanged)} unchanged since their last scan (--force scans them "
+                f"again)"
+                if pushed.unchanged
+                else ""
+            )
+        )
     outcome = _wait(conn, pushed, quiet=as_json) if wait else None
     if as_json:
-        doc = {"queue": queue,
-               "enqueued": [_enqueued(p, ids, pushed.decisions.get(p)) for p, ids in pushed.files.items()],
-               "skipped": [{"path": p, "job_id": ids[0]} for p, ids in pushed.skipped.items()],
-               "unchanged": [{"path": p, "reason": r} for p, r in pushed.unchanged.items()]}
+        doc = {
+            "queue": queue,
+            "enqueued": [
+                _enqueued(p, ids, pushed.decisions.get(p)) for p, ids in pushed.files.items()
+            ],
+            "skipped": [{"path": p, "job_id": ids[0]} for p, ids in pushed.skipped.items()],
+            "unchanged": [{"path": p, "reason": r} for p, r in pushed.unchanged.items()],
+        }
         if outcome is not None:
             doc["outcome"] = outcome
         click.echo(json.dumps(doc, indent=2))
@@ -229,12 +342,22 @@ def _with_flags(settings, **flags):
 
 def _push(conn, settings, queue, patterns, files, force=False):
     """`push.push` with the settings' retry policy, timeout and batching."""
-    return enqueue(conn, files, queue=queue, patterns=patterns or DEFAULT_PATTERNS, force=force,
-                       **settings.push_options())
+    return enqueue(
+        conn,
+        files,
+        queue=queue,
+        patterns=patterns or DEFAULT_PATTERNS,
+        force=force,
+        **settings.push_options(),
+    )
 
 
 def _enqueued(path, ids, decision):
-    doc = {"path": path, "job_id": ids[0], "parts": len(ids) if decision is None or decision.scan else 0}
+    doc = {
+        "path": path,
+        "job_id": ids[0],
+        "parts": len(ids) if decision is None or decision.scan else 0,
+    }
     if decision is not None:
         doc.update(scan=decision.action, since=decision.since, reason=decision.reason)
         if decision.moved_from:
@@ -257,8 +380,11 @@ def _wait(conn, pushed, quiet):
         with Progress(len(pushed.awaited), "scanning") as progress:
             outcome = outcomes.wait(conn, pushed, progress.show)
     except KeyboardInterrupt:
-        click.echo("logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "
-                   "`logjobs report` follow them)", err=True)
+        click.echo(
+            "logjobs: stopped waiting; the pushed files stay queued (`logjobs status` and "
+            "`logjobs report` follow them)",
+            err=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
     if not quiet:
         done = sum(o["status"] == "finished" for o in outcome)
@@ -266,7 +392,10 @@ def _wait(conn, pushed, quiet):
         for o in outcome:
             if o["status"] != "finished":
                 error = o["error"] or ""  # most reasons name the file first: once is enough
-                click.echo(f"  failed: {o['path']}: {error.removeprefix(scanner.printable(o['path']) + ': ')}")
+                click.echo(
+                    f"  failed: {o['path']}: "
+                    f"{error.removeprefix(scanner.printable(o['path']) + ': ')}"
+                )
     return outcome
 
 
@@ -280,8 +409,18 @@ class Progress:
         self.started = self.last_line = time.monotonic()
         self.done = 0
         self.tty = stream.isatty()
-        self.bar = click.progressbar(length=total, label=label, file=stream, show_pos=True, show_eta=True,
-                                     item_show_func=lambda rate: rate) if self.tty else None
+        self.bar = (
+            click.progressbar(
+                length=total,
+                label=label,
+                file=stream,
+                show_pos=True,
+                show_eta=True,
+                item_show_func=lambda rate: rate,
+            )
+            if self.tty
+            else None
+        )
 
     def __enter__(self):
         if self.bar:
@@ -307,7 +446,10 @@ class Progress:
 
     def _line(self):
         self.last_line = time.monotonic()
-        click.echo(f"{self.label}: {self.done}/{self.total} files, {self.rate():.0f} files/s", file=self.stream)
+        click.echo(
+            f"{self.label}: {self.done}/{self.total} files, {self.rate():.0f} files/s",
+            file=self.stream,
+        )
 
 
 @cli.command()
@@ -316,11 +458,21 @@ class Progress:
 @PATTERNS
 @RETRIES
 @TIMEOUT
-@click.option("--debounce", type=click.FloatRange(0), default=DEFAULT_WATCH_DEBOUNCE, show_default=True,
-              metavar="SECONDS", help="Push a changed file once it has been quiet this long "
-              f"(one written without a pause: every {WATCH_MAX_DELAY_PERIODS} periods).")
-@click.option("--poll", type=click.FloatRange(0.05), metavar="SECONDS",
-              help="Poll every SECONDS instead of using inotify: for network filesystems (NFS, CIFS).")
+@click.option(
+    "--debounce",
+    type=click.FloatRange(0),
+    default=DEFAULT_WATCH_DEBOUNCE,
+    show_default=True,
+    metavar="SECONDS",
+    help="Push a changed file once it has been quiet this long "
+    f"(one written without a pause: every {WATCH_MAX_DELAY_PERIODS} periods).",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.05),
+    metavar="SECONDS",
+    help="Poll every SECONDS instead of using inotify: for network filesystems (NFS, CIFS).",
+)
 @COUNTS_ONLY
 @click.argument("dirs", nargs=-1, required=True, metavar="DIR...")
 @click.pass_obj
@@ -340,10 +492,17 @@ def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, 
     from .watch import Watcher
 
     queue = queues.queue_name(priority, node)
-    settings = _with_flags(settings, retry_max=retries, job_timeout=timeout, analysis=False if counts_only else None)
+    settings = _with_flags(
+        settings, retry_max=retries, job_timeout=timeout, analysis=False if counts_only else None
+    )
     conn = connections.connect(settings.redis_url)
-    watcher = Watcher(dirs, functools.partial(_push, conn, settings, queue, patterns), roots=settings.roots,
-                      debounce=debounce, poll=poll)
+    watcher = Watcher(
+        dirs,
+        functools.partial(_push, conn, settings, queue, patterns),
+        roots=settings.roots,
+        debounce=debounce,
+        poll=poll,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -354,9 +513,11 @@ def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, 
 
 def _pushed_line(queue, pushed):
     unchanged, skipped = len(pushed.unchanged), len(pushed.skipped)
-    return (f"pushed {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
-            + (f"; {unchanged} unchanged" if unchanged else "")
-            + (f"; {skipped} still queued or running, pushed again later" if skipped else ""))
+    return (
+        f"pushed {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
+        + (f"; {unchanged} unchanged" if unchanged else "")
+        + (f"; {skipped} still queued or running, pushed again later" if skipped else "")
+    )
 
 
 @cli.command()
@@ -387,14 +548,22 @@ def mirror(settings, once):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("logjobs").setLevel(min(logging.INFO, logging.getLogger().level))  # -v: DEBUG
-    logging.getLogger(__name__).info("mirroring %s into %s", redact_url(settings.redis_url), redact_url(settings.db))
+    logging.getLogger(__name__).info(
+        "mirroring %s into %s", redact_url(settings.redis_url), redact_url(settings.db)
+    )
     Mirror(conn).run(stop)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--watch", is_flag=True, help="Redraw every --interval seconds until interrupted.")
-@click.option("--interval", type=click.FloatRange(0.2), default=2.0, show_default=True, help="Seconds between redraws.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between redraws.",
+)
 @click.pass_obj
 @one_line_errors
 def status(settings, as_json, watch, interval):
@@ -423,12 +592,20 @@ def status(settings, as_json, watch, interval):
                 click.echo(json.dumps(doc))
             elif tty:
                 click.clear()
-                click.echo(_format_status(doc) + f"\nrate:    {doc['rate']:.1f} files/s ended"
-                           + "".join(f"\nfailed:  {f['path']}: {f['error']}" for f in doc["recent_failures"]))
+                click.echo(
+                    _format_status(doc)
+                    + f"\nrate:    {doc['rate']:.1f} files/s ended"
+                    + "".join(
+                        f"\nfailed:  {f['path']}: {f['error']}" for f in doc["recent_failures"]
+                    )
+                )
             else:
                 jobs = doc["jobs"]
-                click.echo(f"{time.strftime('%H:%M:%S')} " + " ".join(f"{k}={v}" for k, v in jobs.items())
-                           + f" rate={doc['rate']:.1f}/s")
+                click.echo(
+                    f"{time.strftime('%H:%M:%S')} "
+                    + " ".join(f"{k}={v}" for k, v in jobs.items())
+                    + f" rate={doc['rate']:.1f}/s"
+                )
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
@@ -446,14 +623,20 @@ def _status(settings):
 
 
 def _format_status(doc):
-    lines = ["jobs:    " + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items()) + f"  (total {doc['total']})",
-             "queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items())]
+    lines = [
+        "jobs:    "
+        + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items())
+        + f"  (total {doc['total']})",
+        "queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items()),
+    ]
     for node, by_priority in doc["nodes"].items():
         lines.append(f"  {node}: " + "  ".join(f"{k} {v}" for k, v in by_priority.items()))
     if "waiting" in doc:
         lines.append("waiting: " + "  ".join(f"{k} {v}" for k, v in doc["waiting"].items()))
-        lines.append(f"workers: {len(doc['workers_alive'])} alive"
-                     + "".join(f"\n  {w['name']} ({w['state']})" for w in doc["workers_alive"]))
+        lines.append(
+            f"workers: {len(doc['workers_alive'])} alive"
+            + "".join(f"\n  {w['name']} ({w['state']})" for w in doc["workers_alive"])
+        )
     else:
         lines.append(f"redis:   unreachable ({doc['redis_error']})")
     return "\n".join(lines)
@@ -473,8 +656,11 @@ class Minute(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-SINCE = click.option("--since", type=Minute(),
-                     help="Only lines stamped at or after TIME (ISO 8601, or 30m, 6h, 2d ago).")
+SINCE = click.option(
+    "--since",
+    type=Minute(),
+    help="Only lines stamped at or after TIME (ISO 8601, or 30m, 6h, 2d ago).",
+)
 UNTIL = click.option("--until", type=Minute(), help="Only lines stamped before TIME.")
 
 
@@ -506,9 +692,16 @@ def report(settings, as_json, failed_only, since, until):
             return
         first = next(rows, None)
         if first is None:
-            filters = [f for f, on in (("--failed", failed_only), ("--since", since), ("--until", until)) if on]
-            click.echo(f"no file matches {' '.join(filters)}" if filters else
-                       "no files pushed yet (or the mirror has not run: see `logjobs mirror`)")
+            filters = [
+                f
+                for f, on in (("--failed", failed_only), ("--since", since), ("--until", until))
+                if on
+            ]
+            click.echo(
+                f"no file matches {' '.join(filters)}"
+                if filters
+                else "no files pushed yet (or the mirror has not run: see `logjobs mirror`)"
+            )
             return
         _echo_report(itertools.chain([first], rows))
 
@@ -529,28 +722,48 @@ def _echo_report(rows):
         # One line per row: a pattern or a name holding a newline is shown escaped.
         counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in row["counts"].items()) or "-"
         levels = " ".join(f"{lv}={n}" for lv, n in row["levels"].items()) or "-"
-        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {levels:28} {scanner.printable(row['path'])}"
+        path = scanner.printable(row["path"])
+        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {levels:28} {path}"
         if row["error"]:
             line += f"  ({row['error']})"
-        click.echo(line[:max(width, 80)] if sys.stdout.isatty() else line)
+        click.echo(line[: max(width, 80)] if sys.stdout.isatty() else line)
 
 
 @cli.command()
-@click.option("--path", "path_glob", metavar="GLOB",
-              help="Only files whose absolute path matches GLOB ('*' spans '/').")
+@click.option(
+    "--path",
+    "path_glob",
+    metavar="GLOB",
+    help="Only files whose absolute path matches GLOB ('*' spans '/').",
+)
 @SINCE
 @UNTIL
-@click.option("--level", "levels", multiple=True, type=click.Choice(LEVELS, case_sensitive=False),
-              help="Only messages of this level (repeatable) [default: all templated: ERROR, FATAL, pattern lines].")
-@click.option("-n", "--limit", type=click.IntRange(1), default=20, show_default=True, help="How many messages.")
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    type=click.Choice(LEVELS, case_sensitive=False),
+    help="Only messages of this level (repeatable) [default: all templated: ERROR, FATAL, pattern "
+    "lines].",
+)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="How many messages.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, most frequent first.")
 @click.pass_obj
 @one_line_errors
 def top(settings, path_glob, since, until, levels, limit, as_json):
-    """The most frequent ERROR and FATAL messages (and lines with a --pattern), variable parts masked.
+    """The most frequent ERROR and FATAL messages (and lines with a --pattern), variable parts
+    masked.
 
     Numbers, hex ids, UUIDs, IP addresses, quoted strings and paths are masked, so one message with
-    different values is one template; counts are exact over every file (and every part of a split one).
+    different values is one template; counts are exact over every file (and every part of a split
+    one).
 
     \b
     Example:
@@ -560,12 +773,17 @@ def top(settings, path_glob, since, until, levels, limit, as_json):
     """
     from . import queries
 
-    found = _read(settings, queries.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit)
+    found = _read(
+        settings, queries.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit
+    )
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
     if not found:
-        click.echo("no messages found (ERROR/FATAL lines, or lines with a pushed --pattern, in finished scans)")
+        click.echo(
+            "no messages found (ERROR/FATAL lines, or lines with a pushed --pattern, in finished "
+            "scans)"
+        )
         return
     width = max(80, shutil.get_terminal_size((120, 20)).columns) if sys.stdout.isatty() else None
     click.echo(f"{'COUNT':>9} {'FILES':>5} {'LEVEL':6} TEMPLATE")
@@ -593,17 +811,25 @@ def show(settings, key, as_json):
 
     doc = _read(settings, queries.show, os.path.abspath(key), key)
     if doc is None:
-        raise LogJobsError(f"no scan of {scanner.printable(key)} in {redact_url(settings.db)}; "
-                           "`logjobs report` lists them")
+        raise LogJobsError(
+            f"no scan of {scanner.printable(key)} in {redact_url(settings.db)}; "
+            "`logjobs report` lists them"
+        )
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     for name in ("path", "job_id", "queue", "status", "attempts", "counts", "error", "worker"):
         value = doc[name]
-        click.echo(f"{name + ':':10} {'-' if value is None else json.dumps(value) if name == 'counts' else value}")
+        click.echo(
+            f"{name + ':':10} "
+            f"{'-' if value is None else json.dumps(value) if name == 'counts' else value}"
+        )
     for h in doc["history"]:
-        click.echo(f"  {h['at']}  attempt {h['attempt']}  {h['state']:9} {h['worker'] or ''}"
-                   + (f"  {h['error']}" if h["error"] else "") + ("" if h["applied"] else "  (too late: not applied)"))
+        click.echo(
+            f"  {h['at']}  attempt {h['attempt']}  {h['state']:9} {h['worker'] or ''}"
+            + (f"  {h['error']}" if h["error"] else "")
+            + ("" if h["applied"] else "  (too late: not applied)")
+        )
 
 
 def _read(settings, view, *args):
@@ -623,7 +849,9 @@ def _database(settings):
 
 @cli.command()
 @click.option("--host", default=DEFAULT_DASHBOARD_HOST, show_default=True, help="Address to bind.")
-@click.option("--port", default=DEFAULT_DASHBOARD_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port", default=DEFAULT_DASHBOARD_PORT, show_default=True, type=click.IntRange(1, 65535)
+)
 @click.pass_obj
 @one_line_errors
 def dashboard(settings, host, port):
@@ -640,16 +868,27 @@ def dashboard(settings, host, port):
 
 
 @cli.command()
-@click.option("--chaos", is_flag=True, help="Also SIGKILL a worker mid-scan and check that its job is recovered.")
-@click.option("--timeout", type=click.IntRange(10), default=120, show_default=True,
-              help="Seconds to wait for the probes.")
+@click.option(
+    "--chaos",
+    is_flag=True,
+    help="Also SIGKILL a worker mid-scan and check that its job is recovered.",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(10),
+    default=120,
+    show_default=True,
+    help="Seconds to wait for the probes.",
+)
 @click.pass_obj
 @one_line_errors
 def selftest(settings, chaos, timeout):
-    """Check this deployment's promises: probe files counted right, mirrored, recovered after a crash.
+    """Check this deployment's promises: probe files counted right, mirrored, recovered after a
+    crash.
 
-    It runs its own `rq worker`s on this host, on a queue of their own, against the configured Redis;
-    with --chaos it kills one mid-scan. A mirror must be running. Exit status 0 when every check passed.
+    It runs its own `rq worker`s on this host, on a queue of their own, against the configured
+    Redis; with --chaos it kills one mid-scan. A mirror must be running. Exit status 0 when every
+    check passed.
 
     \b
     Example:
@@ -660,8 +899,10 @@ def selftest(settings, chaos, timeout):
     from .queries import show
 
     if settings.redis_url.startswith(connections.SENTINEL_SCHEME):
-        raise LogJobsError("selftest starts `rq worker --url ...`, which takes no Sentinel URL; "
-                           "point --redis-url at the current master")
+        raise LogJobsError(
+            "selftest starts `rq worker --url ...`, which takes no Sentinel URL; "
+            "point --redis-url at the current master"
+        )
     conn = connections.connect(settings.redis_url)
 
     def reader(path):
@@ -678,15 +919,21 @@ def selftest(settings, chaos, timeout):
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.option("--node", metavar="NAME", help="Also take the jobs pushed with --node NAME (this host's own logs).")
+@click.option(
+    "--node",
+    metavar="NAME",
+    help="Also take the jobs pushed with --node NAME (this host's own logs).",
+)
 @click.argument("rq_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(settings, node, rq_args):
-    """Run `rq worker high default low` against the configured Redis (a convenience, never required),
-    with the worker and job classes that keep it safe (RQ_WORKER_CLASS, RQ_JOB_CLASS: see rqsafe).
+    """Run `rq worker high default low` against the configured Redis (a convenience, never
+    required), with the worker and job classes that keep it safe (RQ_WORKER_CLASS, RQ_JOB_CLASS: see
+    rqsafe).
 
-    With --node NAME it runs `rq worker NAME.high high NAME.default default NAME.low low`: the node's
-    own jobs and the shared ones, priority first. Extra arguments go to `rq worker` as they are.
+    With --node NAME it runs `rq worker NAME.high high NAME.default default NAME.low low`: the
+    node's own jobs and the shared ones, priority first. Extra arguments go to `rq worker` as they
+    are.
 
     \b
     Example:
@@ -698,6 +945,8 @@ def worker(settings, node, rq_args):
     except LogJobsError as exc:
         fail(str(exc))
     command = queues.rq_command("worker", *rq_args, *queue_args)
-    # The URL goes in the environment, where `rq worker` reads it too: on the command line, `ps` would
-    # show its password to every user of the host.
-    os.execve(command[0], command, dict(environ_with_worker_classes(), RQ_REDIS_URL=settings.redis_url))
+    # The URL goes in the environment, where `rq worker` reads it too: on the command line, `ps`
+    # would show its password to every user of the host.
+    os.execve(
+        command[0], command, dict(environ_with_worker_classes(), RQ_REDIS_URL=settings.redis_url)
+    )

@@ -25,28 +25,39 @@ def connect(url, check=True):
     """
     if check:
         ping(url)
-    return _client(url, socket_timeout=SOCKET_TIMEOUT, health_check_interval=30,
-                   retry=Retry(ExponentialBackoff(cap=2, base=0.1), retries=3))
+    return _client(
+        url,
+        socket_timeout=SOCKET_TIMEOUT,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2, base=0.1), retries=3),
+    )
 
 
 def ping(url):
     """Raise ConnectionFailed, naming the URL, unless Redis answers within CONNECT_TIMEOUT seconds.
 
-    Asked by a client of its own that neither retries nor waits long: a server that takes connections
-    but never answers (stopped, hung, another service on its port) would hold a working client for
-    16 x SOCKET_TIMEOUT, its retries of a command nesting the retries of its health check.
+    Asked by a client of its own that neither retries nor waits long: a server that takes
+    connections but never answers (stopped, hung, another service on its port) would hold a working
+    client for 16 x SOCKET_TIMEOUT, its retries of a command nesting the retries of its health
+    check.
     """
     conn = _client(url, socket_timeout=CONNECT_TIMEOUT, retry=Retry(NoBackoff(), 0))
     try:
         conn.ping()
     except redis.AuthenticationError as exc:
         if urlsplit(url).password is None:
-            raise ConnectionFailed(f"Redis at {redact_url(url)} wants a password, and the URL gives none "
-                                   "(redis://:PASSWORD@host:port/db)") from None
-        raise ConnectionFailed(f"Redis at {redact_url(url)} refused the credentials: {exc}") from None
+            raise ConnectionFailed(
+                f"Redis at {redact_url(url)} wants a password, and the URL gives none "
+                "(redis://:PASSWORD@host:port/db)"
+            ) from None
+        raise ConnectionFailed(
+            f"Redis at {redact_url(url)} refused the credentials: {exc}"
+        ) from None
     except MasterNotFoundError:  # its message holds the repr of every sentinel client: a kilobyte
-        raise ConnectionFailed(f"cannot reach Redis at {redact_url(url)}: no sentinel there names a master "
-                               "for the service (are they up, and is the service name right?)") from None
+        raise ConnectionFailed(
+            f"cannot reach Redis at {redact_url(url)}: no sentinel there names a master "
+            "for the service (are they up, and is the service name right?)"
+        ) from None
     except redis.RedisError as exc:
         raise ConnectionFailed(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
     finally:
@@ -54,10 +65,16 @@ def ping(url):
 
 
 def _client(url, **options):
-    options.update(socket_connect_timeout=CONNECT_TIMEOUT, encoding_errors="surrogateescape")  # names need not be UTF-8
-    database = urlsplit(url).path.rsplit("/", 1)[-1] if url.startswith(("redis://", "rediss://")) else ""
+    options.update(
+        socket_connect_timeout=CONNECT_TIMEOUT, encoding_errors="surrogateescape"
+    )  # names need not be UTF-8
+    database = (
+        urlsplit(url).path.rsplit("/", 1)[-1] if url.startswith(("redis://", "rediss://")) else ""
+    )
     if database and not database.isdigit():  # redis-py takes any such path for database 0
-        raise ConfigError(f"bad Redis URL {redact_url(url)!r}: the database must be a number, not {database!r}")
+        raise ConfigError(
+            f"bad Redis URL {redact_url(url)!r}: the database must be a number, not {database!r}"
+        )
     try:
         if url.startswith(SENTINEL_SCHEME):
             return redis_sentinel_url.connect(url, client_options=options)[1]

@@ -1,7 +1,8 @@
 """Every default, name and Redis key logjobs uses, in one place.
 
 Workers are plain `rq worker` processes that read little logjobs configuration (their own roots), so
-whatever they must agree on with `push` and `mirror` (key names, the heartbeat period) is a constant here.
+whatever they must agree on with `push` and `mirror` (key names, the heartbeat period) is a constant
+here.
 """
 
 import enum
@@ -21,13 +22,15 @@ DEFAULT_RETRY_MAX = 3
 DEFAULT_RETRY_INTERVALS = (10, 30, 60)
 #: RQ job timeout (s): a scan that runs longer is killed and retried.
 DEFAULT_JOB_TIMEOUT = 3600
-#: Bounds of the settings: beyond them a value is a mistake (RQ's timer takes no more than 30 days, say).
+# : Bounds of the settings: beyond them a value is a mistake (RQ's timer takes no more than 30 days,
+# say).
 MAX_RETRIES = 100
 MAX_RETRY_INTERVAL = 7 * 24 * 3600
 MAX_JOB_TIMEOUT = 30 * 24 * 3600
 MAX_SPLIT_BYTES = 1 << 40
 MAX_BATCH_FILES = 100_000
-#: How long RQ keeps a finished job's result, and a failed job (s). The database keeps them for good.
+# : How long RQ keeps a finished job's result, and a failed job (s). The database keeps them for
+# good.
 DEFAULT_RESULT_TTL = 7 * 24 * 3600
 DEFAULT_FAILURE_TTL = 30 * 24 * 3600
 #: Files enqueued per Redis transaction by `push`.
@@ -66,6 +69,7 @@ DEFAULT_DASHBOARD_PORT = 9181
 #: In the reason the keeper gives a recovered scan; the dashboard counts recoveries by it.
 RECOVERY_MARK = "died or was cut off"
 
+
 class State(enum.StrEnum):
     """A file's (or a part's) state: RQ's names for a job's, plus the ones logjobs adds."""
 
@@ -74,7 +78,8 @@ class State(enum.StrEnum):
     STARTED = "started"
     FINISHED = "finished"
     FAILED = "failed"
-    MOVED = "moved"          # the row of a name whose file was renamed or compressed away: its counts went with it
+    # the row of a name whose file was renamed or compressed away: its counts went with it
+    MOVED = "moved"
 
 
 QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED = State
@@ -83,22 +88,26 @@ FINAL_STATES = (FINISHED, FAILED)
 
 # Redis keys. Everything logjobs writes beside RQ's own keys starts with KEY_PREFIX.
 KEY_PREFIX = "logjobs:"
-EVENTS_KEY = KEY_PREFIX + "events"            # stream of state changes, read by the mirror
-EVENTS_GROUP = "mirror"                       # its consumer group
-ATTEMPTS_KEY = KEY_PREFIX + "attempts"        # hash: job id -> runs started
-FILES_KEY = KEY_PREFIX + "files"              # hash: absolute path -> ids of its latest scan's jobs
-PUSHED_KEY = KEY_PREFIX + "pushed:"           # + token: marks a push transaction that ran (an hour)
-BEAT_KEY = KEY_PREFIX + "beat:"               # + job id: string with a short TTL while a scan runs
-HANDED_ON_KEY = KEY_PREFIX + "handed-on:"     # + "job id:attempt": the keeper gave the attempt up (a day)
-DONE_KEY = KEY_PREFIX + "done:"               # + job id: hash, path -> JSON result or permanent error
-ORPHANS_KEY = KEY_PREFIX + "orphans"          # hash: job id -> when first seen queued in no queue
+EVENTS_KEY = KEY_PREFIX + "events"  # stream of state changes, read by the mirror
+EVENTS_GROUP = "mirror"  # its consumer group
+ATTEMPTS_KEY = KEY_PREFIX + "attempts"  # hash: job id -> runs started
+FILES_KEY = KEY_PREFIX + "files"  # hash: absolute path -> ids of its latest scan's jobs
+PUSHED_KEY = KEY_PREFIX + "pushed:"  # + token: marks a push transaction that ran (an hour)
+BEAT_KEY = KEY_PREFIX + "beat:"  # + job id: string with a short TTL while a scan runs
+HANDED_ON_KEY = (
+    KEY_PREFIX + "handed-on:"
+)  # + "job id:attempt": the keeper gave the attempt up (a day)
+DONE_KEY = KEY_PREFIX + "done:"  # + job id: hash, path -> JSON result or permanent error
+ORPHANS_KEY = KEY_PREFIX + "orphans"  # hash: job id -> when first seen queued in no queue
 MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch
-MIRROR_ALIVE_KEY = KEY_PREFIX + "mirror-alive"  # set by a running mirror after each cycle, short TTL
+MIRROR_ALIVE_KEY = (
+    KEY_PREFIX + "mirror-alive"
+)  # set by a running mirror after each cycle, short TTL
 # What was counted of each file, written by the mirror once a scan's result is in the database, read
 # by push to scan only what is new (see tracking).
-SCANNED_KEY = KEY_PREFIX + "scanned"          # hash: absolute path -> JSON record of its last scan
-INODES_KEY = KEY_PREFIX + "inodes"            # hash: "dev:ino" -> path whose record has that file
-HEADS_KEY = KEY_PREFIX + "heads"              # hash: "length:hash" of a file's head -> path, likewise
+SCANNED_KEY = KEY_PREFIX + "scanned"  # hash: absolute path -> JSON record of its last scan
+INODES_KEY = KEY_PREFIX + "inodes"  # hash: "dev:ino" -> path whose record has that file
+HEADS_KEY = KEY_PREFIX + "heads"  # hash: "length:hash" of a file's head -> path, likewise
 JOB_ID_PREFIX = "lj-"
 #: The functions a job may name (see rqsafe): a worker refuses any other.
 JOB_FUNCTIONS = frozenset({"logjobs.jobs.scan", "logjobs.watch.push_paths"})

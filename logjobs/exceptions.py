@@ -2,7 +2,8 @@
 
 
 def one_line(text: str) -> str:
-    """Text (an error's, say) for a one-line message or log line: each run of blanks and newlines as one space."""
+    """Text (an error's, say) for a one-line message or log line: each run of blanks and newlines as
+    one space."""
     return " ".join(text.split())
 
 
@@ -30,8 +31,10 @@ class PushCut(LogJobsError):
     """Redis was lost during a push, after some of its batches were in (each batch is whole)."""
 
     def __init__(self, enqueued, total, cause):
-        super().__init__(f"after enqueuing {enqueued} of {total} file(s), in whole batches (push the same paths "
-                         f"again: what is in is skipped): {cause}")
+        super().__init__(
+            f"after enqueuing {enqueued} of {total} file(s), in whole batches (push the same paths "
+            f"again: what is in is skipped): {cause}"
+        )
 
 
 class ScanError(LogJobsError):

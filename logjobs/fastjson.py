@@ -2,8 +2,8 @@
 scan's analysis about 7x faster than the stdlib and decodes it 3x faster.
 
 What orjson refuses goes to the stdlib, which takes it: text with lone surrogates (a pattern given
-as bytes that are not UTF-8, kept by Python as surrogates) and integers beyond 64 bits. Either
-way the JSON reads back the same; orjson writes non-ASCII characters as UTF-8 rather than \\u escapes.
+as bytes that are not UTF-8, kept by Python as surrogates) and integers beyond 64 bits. Either way
+the JSON reads back the same; orjson writes non-ASCII characters as UTF-8 rather than \\u escapes.
 """
 
 import json

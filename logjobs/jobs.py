@@ -1,11 +1,11 @@
 """The RQ job function: a thin wrapper that run the scanner and report each file's state changes.
 
 Workers import them by dotted path; of logjobs' settings they read only their own host's roots and
-examples (see access). A job scans one file, one byte range of a big file, or a batch of small files (forking a work-horse per small file would cost more
-than scanning it). Files an earlier attempt of the same job finished are skipped, so a retry
-rescans only what failed. A failed job always raises, so RQ's retry policy applies; when every
-failure in it is permanent, the job first empties its retry budget, so it fails at once instead of
-burning retries on files that cannot heal.
+examples (see access). A job scans one file, one byte range of a big file, or a batch of small files
+(forking a work-horse per small file would cost more than scanning it). Files an earlier attempt of
+the same job finished are skipped, so a retry rescans only what failed. A failed job always raises,
+so RQ's retry policy applies; when every failure in it is permanent, the job first empties its retry
+budget, so it fails at once instead of burning retries on files that cannot heal.
 """
 
 import contextlib
@@ -20,7 +20,15 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from . import access, events, scanner, tracking, wire
-from .defaults import DEFAULT_BEAT_INTERVAL, DEFAULT_BEAT_TTL, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
+from .defaults import (
+    DEFAULT_BEAT_INTERVAL,
+    DEFAULT_BEAT_TTL,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    SCHEDULED,
+    STARTED,
+)
 from .exceptions import ScanError
 from .store import Attempts, DoneFiles, HandedOn, Heartbeats
 
@@ -36,17 +44,20 @@ SCAN = f"{__name__}.scan"
 
 
 def scan(tasks, options):
-    """Count, in each file of `tasks` (wire.Task: a whole file, what was appended to it, or a byte range
-    of it), the lines containing each pattern of `options` (wire.ScanOptions), and (with its `analyse`)
-    their levels, top messages and times.
+    """Count, in each file of `tasks` (wire.Task: a whole file, what was appended to it, or a byte
+    range of it), the lines containing each pattern of `options` (wire.ScanOptions), and (with its
+    `analyse`) their levels, top messages and times.
 
     A task's `resume` is set when its scan continues an earlier one, or is one part of several: the
-    file must still begin with that head (the one pushed), and hold at least `since` bytes (else it was
-    replaced or truncated since). Arguments not as `push` makes them fail the job for good.
+    file must still begin with that head (the one pushed), and hold at least `since` bytes (else it
+    was replaced or truncated since). Arguments not as `push` makes them fail the job for good.
     """
     job = get_current_job()
     try:
-        tasks, options = wire.convert(tasks, list[wire.Task]), wire.convert(options, wire.ScanOptions)
+        tasks, options = (
+            wire.convert(tasks, list[wire.Task]),
+            wire.convert(options, wire.ScanOptions),
+        )
     except wire.Invalid as exc:
         job.retries_left = 0
         raise ScanFailed(f"malformed job arguments: {exc}") from None
@@ -54,7 +65,8 @@ def scan(tasks, options):
 
 
 def files_of(job):
-    """(path, part) of each file a scan job covers, read from its arguments (none: not as push makes them)."""
+    """(path, part) of each file a scan job covers, read from its arguments (none: not as push makes
+    them)."""
     try:
         return [(task.path, task.part) for task in wire.convert(job.args[0], list[wire.Task])]
     except (wire.Invalid, IndexError):
@@ -62,30 +74,48 @@ def files_of(job):
 
 
 def _scan(task, options):
-    """scanner.scan, after checking that a file whose scan continues an earlier one (or is split) is still
-    the file pushed; returns its result, and for a scan of a whole file, the tracking.Identity of the
-    file it read (it may not be the one pushed: the log rotated while the job waited) or None."""
-    # Taken before the scan opens the file: had the log rotated in between, the counts would be the new
-    # file's, under the old one's identity, and the old file, found under its new name, would take them.
+    """scanner.scan, after checking that a file whose scan continues an earlier one (or is split) is
+    still the file pushed; returns its result, and for a scan of a whole file, the tracking.Identity
+    of the file it read (it may not be the one pushed: the log rotated while the job waited) or
+    None."""
+    # Taken before the scan opens the file: had the log rotated in between, the counts would be the
+    # new file's, under the old one's identity, and the old file, found under its new name, would
+    # take them.
     roots = access.worker_access()  # this host's, never the job's
     whole = task.resume is None and task.start == 0 and task.end is None
-    identity = tracking.Identity.of(task.path, roots) if whole else None  # unreadable: the scan says why
+    identity = (
+        tracking.Identity.of(task.path, roots) if whole else None
+    )  # unreadable: the scan says why
     if task.resume is not None:
         _check_still_pushed(task.path, task.resume, roots)
     # Without the analysis (--counts-only), lines go uncounted too: counting them is a pass over
     # every byte, slower than the pattern search (issue 5). The analysis reads every line anyway.
-    examples = options.examples and access.worker_settings().examples  # off on this host: off, whatever the job says
-    result = scanner.scan(task.path, options.patterns, task.start, task.end, analyse=options.analyse,
-                          lines=options.analyse, roots=roots, examples=examples)
+    examples = (
+        options.examples and access.worker_settings().examples
+    )  # off on this host: off, whatever the job says
+    result = scanner.scan(
+        task.path,
+        options.patterns,
+        task.start,
+        task.end,
+        analyse=options.analyse,
+        lines=options.analyse,
+        roots=roots,
+        examples=examples,
+    )
     return result.to_dict(), identity
 
 
 def _check_still_pushed(path, resume, roots):
-    """ScanError (for good) unless the file still begins with the head pushed, and holds `since` bytes."""
+    """ScanError (for good) unless the file still begins with the head pushed, and holds `since`
+    bytes."""
     st, compression, data = scanner.peek(path, resume.head_len, roots)
     name = scanner.printable(path)
     if tracking.fingerprint(data) != resume.head:
-        raise ScanError(f"{name}: replaced since it was pushed (its first bytes differ); push it again", permanent=True)
+        raise ScanError(
+            f"{name}: replaced since it was pushed (its first bytes differ); push it again",
+            permanent=True,
+        )
     if compression is None and st.st_size < resume.since:
         raise ScanError(f"{name}: truncated since it was pushed; push it again", permanent=True)
 
@@ -124,14 +154,18 @@ def _run(job, tasks, options):
         (path, _), exc = next(iter(failures.items()))
         more = f" (and {len(failures) - 1} more file(s))" if len(failures) > 1 else ""
         # A ScanError's reason names its file already.
-        named = reason(exc) if isinstance(exc, ScanError) else f"{scanner.printable(path)}: {reason(exc)}"
+        named = (
+            reason(exc)
+            if isinstance(exc, ScanError)
+            else f"{scanner.printable(path)}: {reason(exc)}"
+        )
         raise ScanFailed(f"{named}{more}") from exc
     return {"files": len(tasks), "scanned": len(todo)}
 
 
 def _report_failures(job, report, failures):
-    """Report each failed file: failed for good now, or waiting for the retry RQ is about to decide on.
-    When every failure is for good, the job spends no retry on them."""
+    """Report each failed file: failed for good now, or waiting for the retry RQ is about to decide
+    on. When every failure is for good, the job spends no retry on them."""
     if all(isinstance(e, ScanError) and e.permanent for e in failures.values()):
         job.retries_left = 0
     state = next_state(job)
@@ -141,11 +175,16 @@ def _report_failures(job, report, failures):
 
 
 def _leave_if_handed_on(conn, job_id, attempt):
-    """End the work-horse here if the keeper gave this attempt up (it was cut off by a partition, and
-    is back): its events went for the record, but RQ's handling of its end, with the horse's stale copy
-    of the job, would undo the newer attempt's (a second result; or a retry of a job that finished)."""
+    """End the work-horse here if the keeper gave this attempt up (it was cut off by a partition,
+    and is back): its events went for the record, but RQ's handling of its end, with the horse's
+    stale copy of the job, would undo the newer attempt's (a second result; or a retry of a job that
+    finished)."""
     if HandedOn(conn).given_up(job_id, attempt):
-        log.warning("%s: attempt %d was given up while cut off, and the job handed on; leaving it", job_id, attempt)
+        log.warning(
+            "%s: attempt %d was given up while cut off, and the job handed on; leaving it",
+            job_id,
+            attempt,
+        )
         logging.shutdown()
         os._exit(0)
 
@@ -153,9 +192,9 @@ def _leave_if_handed_on(conn, job_id, attempt):
 class Reporter:
     """Sends a job's events, and records each file done, in few round trips.
 
-    `started` goes out at once for the job's first file only: it says the attempt runs. A batch's other
-    files stay queued until their outcome, which carries when their scan began (`started_at`): a
-    started event for each of hundreds of small files, sent as the job starts, would only say they
+    `started` goes out at once for the job's first file only: it says the attempt runs. A batch's
+    other files stay queued until their outcome, which carries when their scan began (`started_at`):
+    a started event for each of hundreds of small files, sent as the job starts, would only say they
     wait in a running job, and would double the mirror's work. A file still being scanned when the
     heartbeat beats (every 2 s) gets its `started` then (`announce`, from the heartbeat's thread).
     """
@@ -170,7 +209,9 @@ class Reporter:
     def started(self, tasks):
         if tasks:
             path, part = tasks[0].path, tasks[0].part
-            self.pending.append(events.Event(self.job_id, path, STARTED, self.attempt, part, worker=self.worker))
+            self.pending.append(
+                events.Event(self.job_id, path, STARTED, self.attempt, part, worker=self.worker)
+            )
             self.begun[path] = None
         self.flush()
 
@@ -186,13 +227,18 @@ class Reporter:
                 self.current = None
 
     def announce(self):
-        """Send `started` for the file being scanned, unless sent: a long scan in a batch shows as one."""
+        """Send `started` for the file being scanned, unless sent: a long scan in a batch shows as
+        one."""
         with self.lock:  # held while sending: its outcome, read under the lock, must follow it
             path, part = self.current or (None, None)
             at = self.begun.get(path)
             if at is not None:
-                events.emit(self.conn, events.Event(self.job_id, path, STARTED, self.attempt, part, at=at,
-                                                    worker=self.worker))
+                events.emit(
+                    self.conn,
+                    events.Event(
+                        self.job_id, path, STARTED, self.attempt, part, at=at, worker=self.worker
+                    ),
+                )
                 self.begun[path] = None
 
     def _began(self, path):
@@ -201,18 +247,39 @@ class Reporter:
             return self.begun.pop(path, None)
 
     def finished(self, path, part, result, identity=None):
-        self.pending.append(events.Event(self.job_id, path, FINISHED, self.attempt, part, worker=self.worker,
-                                         result=result, started_at=self._began(path),
-                                         identity=identity.to_dict() if identity else None))
-        # For a retry, `push --wait` and the reconciler: no analysis (it can take hundreds of KB, and
-        # its event carries it to the database), as the record stays as long as RQ keeps a failed job.
+        self.pending.append(
+            events.Event(
+                self.job_id,
+                path,
+                FINISHED,
+                self.attempt,
+                part,
+                worker=self.worker,
+                result=result,
+                started_at=self._began(path),
+                identity=identity.to_dict() if identity else None,
+            )
+        )
+        # For a retry, `push --wait` and the reconciler: no analysis (it can take hundreds of KB,
+        # and its event carries it to the database), as the record stays as long as RQ keeps a
+        # failed job.
         self.done[path] = {"result": {k: v for k, v in result.items() if k != "analysis"}}
         if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL:
             self.flush()
 
     def failed(self, path, part, state, error, final):
-        self.pending.append(events.Event(self.job_id, path, state, self.attempt, part, worker=self.worker,
-                                         error=error, started_at=self._began(path)))
+        self.pending.append(
+            events.Event(
+                self.job_id,
+                path,
+                state,
+                self.attempt,
+                part,
+                worker=self.worker,
+                error=error,
+                started_at=self._began(path),
+            )
+        )
         if final:
             self.done[path] = {"error": error}
 
@@ -231,11 +298,11 @@ class Reporter:
     def deliver(self, send):
         """Call `send` (Redis commands) until Redis takes them.
 
-        What the scans found is only here: cut off from Redis (a partition, a restart), the work-horse
-        waits for it, rather than fail the attempt, which RQ would retry from its stale copy of the job
-        once Redis is back, even if the job had been handed on and had finished elsewhere. Back, it asks
-        first whether the keeper gave this attempt up meanwhile: if so, it ends there (see
-        _leave_if_handed_on). RQ's job timeout still ends a wait that outlasts it.
+        What the scans found is only here: cut off from Redis (a partition, a restart), the
+        work-horse waits for it, rather than fail the attempt, which RQ would retry from its stale
+        copy of the job once Redis is back, even if the job had been handed on and had finished
+        elsewhere. Back, it asks first whether the keeper gave this attempt up meanwhile: if so, it
+        ends there (see _leave_if_handed_on). RQ's job timeout still ends a wait that outlasts it.
         """
         while True:
             try:
@@ -271,8 +338,21 @@ class Heartbeat:
     calls `on_beat` (in its thread).
     """
 
-    def __init__(self, conn, job_id, worker, interval=DEFAULT_BEAT_INTERVAL, ttl=DEFAULT_BEAT_TTL, on_beat=None):
-        self.beats, self.job_id, self.worker, self.on_beat = Heartbeats(conn), job_id, worker, on_beat
+    def __init__(
+        self,
+        conn,
+        job_id,
+        worker,
+        interval=DEFAULT_BEAT_INTERVAL,
+        ttl=DEFAULT_BEAT_TTL,
+        on_beat=None,
+    ):
+        self.beats, self.job_id, self.worker, self.on_beat = (
+            Heartbeats(conn),
+            job_id,
+            worker,
+            on_beat,
+        )
         self.interval, self.ttl = interval, ttl
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logjobs-heartbeat", daemon=True)

@@ -1,4 +1,5 @@
-"""What plain `rq worker` processes leave undone, done by the mirror's loop: due retries, dead scans.
+"""What plain `rq worker` processes leave undone, done by the mirror's loop: due retries, dead
+scans.
 
 RQ moves a retry waiting its interval back to its queue only in a process running RQ's scheduler,
 and recovers a job from a dead worker only 90 s after the worker's last heartbeat, when some live
@@ -25,20 +26,23 @@ log = logging.getLogger(__name__)
 FORGET_BATCH = 1000
 
 
-#: The owner of RQ's scheduler locks for every keeper. Keepers run only under the mirror's lock, so they
-#: need no locks against one another; with a name of its own, a mirror restarted after a SIGKILL (or a
-#: standby taking over) found its predecessor's locks held for their 60 s, and retries waited as long.
-#: Against any other scheduler (`rq worker --with-scheduler`) the locks still hold.
+# : The owner of RQ's scheduler locks for every keeper. Keepers run only under the mirror's lock, so
+# they : need no locks against one another; with a name of its own, a mirror restarted after a
+# SIGKILL (or a : standby taking over) found its predecessor's locks held for their 60 s, and
+# retries waited as long. : Against any other scheduler (`rq worker --with-scheduler`) the locks
+# still hold.
 SCHEDULER_NAME = "logjobs-mirror"
 
 
 class Keeper:
-    """Enqueues due retries and recovers abandoned scans, in every queue; call `tick()` every second or so."""
+    """Enqueues due retries and recovers abandoned scans, in every queue; call `tick()` every second
+    or so."""
 
     def __init__(self, conn, grace=DEFAULT_ABANDON_GRACE, clock=time.monotonic):
         self.conn, self.grace, self.clock = conn, grace, clock
         self.queues, self.scheduler = [], None
-        self._silent_since = {}  # (job id, execution id) -> when its heartbeat was first seen missing
+        # (job id, execution id) -> when its heartbeat was first seen missing
+        self._silent_since = {}
         self._forget_cursor = 0  # where the sweep of the attempt counts goes on
         self.attempts, self.beats, self.orphans = Attempts(conn), Heartbeats(conn), Orphans(conn)
 
@@ -60,8 +64,12 @@ class Keeper:
             self.close()
             self.queues = [Queue(name, connection=self.conn) for name in names]
             # RQScheduler installs its own log handler: keep it as quiet as our own logger.
-            self.scheduler = Scheduler(names, connection=self.conn, logging_level=log.getEffectiveLevel(),
-                                       name=SCHEDULER_NAME)
+            self.scheduler = Scheduler(
+                names,
+                connection=self.conn,
+                logging_level=log.getEffectiveLevel(),
+                name=SCHEDULER_NAME,
+            )
             # It would rebuild a client from our client's pool settings, which fails for a client
             # that follows Redis Sentinel; ours serves it as well.
             self.scheduler._connection = self.conn
@@ -70,10 +78,10 @@ class Keeper:
         """Put back jobs that have said "queued" while sitting in no queue for `grace` seconds.
 
         A worker listening on several queues pops a job with a plain BLPOP (RQ keeps an intermediate
-        list only for one-queue workers), so a worker killed between that pop and registering the job
-        as started leaves it in no list and no registry: lost, unless someone looks. A live worker
-        registers what it pops within milliseconds. When each job was first seen so is kept in Redis,
-        so that the look survives the mirror restarting (or `mirror --once` runs).
+        list only for one-queue workers), so a worker killed between that pop and registering the
+        job as started leaves it in no list and no registry: lost, unless someone looks. A live
+        worker registers what it pops within milliseconds. When each job was first seen so is kept
+        in Redis, so that the look survives the mirror restarting (or `mirror --once` runs).
         """
         waiting = set()
         if queued_ids:
@@ -88,10 +96,15 @@ class Keeper:
         due = sorted(j for j in lost if j in seen and now - seen[j] >= self.grace)
         for job in Job.fetch_many(due, connection=self.conn):
             if job is not None and job.get_status() == "queued":
-                log.warning("requeueing %s: queued, but in no queue (its worker died as it took it)", job.id)
+                log.warning(
+                    "requeueing %s: queued, but in no queue (its worker died as it took it)", job.id
+                )
                 Queue(job.origin, connection=self.conn).enqueue_job(job, at_front=True)
                 requeued.append(job.id)
-        self.orphans.update([j for j in seen if j not in lost or j in requeued], {j: now for j in lost if j not in seen})
+        self.orphans.update(
+            [j for j in seen if j not in lost or j in requeued],
+            {j: now for j in lost if j not in seen},
+        )
         return requeued
 
     def forget_expired(self, batch=FORGET_BATCH):
@@ -99,6 +112,7 @@ class Keeper:
         step of a sweep over them at a time: else it would gain a field per job, for ever.
         Returns the ids dropped. Job ids are never reused, so a job gone from RQ never comes back.
         """
+
         def exist(job_ids):
             with self.conn.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
@@ -114,8 +128,11 @@ class Keeper:
         for queue in self.queues:
             registry = queue.started_job_registry
             members = self.conn.zrange(registry.key, 0, -1)
-            entries = [e for e in registry_ids(self.conn, registry.key, members, composite=True)
-                       if e[0].startswith(JOB_ID_PREFIX)]
+            entries = [
+                e
+                for e in registry_ids(self.conn, registry.key, members, composite=True)
+                if e[0].startswith(JOB_ID_PREFIX)
+            ]
             if not entries:
                 continue
             beating = self.beats.alive([job_id for job_id, _ in entries])
@@ -148,15 +165,25 @@ class Keeper:
             try:
                 files = files_of(job)
             except Refused as exc:  # planted under logjobs' job ids: RQ's clean-up fails it, unread
-                warn_once(("abandoned", job_id), "abandoned job %s in %s is not a logjobs scan (%s): failing it "
-                          "without reading it", job_id, queue.name, exc)
+                warn_once(
+                    ("abandoned", job_id),
+                    "abandoned job %s in %s is not a logjobs scan (%s): failing it "
+                    "without reading it",
+                    job_id,
+                    queue.name,
+                    exc,
+                )
                 files = []
             done = DoneFiles(self.conn).ended(job_id)
-            lost = [events.Event(job_id, path, state, attempt, part, worker=worker, error=error)
-                    for path, part in files if path not in done]
+            lost = [
+                events.Event(job_id, path, state, attempt, part, worker=worker, error=error)
+                for path, part in files
+                if path not in done
+            ]
             if lost:
                 events.emit(self.conn, *lost)
-            # Should the attempt come back (a partition healing), its work-horse learns it was given up.
+            # Should the attempt come back (a partition healing), its work-horse learns it was given
+            # up.
             HandedOn(self.conn).mark(job_id, attempt, worker)
             # Mark the execution expired; RQ's cleanup then retries the job or moves it to failed.
             self.conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)

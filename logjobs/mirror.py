@@ -24,8 +24,14 @@ from rq.exceptions import NoSuchJobError
 
 from . import events, wire
 from .defaults import (
-    DEFAULT_KEEPER_INTERVAL, DEFAULT_MIRROR_BATCH, DEFAULT_RECONCILE_INTERVAL, FAILED, FINAL_STATES, FINISHED,
-    QUEUED, SCHEDULED,
+    DEFAULT_KEEPER_INTERVAL,
+    DEFAULT_MIRROR_BATCH,
+    DEFAULT_RECONCILE_INTERVAL,
+    FAILED,
+    FINAL_STATES,
+    FINISHED,
+    QUEUED,
+    SCHEDULED,
 )
 from .exceptions import LogJobsError, one_line
 from .keeper import Keeper
@@ -37,15 +43,24 @@ from .store import Attempts, DoneFiles, MirrorPresence, ScanRecords
 
 log = logging.getLogger(__name__)
 
-#: Seconds a mirror's lock lasts; renewed after every step, so a dead mirror's lock frees within this.
+# : Seconds a mirror's lock lasts; renewed after every step, so a dead mirror's lock frees within
+# this.
 LOCK_TIMEOUT = 10
 #: Fields of each rotation index looked at per reconciliation: a sweep's step.
 SWEEP_BATCH = 1000
-#: Seconds a mirror waits (then twice as long, up to the last) after Redis or the database failed it.
+# : Seconds a mirror waits (then twice as long, up to the last) after Redis or the database failed
+# it.
 BACKOFF_FIRST, BACKOFF_MOST = 1.0, 10.0
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
-_RQ_ENDED = {"failed": FAILED, "stopped": FAILED, "canceled": FAILED, "queued": QUEUED, "scheduled": SCHEDULED}
-#: Those of a job that ended without running: failed by a worker that could not read it, or canceled.
+_RQ_ENDED = {
+    "failed": FAILED,
+    "stopped": FAILED,
+    "canceled": FAILED,
+    "queued": QUEUED,
+    "scheduled": SCHEDULED,
+}
+# : Those of a job that ended without running: failed by a worker that could not read it, or
+# canceled.
 _ENDED_UNRUN = ("failed", "stopped", "canceled")
 
 
@@ -61,9 +76,12 @@ class Mirror:
     # -- the two ways to run ---------------------------------------------------------------------
 
     def once(self):
-        """Bring the database fully up to date with Redis, then return how many events were applied."""
+        """Bring the database fully up to date with Redis, then return how many events were
+        applied."""
         if not self.lock.acquire(blocking_timeout=LOCK_TIMEOUT + 5):
-            raise LogJobsError(f"another mirror has held {self.presence.name} for over {LOCK_TIMEOUT + 5} s")
+            raise LogJobsError(
+                f"another mirror has held {self.presence.name} for over {LOCK_TIMEOUT + 5} s"
+            )
         try:
             applied = self.drain()
             self.keeper.tick()
@@ -74,7 +92,12 @@ class Mirror:
                 self.keeper.close()
             self.lock.release()
 
-    def run(self, stop, keeper_interval=DEFAULT_KEEPER_INTERVAL, reconcile_interval=DEFAULT_RECONCILE_INTERVAL):
+    def run(
+        self,
+        stop,
+        keeper_interval=DEFAULT_KEEPER_INTERVAL,
+        reconcile_interval=DEFAULT_RECONCILE_INTERVAL,
+    ):
         """Mirror until `stop` (a threading.Event) is set; survive Redis and database outages."""
         try:
             self._run(stop, keeper_interval, reconcile_interval)
@@ -97,16 +120,23 @@ class Mirror:
                 backoff = BACKOFF_FIRST
                 self.stream.wait(keeper_interval)
             except (redis.RedisError, PeeweeException) as exc:
-                log.warning("mirror: %s: %s; retrying in %.0f s", type(exc).__name__, one_line(str(exc)), backoff)
+                log.warning(
+                    "mirror: %s: %s; retrying in %.0f s",
+                    type(exc).__name__,
+                    one_line(str(exc)),
+                    backoff,
+                )
                 if isinstance(exc, PeeweeException):
-                    # The connection may be dead (the server restarted): the next use opens a new one.
+                    # The connection may be dead (the server restarted): the next use opens a new
+                    # one.
                     with contextlib.suppress(PeeweeException):
                         db.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MOST)
 
     def _cycle(self, next_reconcile, reconcile_interval):
-        """Apply what is new, run the keeper, and reconcile when due; returns when it is due next."""
+        """Apply what is new, run the keeper, and reconcile when due; returns when it is due
+        next."""
         self.drain()
         self.keeper.tick()
         if time.monotonic() < next_reconcile:
@@ -140,24 +170,35 @@ class Mirror:
             pass  # expired already: the next cycle takes it again
 
     def wait_for_events(self, timeout):
-        """Sleep until an entry is appended that no mirror has read yet, or `timeout` seconds pass."""
+        """Sleep until an entry is appended that no mirror has read yet, or `timeout` seconds
+        pass."""
         self.stream.wait(timeout)
 
     # -- reconciling with RQ ---------------------------------------------------------------------
 
     def reconcile(self):
-        """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns them.
-        Also requeues jobs lost between a worker's pop and its start, and takes a step of the sweeps that
-        forget expired jobs' attempt counts and stale rotation index entries."""
-        rows = Scan.select(Scan.path, Scan.part_states).where(Scan.status.not_in(FINAL_STATES)).tuples()
-        todo = [(path, i, part) for path, states in rows for i, part in enumerate(wire.decode(states, _PARTS))
-                if part is not None and part.state not in FINAL_STATES]
+        """Append an event for every unfinished part whose job RQ knows to be elsewhere; returns
+        them. Also requeues jobs lost between a worker's pop and its start, and takes a step of the
+        sweeps that forget expired jobs' attempt counts and stale rotation index entries."""
+        rows = (
+            Scan.select(Scan.path, Scan.part_states)
+            .where(Scan.status.not_in(FINAL_STATES))
+            .tuples()
+        )
+        todo = [
+            (path, i, part)
+            for path, states in rows
+            for i, part in enumerate(wire.decode(states, _PARTS))
+            if part is not None and part.state not in FINAL_STATES
+        ]
         # Small files share a job: RQ is asked once per job, not once per file.
         ids = list(dict.fromkeys(part.job_id for _, _, part in todo))
         jobs = {}
         for start in range(0, len(ids), self.batch):
-            chunk = ids[start:start + self.batch]
-            jobs.update(zip(chunk, zip(statuses(self.conn, chunk), Attempts(self.conn).get_many(chunk))))
+            chunk = ids[start : start + self.batch]
+            jobs.update(
+                zip(chunk, zip(statuses(self.conn, chunk), Attempts(self.conn).get_many(chunk)))
+            )
         found, queued = [], set()
         for path, i, part in todo:
             status, attempt = jobs[part.job_id]
@@ -175,7 +216,8 @@ class Mirror:
 
     def forget_stale_records(self, batch=SWEEP_BATCH):
         """Drop the rotation index entries that no record of a finished scan holds any more (see
-        store.ScanRecords.forget_stale): else the indexes would gain an entry per file ever scanned."""
+        store.ScanRecords.forget_stale): else the indexes would gain an entry per file ever scanned.
+        """
         return ScanRecords(self.conn).forget_stale(self._sweeps, batch)
 
 
@@ -187,7 +229,11 @@ def _events(entry_id, fields):
     try:
         return events.read(entry_id, fields)
     except wire.Invalid as exc:
-        log.warning("mirror: skipping stream entry %s: not events as logjobs sends them (%s)", wire.text(entry_id), exc)
+        log.warning(
+            "mirror: skipping stream entry %s: not events as logjobs sends them (%s)",
+            wire.text(entry_id),
+            exc,
+        )
         return []
 
 
@@ -203,15 +249,19 @@ def _missed(conn, path, index, part, status, attempt):
     event = events.Event(job_id, path, state, attempt, index, worker=RECONCILE)
     if event.order <= tuple(part.order):
         return None
-    # Only now are the details worth fetching: the file's own record in the job, or why the job ended.
+    # Only now are the details worth fetching: the file's own record in the job, or why the job
+    # ended.
     (record,) = DoneFiles(conn).get([(job_id, path)])
     if record is not None and record.result is not None:
         event.state, event.result = FINISHED, record.result
     elif record is not None and record.error is not None:
         event.state, event.error = FAILED, record.error
     elif status is None:
-        event.error = "the job vanished from Redis (Redis restarted without persistence, or the job expired); " \
-                      "push the file again"
+        event.error = (
+            "the job vanished from Redis (Redis restarted without persistence, or the job "
+            "expired); "
+            "push the file again"
+        )
     elif state == FINISHED:
         return None  # finished without a record of this file: its events are on their way
     else:

@@ -27,11 +27,14 @@ def failure_reason(job):
         return PLAIN_WORKER
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines or lines[-1].startswith(_HORSE_DIED):
-        # No code of ours ran to the end: the attempt's work-horse died, killed outright (RQ says so in
-        # words of its own, or none).
+        # No code of ours ran to the end: the attempt's work-horse died, killed outright (RQ says so
+        # in words of its own, or none).
         number = re.search(r"signal (\d+)", lines[-1]) if lines else None
-        reason = f"the work-horse died (killed by {_signal_name(int(number[1])) if number else 'a signal'}, as by " \
-                 "the OOM killer)"
+        reason = (
+            f"the work-horse died (killed by "
+            f"{_signal_name(int(number[1])) if number else 'a signal'}, as by "
+            "the OOM killer)"
+        )
         if job.get_status(refresh=False) == FAILED:
             reason += "; no retries left (does this file kill its workers?)"
         return reason
@@ -40,8 +43,11 @@ def failure_reason(job):
 
 
 _HORSE_DIED = "Work-horse terminated unexpectedly"  # RQ's words, when it saw the horse die
-PLAIN_WORKER = ("a worker without logjobs' classes took the job, and could not read it: start workers with "
-                + " ".join(f"{k}={v}" for k, v in WORKER_ENV.items()) + " (see conf/systemd/logjobs-worker@.service)")
+PLAIN_WORKER = (
+    "a worker without logjobs' classes took the job, and could not read it: start workers with "
+    + " ".join(f"{k}={v}" for k, v in WORKER_ENV.items())
+    + " (see conf/systemd/logjobs-worker@.service)"
+)
 
 
 def _signal_name(number):
@@ -58,15 +64,18 @@ OUTAGE_PATIENCE = 60
 def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PATIENCE):
     """Poll RQ until every pushed job has ended; return each file's outcome (see `outcomes`).
 
-    `progress(files_done)` is called after each poll; LogJobsError after `timeout` seconds. Redis may
-    be away for `patience` seconds at a time (a restart: the jobs go on), then its error is raised.
+    `progress(files_done)` is called after each poll; LogJobsError after `timeout` seconds. Redis
+    may be away for `patience` seconds at a time (a restart: the jobs go on), then its error is
+    raised.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     files = pushed.awaited
     pending, ended, outage = each_once(files), set(), None
     while True:
         try:
-            ended.update(j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED)
+            ended.update(
+                j for j, status in zip(pending, statuses(conn, pending)) if status in ENDED
+            )
             pending = [j for j in pending if j not in ended]
             if progress is not None:
                 progress(sum(all(j in ended for j in ids) for ids in files.values()))
@@ -75,7 +84,9 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if outage is None:
                 outage = time.monotonic()
-                log.warning("lost Redis (%s); still waiting for the jobs, for up to %d s", exc, patience)
+                log.warning(
+                    "lost Redis (%s); still waiting for the jobs, for up to %d s", exc, patience
+                )
             elif time.monotonic() - outage > patience:
                 raise
         else:
@@ -86,34 +97,64 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
 
 
 def outcomes(conn, pushed):
-    """Each pushed file's status, counts and failure reason, straight from Redis (for `push --wait`).
+    """Each pushed file's status, counts and failure reason, straight from Redis (for `push
+    --wait`).
 
-    A file skipped as in flight gets its earlier push's outcome, with `skipped` and without counts: its
-    scan may continue one before it, whose counts this push does not know (`report` has them all)."""
+    A file skipped as in flight gets its earlier push's outcome, with `skipped` and without counts:
+    its scan may continue one before it, whose counts this push does not know (`report` has them
+    all)."""
     files = pushed.awaited
     job_ids = each_once(files)
     jobs = dict(zip(job_ids, Job.fetch_many(job_ids, connection=conn)))
-    records = iter(DoneFiles(conn).get([(job_id, path) for path, ids in files.items() for job_id in ids]))
+    records = iter(
+        DoneFiles(conn).get([(job_id, path) for path, ids in files.items() for job_id in ids])
+    )
     result = []
     for path, ids in files.items():
         parts = [(job_id, next(records)) for job_id in ids]
         if path in pushed.decisions and not pushed.decisions[path].scan:
             parts = []  # only renamed: its counts are the record's
-        errors = [rec.error if rec else _job_failure(jobs[job_id]) for job_id, rec in parts
-                  if not rec or rec.error is not None]
+        errors = [
+            rec.error if rec else _job_failure(jobs[job_id])
+            for job_id, rec in parts
+            if not rec or rec.error is not None
+        ]
         if path in pushed.skipped:
-            result.append({"path": path, "job_id": ids[0], "status": "failed" if errors else "finished",
-                           "counts": None, "error": errors[0] if errors else None, "skipped": True})
+            result.append(
+                {
+                    "path": path,
+                    "job_id": ids[0],
+                    "status": "failed" if errors else "finished",
+                    "counts": None,
+                    "error": errors[0] if errors else None,
+                    "skipped": True,
+                }
+            )
         elif errors:
-            result.append({"path": path, "job_id": ids[0], "status": "failed", "counts": {}, "error": errors[0]})
+            result.append(
+                {
+                    "path": path,
+                    "job_id": ids[0],
+                    "status": "failed",
+                    "counts": {},
+                    "error": errors[0],
+                }
+            )
         else:
             results = [scanner.ScanResult.from_dict(wire.plain(rec.result)) for _, rec in parts]
             record = pushed.decisions[path].record if path in pushed.decisions else None
             if record is not None:  # a scan continuing an earlier one adds to its counts
                 results.insert(0, scanner.ScanResult(dict(record.counts), record.lines, record.end))
             merged = scanner.merge(results)
-            result.append({"path": path, "job_id": ids[0], "status": "finished", "counts": merged.counts,
-                           "error": None})
+            result.append(
+                {
+                    "path": path,
+                    "job_id": ids[0],
+                    "status": "finished",
+                    "counts": merged.counts,
+                    "error": None,
+                }
+            )
     return result
 
 

@@ -14,8 +14,9 @@ STDIN = "-"
 
 
 def expand(args, roots=(), stdin=None):
-    """Absolute paths of the files named by `args` (files, directories, globs, or '-' for stdin), each
-    file once: under the first of its names (a link, a hard link, a path through a symlinked folder).
+    """Absolute paths of the files named by `args` (files, directories, globs, or '-' for stdin),
+    each file once: under the first of its names (a link, a hard link, a path through a symlinked
+    folder).
 
     Refuses (PushRefused) when an argument names nothing, a directory cannot be read, or a path
     lies outside `roots`; anything else that is wrong with a file is left for its job to report.
@@ -64,13 +65,24 @@ def _once_each(paths):
 
 def _existing(path, arg_kind="path"):
     if "\0" in path:
-        raise PushRefused(f"a {arg_kind} holds a NUL byte, which no file name can: {scanner.printable(path)}; nothing "
-                          "was enqueued")
+        raise PushRefused(
+            f"a {arg_kind} holds a NUL byte, which no file name can: {scanner.printable(path)}; "
+            f"nothing "
+            "was enqueued"
+        )
     try:
         os.lstat(path)
-    except OSError as e:  # not only ENOENT: a path too long, a folder on it that may not be searched...
-        reason = "no such file or directory" if e.errno == errno.ENOENT else (e.strerror or str(e)).lower()
-        raise PushRefused(f"{reason}: {scanner.printable(path)} ({arg_kind}); nothing was enqueued") from None
+    except (
+        OSError
+    ) as e:  # not only ENOENT: a path too long, a folder on it that may not be searched...
+        reason = (
+            "no such file or directory"
+            if e.errno == errno.ENOENT
+            else (e.strerror or str(e)).lower()
+        )
+        raise PushRefused(
+            f"{reason}: {scanner.printable(path)} ({arg_kind}); nothing was enqueued"
+        ) from None
     return path
 
 
@@ -82,8 +94,10 @@ def _add(paths, path):
         return
 
     def refuse(err):
-        raise PushRefused(f"cannot read directory {scanner.printable(err.filename)}: {err.strerror}; nothing was "
-                          "enqueued")
+        raise PushRefused(
+            f"cannot read directory {scanner.printable(err.filename)}: {err.strerror}; nothing was "
+            "enqueued"
+        )
 
     real = os.path.realpath(path)
     for top, dirs, names in os.walk(path, onerror=refuse):
@@ -104,18 +118,25 @@ def _check_name(path):
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise PushRefused(f"file name is not valid UTF-8: {repr(os.fsencode(path))[2:-1]}; rename it (nothing was "
-                          "enqueued)") from None
+        raise PushRefused(
+            f"file name is not valid UTF-8: {repr(os.fsencode(path))[2:-1]}; rename it (nothing "
+            f"was "
+            "enqueued)"
+        ) from None
 
 
 def _check_root(path, roots):
     if not roots.allows(os.path.realpath(path)):
-        raise PushRefused(f"{scanner.printable(path)} is outside {'the allowed roots' if roots.paths else 'what may be read'}"
-                          f" ({roots}); nothing was enqueued")
+        raise PushRefused(
+            f"{scanner.printable(path)} is outside "
+            f"{'the allowed roots' if roots.paths else 'what may be read'}"
+            f" ({roots}); nothing was enqueued"
+        )
 
 
 def links_within(path, root):
-    """Is `path` a symlink to a file below `root` (a real path)? A folder's files leave such links out:
-    their file is pushed under its own name, and under both its lines would count twice (or, the
-    inode seen under a new name, the file would be taken for moved there: `current.log -> app.log`)."""
+    """Is `path` a symlink to a file below `root` (a real path)? A folder's files leave such links
+    out: their file is pushed under its own name, and under both its lines would count twice (or,
+    the inode seen under a new name, the file would be taken for moved there: `current.log ->
+    app.log`)."""
     return os.path.islink(path) and os.path.isfile(path) and within(os.path.realpath(path), root)

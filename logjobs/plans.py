@@ -1,5 +1,5 @@
-"""How the files of a push are grouped into jobs: small files share a job, a big plain file is cut into
-byte ranges scanned in parallel. Reads nothing but the files' sizes and first bytes."""
+"""How the files of a push are grouped into jobs: small files share a job, a big plain file is cut
+into byte ranges scanned in parallel. Reads nothing but the files' sizes and first bytes."""
 
 import dataclasses
 import os
@@ -12,15 +12,16 @@ from .exceptions import ScanError
 
 @dataclasses.dataclass(frozen=True)
 class FilesJob:
-    """A job scanning small files whole (or from where their last scan ended), one after the other."""
+    """A job scanning small files whole (or from where their last scan ended), one after the
+    other."""
 
     paths: list[str]
 
 
 @dataclasses.dataclass(frozen=True)
 class PartJob:
-    """A job scanning one byte range of a big plain file: part `part` of `parts`; `end` None: to the end,
-    as the file is when it runs. A range owns the lines that start in it."""
+    """A job scanning one byte range of a big plain file: part `part` of `parts`; `end` None: to the
+    end, as the file is when it runs. A range owns the lines that start in it."""
 
     path: str
     start: int
@@ -29,10 +30,16 @@ class PartJob:
     parts: int
 
 
-def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES, batch_bytes=DEFAULT_BATCH_BYTES,
-         max_parts=MAX_PARTS, since=None) -> list[FilesJob | PartJob]:
-    """The jobs that scan `paths`: batches of small files (at most `batch_files` and `batch_bytes` each),
-    and each byte range of a big plain file (at most `max_parts`, none under `split_bytes`).
+def plan(
+    paths,
+    split_bytes=DEFAULT_SPLIT_BYTES,
+    batch_files=DEFAULT_BATCH_FILES,
+    batch_bytes=DEFAULT_BATCH_BYTES,
+    max_parts=MAX_PARTS,
+    since=None,
+) -> list[FilesJob | PartJob]:
+    """The jobs that scan `paths`: batches of small files (at most `batch_files` and `batch_bytes`
+    each), and each byte range of a big plain file (at most `max_parts`, none under `split_bytes`).
 
     `since` maps a path to where its scan starts (what was appended to it since its last scan).
     """
@@ -57,8 +64,8 @@ def plan(paths, split_bytes=DEFAULT_SPLIT_BYTES, batch_files=DEFAULT_BATCH_FILES
 
 
 def _parts(path, start, size, n) -> list[PartJob]:
-    """`n` (2 at least) ranges of the `size` bytes from `start` on. The cuts need not fall on line ends
-    (a range owns the lines that start in it): no reading here. The last reads to the end."""
+    """`n` (2 at least) ranges of the `size` bytes from `start` on. The cuts need not fall on line
+    ends (a range owns the lines that start in it): no reading here. The last reads to the end."""
     n = max(2, n)
     cuts = [start + size * i // n for i in range(n)] + [None]
     return [PartJob(path, cuts[i], cuts[i + 1], i, n) for i in range(n)]

@@ -1,4 +1,5 @@
-"""Queue names: a priority's queue (`high`), or a node's own (`web1.high`), and the `rq worker` that reads them."""
+"""Queue names: a priority's queue (`high`), or a node's own (`web1.high`), and the `rq worker` that
+reads them."""
 
 import re
 import sys
@@ -8,11 +9,14 @@ from .exceptions import PushRefused
 
 #: Node queues are named NODE.PRIORITY; node names are plain words.
 NODE_SEPARATOR = "."
-NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # not "-x": `rq worker -x.high` reads an option
+NODE_NAME = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+)  # not "-x": `rq worker -x.high` reads an option
 
 
 def queue_name(priority, node=None):
-    """The RQ queue for a priority, on one node's own queues (`web1.high`) or the shared ones (`high`)."""
+    """The RQ queue for a priority, on one node's own queues (`web1.high`) or the shared ones
+    (`high`)."""
     if priority not in QUEUES:
         raise PushRefused(f"unknown priority {priority!r}; choose one of {', '.join(QUEUES)}")
     if node is None:
@@ -29,7 +33,8 @@ def split_queue_name(queue):
 
 
 def node_worker_queues(node):
-    """The queues a worker on `node` listens to, in priority order: each priority's node queue first."""
+    """The queues a worker on `node` listens to, in priority order: each priority's node queue
+    first."""
     return [q for priority in QUEUES for q in (queue_name(priority, node), priority)]
 
 

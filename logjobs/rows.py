@@ -3,8 +3,8 @@
 A row is the sum of its parts (byte ranges of the file, or the earlier scan a new one continues, as
 part 0), each in a PartState: the last event applied to it (by `order`: events.Event.order), its
 result or error, its times. A part applies an event only if it is not older than its last one, so
-re-reading, late events from a partitioned worker and two mirrors all end in the same rows. The row is
-then summarised from its parts: failed if one failed, finished when all have, with counts merged.
+re-reading, late events from a partitioned worker and two mirrors all end in the same rows. The row
+is then summarised from its parts: failed if one failed, finished when all have, with counts merged.
 """
 
 import msgspec
@@ -40,18 +40,21 @@ _PARTS = list[PartState | None]
 
 
 def apply(batch, rows=None):
-    """Apply events to the rows of the files they concern; call inside a transaction. `rows` reads and
-    writes them (rowstore.FastRows by default).
+    """Apply events to the rows of the files they concern; call inside a transaction. `rows` reads
+    and writes them (rowstore.FastRows by default).
 
-    Returns what Redis must learn once this commits: {path: wire.Record of its finished scan, or None
-    when it has none to continue} (see tracking).
+    Returns what Redis must learn once this commits: {path: wire.Record of its finished scan, or
+    None when it has none to continue} (see tracking).
     """
     rows = rows or _FAST
     for event in batch:  # read from the stream, these are shapes; the rows keep plain JSON
         event.result, event.identity = wire.plain(event.result), wire.plain(event.identity)
     found = rows.load({e.path for e in batch} | {e.moved_from for e in batch if e.moved_from})
-    applying = _Batch(found, {path: wire.decode(row.part_states, _PARTS) for path, row in found.items()},
-                      stored_utc(db.obj))
+    applying = _Batch(
+        found,
+        {path: wire.decode(row.part_states, _PARTS) for path, row in found.items()},
+        stored_utc(db.obj),
+    )
     for event in batch:
         applying.apply(event)
     for path in applying.changed:
@@ -77,7 +80,8 @@ class _Batch:
 
     def apply(self, event):
         if event.is_push and event.part and event.part >= len(self.parts.get(event.path, ())):
-            return  # a later part of a push whose first part this database never had (not sent by logjobs)
+            # a later part of a push whose first part this database never had (not sent by logjobs)
+            return
         if event.is_push:
             part = self._pushed(event)
             applied = True
@@ -97,7 +101,9 @@ class _Batch:
         if applied:
             self.changed.add(event.path)
         finished = applied and event.state == FINISHED and event.result is not None
-        self.history.append(_history(event, self.rows[event.path], part, finished, applied, self.stamp))
+        self.history.append(
+            _history(event, self.rows[event.path], part, finished, applied, self.stamp)
+        )
 
     def _pushed(self, event):
         """Apply a push's event; its part, or None when it was part 0 of a continued scan (done)."""
@@ -106,8 +112,8 @@ class _Batch:
             base = self._base(event) if event.base else None
             if path in self.rows and self.rows[path].status == FINISHED:
                 # The row no longer holds the scan its record describes, which a push would continue
-                # (under this name or, taken for moved, another): this scan's record replaces it once
-                # it finishes; should it fail, the next push scans the file whole.
+                # (under this name or, taken for moved, another): this scan's record replaces it
+                # once it finishes; should it fail, the next push scans the file whole.
                 self.scanned[path] = None
             self.rows[path] = _reset(self.rows.get(path) or Row(path), event, self.stamp)
             self.parts[path] = [None] * event.parts
@@ -116,27 +122,46 @@ class _Batch:
                 self.changed.add(path)
                 self.history.append(_history(event, self.rows[path], base, False, True, self.stamp))
                 return None
-        part = self.parts[path][event.part] = PartState(event.job_id, QUEUED, 0, event.order, event.at)
+        part = self.parts[path][event.part] = PartState(
+            event.job_id, QUEUED, 0, event.order, event.at
+        )
         return part
 
     def _base(self, event):
-        """Part 0 of a scan continuing the finished scan `event.base` of the file (under its old name,
-        when it moved): that scan's whole result. When the row no longer holds that scan, the part
-        fails, and the record goes, so that the next push scans the file whole."""
+        """Part 0 of a scan continuing the finished scan `event.base` of the file (under its old
+        name, when it moved): that scan's whole result. When the row no longer holds that scan, the
+        part fails, and the record goes, so that the next push scans the file whole."""
         source = event.moved_from or event.path
         row = self.rows.get(source)
-        # A row this batch made (a file moved there, then on again: two rotations the mirror applies at
-        # once) is summarised only at the batch's end: its parts tell whether it is finished.
-        finished = row is not None and (row.status == FINISHED or source in self.changed and all(
-            p is not None and p.state == FINISHED for p in self.parts[source]))
+        # A row this batch made (a file moved there, then on again: two rotations the mirror applies
+        # at once) is summarised only at the batch's end: its parts tell whether it is finished.
+        finished = row is not None and (
+            row.status == FINISHED
+            or source in self.changed
+            and all(p is not None and p.state == FINISHED for p in self.parts[source])
+        )
         if row is None or row.job_id != event.base or not finished:
             self.scanned[event.path] = self.scanned[source] = None
-            return PartState(event.base, FAILED, 0, BASE_ORDER, event.at, ended_at=event.at,
-                             error=f"the scan this one continues (of {source}) is no longer in the database: "
-                                   "push the file again")
+            return PartState(
+                event.base,
+                FAILED,
+                0,
+                BASE_ORDER,
+                event.at,
+                ended_at=event.at,
+                error=f"the scan this one continues (of {source}) is no longer in the database: "
+                "push the file again",
+            )
         results = [p.result for p in self.parts[source] if p and p.result]
-        part = PartState(event.base, FINISHED, 0, BASE_ORDER, event.at, ended_at=event.at,
-                         result=scanner.merge_dicts(results))
+        part = PartState(
+            event.base,
+            FINISHED,
+            0,
+            BASE_ORDER,
+            event.at,
+            ended_at=event.at,
+            result=scanner.merge_dicts(results),
+        )
         if event.moved_from:
             _moved_away(row, event.path, self.stamp(event.at))
             self.parts[source] = []
@@ -153,20 +178,37 @@ def _moved_away(row, to, at):
 
 def _history(event, row, part, finished, applied, stamp):
     started = part.started_at if finished and part is not None else None
-    return {"stream_id": event.stream_id, "job_id": event.job_id, "path": event.path, "part": event.part,
-            "queue": row.queue, "state": event.state, "attempt": event.attempt, "worker": event.worker,
-            "error": event.error, "at": stamp(event.at),
-            "duration": event.at - started if started is not None else None,
-            "counts": fastjson.dumps(event.result["counts"]) if finished else None, "applied": applied}
+    return {
+        "stream_id": event.stream_id,
+        "job_id": event.job_id,
+        "path": event.path,
+        "part": event.part,
+        "queue": row.queue,
+        "state": event.state,
+        "attempt": event.attempt,
+        "worker": event.worker,
+        "error": event.error,
+        "at": stamp(event.at),
+        "duration": event.at - started if started is not None else None,
+        "counts": fastjson.dumps(event.result["counts"]) if finished else None,
+        "applied": applied,
+    }
 
 
 def _record(row):
     """What push needs to know of a finished scan to continue it (see tracking.decide)."""
     if not row.identity:
         return None
-    return tracking.record_of(wire.decode(row.identity, wire.Identity), job_id=row.job_id, end=row.bytes,
-                              tail=bool(row.tail), patterns=fastjson.loads(row.patterns),
-                              analysed=row.analysis is not None, counts=fastjson.loads(row.counts), lines=row.lines)
+    return tracking.record_of(
+        wire.decode(row.identity, wire.Identity),
+        job_id=row.job_id,
+        end=row.bytes,
+        tail=bool(row.tail),
+        patterns=fastjson.loads(row.patterns),
+        analysed=row.analysis is not None,
+        counts=fastjson.loads(row.counts),
+        lines=row.lines,
+    )
 
 
 def _newer(event, part):
@@ -177,22 +219,36 @@ def _newer(event, part):
 
 def _reset(row, event, stamp):
     """The row of a file whose new scan was just pushed: queued, nothing counted yet."""
-    fresh = Row(row.path, job_id=event.job_id, queue=event.queue, status=QUEUED, parts=event.parts,
-                patterns=fastjson.dumps(event.patterns or []),
-                identity=fastjson.dumps(event.identity) if event.identity else None,
-                enqueued_at=stamp(event.at), updated_at=stamp(event.at))
+    fresh = Row(
+        row.path,
+        job_id=event.job_id,
+        queue=event.queue,
+        status=QUEUED,
+        parts=event.parts,
+        patterns=fastjson.dumps(event.patterns or []),
+        identity=fastjson.dumps(event.identity) if event.identity else None,
+        enqueued_at=stamp(event.at),
+        updated_at=stamp(event.at),
+    )
     for name in row.__slots__:
         setattr(row, name, getattr(fresh, name))
     return row
 
 
 def _update(part, event):
-    part.state, part.attempt, part.order, part.at = event.state, max(part.attempt, event.attempt), event.order, event.at
+    part.state, part.attempt, part.order, part.at = (
+        event.state,
+        max(part.attempt, event.attempt),
+        event.order,
+        event.at,
+    )
     if event.worker and event.worker != RECONCILE:
         part.worker = event.worker
     if event.state == STARTED:
         part.started_at = event.at  # of the latest attempt
-    elif event.started_at is not None:  # an outcome whose `started` was not sent (see jobs.Reporter)
+    elif (
+        event.started_at is not None
+    ):  # an outcome whose `started` was not sent (see jobs.Reporter)
         part.started_at = event.started_at
     if event.state == FINISHED:
         part.result, part.error, part.ended_at = event.result, None, event.at
@@ -203,13 +259,14 @@ def _update(part, event):
 
 
 def _summarise(row, parts, stamp):
-    """The file's row from its parts: failed if one failed, finished when all have, started while one
-    runs, else waiting (scheduled if a part waits for its retry, else queued). Parts already finished
-    (another range, or the earlier scan a grown file's new one continues) do not make it `started`:
-    that says a worker is on it."""
+    """The file's row from its parts: failed if one failed, finished when all have, started while
+    one runs, else waiting (scheduled if a part waits for its retry, else queued). Parts already
+    finished (another range, or the earlier scan a grown file's new one continues) do not make it
+    `started`: that says a worker is on it."""
     row.part_states = wire.encode(parts).decode()
     if all(p is not None and tuple(p.order) == events.PUSH_ORDER for p in parts):
-        return  # every part as its push left it: so is the row (see _reset), and a push is most events
+        # every part as its push left it: so is the row (see _reset), and a push is most events
+        return
     known = [p for p in parts if p is not None]
     row.status = _status({p.state for p in known}, len(known) == row.parts)
     row.attempts = max((p.attempt for p in known), default=0)
@@ -217,7 +274,8 @@ def _summarise(row, parts, stamp):
     row.worker = latest.worker or row.worker
     row.updated_at = stamp(latest.at)
     row.error = next((p.error for p in known if p.state == FAILED), None) or (
-        latest.error if row.status != FINISHED else None)
+        latest.error if row.status != FINISHED else None
+    )
     starts = [p.started_at for p in known if p.started_at]
     row.started_at = stamp(min(starts)) if starts else None
     ends = [p.ended_at for p in known if p.ended_at]

@@ -1,4 +1,5 @@
-"""How the mirror reads and writes the rows it applies events to: a fast path, and Peewee's plain one.
+"""How the mirror reads and writes the rows it applies events to: a fast path, and Peewee's plain
+one.
 
 The mirror writes thousands of rows a second. Peewee builds a statement value by value, at several
 microseconds each, and converts every field both ways: more than the database takes to run it. So
@@ -65,10 +66,14 @@ class FastRows:
         """{path: Row} of those of `paths` that have a row."""
         paths, rows = list(paths), {}
         for start in range(0, len(paths), SELECT_CHUNK):
-            chunk = paths[start:start + SELECT_CHUNK]
+            chunk = paths[start : start + SELECT_CHUNK]
             width = _select_width(len(chunk))
-            select = self._statement(("select", width), lambda: Scan.select(
-                *[getattr(Scan, c) for c in COLUMNS]).where(Scan.path.in_([""] * width)))
+            select = self._statement(
+                ("select", width),
+                lambda width=width: Scan.select(*[getattr(Scan, c) for c in COLUMNS]).where(
+                    Scan.path.in_([""] * width)
+                ),
+            )
             with _as_peewee_errors():
                 cursor = db.execute_sql(select, chunk + chunk[-1:] * (width - len(chunk)))
                 rows.update((values[0], Row(*values)) for values in cursor.fetchall())
@@ -77,19 +82,30 @@ class FastRows:
     def save(self, rows):
         """Insert the rows, or update those whose path has one."""
         updates = [getattr(Scan, c) for c in COLUMNS if c != "path"]
-        self._executemany(Scan, list(map(_values, rows)), lambda q: q.on_conflict(
-            conflict_target=[Scan.path], preserve=updates))
+        self._executemany(
+            Scan,
+            list(map(_values, rows)),
+            lambda q: q.on_conflict(conflict_target=[Scan.path], preserve=updates),
+        )
 
     def add_history(self, entries):
-        """Insert history entries, but for those whose stream id is in already (a step applied again)."""
-        self._executemany(History, [tuple(e[c] for c in HISTORY_COLUMNS) for e in entries],
-                          lambda q: q.on_conflict_ignore())
+        """Insert history entries, but for those whose stream id is in already (a step applied
+        again)."""
+        self._executemany(
+            History,
+            [tuple(e[c] for c in HISTORY_COLUMNS) for e in entries],
+            lambda q: q.on_conflict_ignore(),
+        )
 
     def _executemany(self, model, values, conflict):
         if values:
             columns = COLUMNS if model is Scan else HISTORY_COLUMNS
-            statement = self._statement(model, lambda: conflict(model.insert(dict.fromkeys(
-                (getattr(model, c) for c in columns), None))))
+            statement = self._statement(
+                model,
+                lambda: conflict(
+                    model.insert(dict.fromkeys((getattr(model, c) for c in columns), None))
+                ),
+            )
             with _as_peewee_errors():
                 db.cursor().executemany(statement, values)
 
@@ -111,8 +127,9 @@ class PeeweeRows:
     def save(self, rows):
         for row in rows:
             values = dataclasses.asdict(row)
-            Scan.insert(values).on_conflict(conflict_target=[Scan.path],
-                                            update={k: v for k, v in values.items() if k != "path"}).execute()
+            Scan.insert(values).on_conflict(
+                conflict_target=[Scan.path], update={k: v for k, v in values.items() if k != "path"}
+            ).execute()
 
     def add_history(self, entries):
         for entry in entries:
@@ -125,16 +142,27 @@ def _select_width(n):
     return 1 << max(n - 1, 0).bit_length()
 
 
-#: The DB-API exception classes Peewee has a class of its own for, by name, as its drivers raise them.
-_PEEWEE_ERRORS = {name: getattr(peewee, name) for name in (
-    "DataError", "DatabaseError", "IntegrityError", "InterfaceError", "InternalError", "NotSupportedError",
-    "OperationalError", "ProgrammingError")}
+# : The DB-API exception classes Peewee has a class of its own for, by name, as its drivers raise
+# them.
+_PEEWEE_ERRORS = {
+    name: getattr(peewee, name)
+    for name in (
+        "DataError",
+        "DatabaseError",
+        "IntegrityError",
+        "InterfaceError",
+        "InternalError",
+        "NotSupportedError",
+        "OperationalError",
+        "ProgrammingError",
+    )
+}
 
 
 @contextlib.contextmanager
 def _as_peewee_errors():
-    """The driver's errors (sqlite3's, psycopg2's) as Peewee's, as Peewee's own execute_sql raises them:
-    the mirror handles database trouble as Peewee's errors, whatever the driver."""
+    """The driver's errors (sqlite3's, psycopg2's) as Peewee's, as Peewee's own execute_sql raises
+    them: the mirror handles database trouble as Peewee's errors, whatever the driver."""
     try:
         yield
     except peewee.PeeweeException:

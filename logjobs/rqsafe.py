@@ -1,11 +1,12 @@
 """RQ's classes as every logjobs process uses them: data only, and logjobs' own job functions only.
 
-Whoever can write to Redis decides what RQ loads. RQ's default serializer is pickle, applied wherever
-a job or a result is read (a worker, a registry's clean-up, `Job.fetch`, rq-dashboard), and a job
-names any importable function, callback or webhook. Here a job and its result are JSON, read back
-with bounded decompression; a job may only name a function of JOB_FUNCTIONS, with plain arguments,
-and no callback or webhook. Anything else is *refused*: its job fails with the reason when a worker
-takes it (no retries), and the processes that only read it (the mirror, the dashboard) skip it.
+Whoever can write to Redis decides what RQ loads. RQ's default serializer is pickle, applied
+wherever a job or a result is read (a worker, a registry's clean-up, `Job.fetch`, rq-dashboard), and
+a job names any importable function, callback or webhook. Here a job and its result are JSON, read
+back with bounded decompression; a job may only name a function of JOB_FUNCTIONS, with plain
+arguments, and no callback or webhook. Anything else is *refused*: its job fails with the reason
+when a worker takes it (no retries), and the processes that only read it (the mirror, the dashboard)
+skip it.
 
 Workers get these classes from their environment (WORKER_ENV), which the units in conf/ set:
 
@@ -38,22 +39,29 @@ from .exceptions import LogJobsError, one_line
 
 log = logging.getLogger(__name__)
 
-#: The environment a worker needs beyond RQ_REDIS_URL: the one place that lists it (the units in conf/,
-#: `logjobs worker`, selftest, bin/demo and the tests all take it from here).
+# : The environment a worker needs beyond RQ_REDIS_URL: the one place that lists it (the units in
+# conf/, : `logjobs worker`, selftest, bin/demo and the tests all take it from here).
 WORKER_ENV = {"RQ_WORKER_CLASS": f"{__name__}.Worker", "RQ_JOB_CLASS": f"{__name__}.Job"}
 #: Bytes a job's call (function name and arguments) may inflate to: 500 paths of 4 KiB are 2 MB.
 MAX_CALL_BYTES = 16 << 20
 #: Bytes of a failure's traceback kept when it is read back.
 MAX_EXC_BYTES = 1 << 20
 #: Job hash fields that name code to import and run, or a URL to call: logjobs sets none of them.
-CODE_FIELDS = (b"success_callback_name", b"failure_callback_name", b"stopped_callback_name", b"webhooks")
-#: Seconds an idle worker's command listener waits between looks at whether it must stop (RQ's: 60,
-#: during which a SIGTERMed worker cannot exit: the join of redis-py's PubSubWorkerThread waits for it).
+CODE_FIELDS = (
+    b"success_callback_name",
+    b"failure_callback_name",
+    b"stopped_callback_name",
+    b"webhooks",
+)
+# : Seconds an idle worker's command listener waits between looks at whether it must stop (RQ's: 60,
+# : during which a SIGTERMed worker cannot exit: the join of redis-py's PubSubWorkerThread waits for
+# it).
 PUBSUB_WAIT = 1.0
 
 
 class Refused(DeserializationError, LogJobsError):
-    """What a job in Redis holds is not a logjobs job: it is not run, nor unpickled, nor imported."""
+    """What a job in Redis holds is not a logjobs job: it is not run, nor unpickled, nor
+    imported."""
 
 
 class Serializer:
@@ -98,7 +106,10 @@ def check_call(call) -> tuple[str, list, dict]:
         shown = one_line(repr(func_name))[:200]
         raise Refused(f"not a logjobs job: {shown} is not one of logjobs' job functions")
     if instance is not None or not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise Refused(f"not a logjobs job: a call of {func_name} must have a list of arguments and no instance")
+        raise Refused(
+            f"not a logjobs job: a call of {func_name} must have a list of arguments and no "
+            f"instance"
+        )
     return func_name, args, kwargs
 
 
@@ -113,8 +124,8 @@ def decode_call(data: bytes) -> tuple[str, list, dict]:
 
 
 class Job(RQJob):
-    """RQ's Job, loaded without trusting Redis: JSON only, bounded, no callbacks or webhooks, and only
-    logjobs' job functions. Loading never fails on what a job holds; running a job that is not
+    """RQ's Job, loaded without trusting Redis: JSON only, bounded, no callbacks or webhooks, and
+    only logjobs' job functions. Loading never fails on what a job holds; running a job that is not
     logjobs' raises Refused, and spends no retry on it."""
 
     def __init__(self, id=None, connection=None, serializer=None):  # noqa: A002 - RQ's signature
@@ -131,9 +142,16 @@ class Job(RQJob):
             super().restore({**fields, b"data": b""})
         except Exception as exc:  # noqa: BLE001 - a malformed hash is hostile data, not a bug here
             origin = fields.get(b"origin") or b""
-            super().restore({b"data": b"", b"origin": origin if RQ_ID.fullmatch(origin) else b"",
-                             b"status": b"queued"})
-            self.refused = f"its job hash is malformed ({type(exc).__name__}: {one_line(str(exc))[:200]})"
+            super().restore(
+                {
+                    b"data": b"",
+                    b"origin": origin if RQ_ID.fullmatch(origin) else b"",
+                    b"status": b"queued",
+                }
+            )
+            self.refused = (
+                f"its job hash is malformed ({type(exc).__name__}: {one_line(str(exc))[:200]})"
+            )
         if data is None:
             self.refused = "its job hash has no data"
             data = b""
@@ -185,15 +203,28 @@ class Result(RQResult):
         fields = dict(payload)
         encoded = fields.pop(b"exc_string", None)
         try:
-            result = super().restore(job_id, result_id, fields, connection=connection, serializer=Serializer)
+            result = super().restore(
+                job_id, result_id, fields, connection=connection, serializer=Serializer
+            )
             if encoded:
-                result.exc_string = _text(base64.b64decode(encoded), MAX_EXC_BYTES, "the traceback").decode(
-                    "utf-8", "replace")
+                result.exc_string = _text(
+                    base64.b64decode(encoded), MAX_EXC_BYTES, "the traceback"
+                ).decode("utf-8", "replace")
         except Exception as exc:  # noqa: BLE001 - whatever Redis holds, a reader goes on
-            warn_once(("result", job_id), "job %s: cannot read its result (%s): %s", job_id, type(exc).__name__,
-                       one_line(str(exc))[:200])
-            return RQResult(job_id, RQResult.Type.FAILED, connection=connection, id=result_id,
-                            exc_string=f"logjobs: this result in Redis cannot be read ({type(exc).__name__})")
+            warn_once(
+                ("result", job_id),
+                "job %s: cannot read its result (%s): %s",
+                job_id,
+                type(exc).__name__,
+                one_line(str(exc))[:200],
+            )
+            return RQResult(
+                job_id,
+                RQResult.Type.FAILED,
+                connection=connection,
+                id=result_id,
+                exc_string=f"logjobs: this result in Redis cannot be read ({type(exc).__name__})",
+            )
         return result
 
 
@@ -212,15 +243,15 @@ NAME = re.compile(r"[^\x00-\x1f\x7f]{1,512}")
 
 
 def names(members, prefix: str, what: str, pattern=NAME) -> list[str]:
-    """The names of `members` (bytes, each `prefix` + name) that RQ can read; the others are skipped,
-    with a warning once each."""
+    """The names of `members` (bytes, each `prefix` + name) that RQ can read; the others are
+    skipped, with a warning once each."""
     found = []
     for member in members:
         try:
             text = member.decode("utf-8")
         except UnicodeDecodeError:
             text = None
-        name = text[len(prefix):] if text is not None and text.startswith(prefix) else None
+        name = text[len(prefix) :] if text is not None and text.startswith(prefix) else None
         if name is None or not pattern.fullmatch(name):
             warn_once((what, member), "skipping %r in Redis: not a %s", member[:200], what)
             continue
@@ -229,19 +260,24 @@ def names(members, prefix: str, what: str, pattern=NAME) -> list[str]:
 
 
 class Queue(RQQueue):
-    """RQ's Queue, with logjobs' Job and Serializer whatever it is given (RQ's CLI passes its own)."""
+    """RQ's Queue, with logjobs' Job and Serializer whatever it is given (RQ's CLI passes its
+    own)."""
 
     job_class = Job
 
-    def __init__(self, name="default", connection=None, *args, job_class=None, serializer=None, **kwargs):
+    def __init__(
+        self, name="default", connection=None, *args, job_class=None, serializer=None, **kwargs
+    ):
         super().__init__(name, connection, *args, job_class=Job, serializer=Serializer, **kwargs)
 
     @classmethod
     def all(cls, connection, *args, **kwargs):
         """Every queue RQ knows of, but for names in its set of queues that no queue can have."""
         keys = connection.smembers(cls.redis_queues_keys)
-        return [cls(name, connection=connection)
-                for name in sorted(names(keys, cls.redis_queue_namespace_prefix, "queue key"))]
+        return [
+            cls(name, connection=connection)
+            for name in sorted(names(keys, cls.redis_queue_namespace_prefix, "queue key"))
+        ]
 
 
 class Worker(rq.Worker):
@@ -253,16 +289,21 @@ class Worker(rq.Worker):
 
     def __init__(self, queues, *args, job_class=None, queue_class=None, serializer=None, **kwargs):
         names = [q.name if isinstance(q, RQQueue) else q for q in rq.utils.ensure_job_list(queues)]
-        super().__init__(names, *args, job_class=Job, queue_class=Queue, serializer=Serializer, **kwargs)
+        super().__init__(
+            names, *args, job_class=Job, queue_class=Queue, serializer=Serializer, **kwargs
+        )
 
     @classmethod
     def all(cls, connection=None, job_class=None, queue_class=None, queue=None, serializer=None):
-        """Every live worker, but for those whose record in Redis cannot be read (skipped, with a warning)."""
+        """Every live worker, but for those whose record in Redis cannot be read (skipped, with a
+        warning)."""
         connection = queue.connection if queue is not None else connection
         workers = []
         for name in cls._names(connection, queue):
             try:
-                worker = cls.find_by_key(cls.redis_worker_namespace_prefix + name, connection=connection)
+                worker = cls.find_by_key(
+                    cls.redis_worker_namespace_prefix + name, connection=connection
+                )
             except (ValueError, TypeError, KeyError) as exc:
                 warn_once(("worker", name), "skipping worker %r in Redis: %s", name[:200], exc)
                 continue
@@ -276,23 +317,34 @@ class Worker(rq.Worker):
 
     @classmethod
     def _names(cls, connection, queue):
-        """The names of the workers RQ registered (on `queue`), but for members no worker can have."""
-        key = rq.worker_registration.WORKERS_BY_QUEUE_KEY % queue.name if queue is not None else cls.redis_workers_keys
+        """The names of the workers RQ registered (on `queue`), but for members no worker can
+        have."""
+        key = (
+            rq.worker_registration.WORKERS_BY_QUEUE_KEY % queue.name
+            if queue is not None
+            else cls.redis_workers_keys
+        )
         return names(connection.smembers(key), cls.redis_worker_namespace_prefix, "worker key")
 
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
-        from .access import describe_worker_access  # reads this host's settings: only in a real worker
+        from .access import (
+            describe_worker_access,
+        )  # reads this host's settings: only in a real worker
 
-        self.log.info("Worker %s: logjobs: %s", self.name, describe_worker_access(warn=self.log.warning))
+        self.log.info(
+            "Worker %s: logjobs: %s", self.name, describe_worker_access(warn=self.log.warning)
+        )
 
     def subscribe(self):
-        """RQ's command listener, with a short wait: RQ's waits 60 s, which a warm shutdown waits out."""
+        """RQ's command listener, with a short wait: RQ's waits 60 s, which a warm shutdown waits
+        out."""
         self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=PUBSUB_WAIT, daemon=True,
-                                                       exception_handler=self._pubsub_exception_handler)
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAIT, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
 
 #: RQ statuses after which a job will not run again (None: gone from Redis).
@@ -310,21 +362,31 @@ def statuses(conn, job_ids) -> list:
 
 
 def enqueue_due(conn, queue_names):
-    """Move the retries whose interval is over from each queue's ScheduledJobRegistry back to the queue;
-    returns their ids. What RQScheduler.enqueue_scheduled_jobs does, with logjobs' Job (RQ's fetches
-    every job with rq.job.Job), past whatever no job id can be. Call it holding RQ's scheduler lock of
-    each queue."""
+    """Move the retries whose interval is over from each queue's ScheduledJobRegistry back to the
+    queue; returns their ids. What RQScheduler.enqueue_scheduled_jobs does, with logjobs' Job (RQ's
+    fetches every job with rq.job.Job), past whatever no job id can be. Call it holding RQ's
+    scheduler lock of each queue."""
     moved = []
     for name in queue_names:
         queue = Queue(name, connection=conn)
         registry = ScheduledJobRegistry(name, connection=conn, job_class=Job, serializer=Serializer)
-        job_ids = registry_ids(conn, registry.key, conn.zrangebyscore(registry.key, 0, current_timestamp()))
+        job_ids = registry_ids(
+            conn, registry.key, conn.zrangebyscore(registry.key, 0, current_timestamp())
+        )
         for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=conn)):
             if job is not None:
                 try:
                     queue.enqueue_job(job, at_front=job.should_enqueue_at_front())
-                except ValueError as exc:  # RQ refuses what a hostile job hash asks (a rate limit...)
-                    warn_once(("schedule", job_id), "job %s: not enqueued from %s: %s", job_id, registry.key, exc)
+                except (
+                    ValueError
+                ) as exc:  # RQ refuses what a hostile job hash asks (a rate limit...)
+                    warn_once(
+                        ("schedule", job_id),
+                        "job %s: not enqueued from %s: %s",
+                        job_id,
+                        registry.key,
+                        exc,
+                    )
                 else:
                     moved.append(job_id)
             registry.remove(job_id)
@@ -332,34 +394,44 @@ def enqueue_due(conn, queue_names):
 
 
 def registry_ids(conn, key, members, composite=False) -> list:
-    """The job ids (with `composite`, the (job id, execution id) pairs) of the members of RQ's registry
-    `key`. A member that is no job id, which RQ's own readers fail on every time, is removed, with a
-    warning."""
+    """The job ids (with `composite`, the (job id, execution id) pairs) of the members of RQ's
+    registry `key`. A member that is no job id, which RQ's own readers fail on every time, is
+    removed, with a warning."""
     found, junk = [], []
     for member in members:
         job_id, sep, execution = member.partition(b":")
-        if not RQ_ID.fullmatch(job_id) or composite != bool(sep) or (sep and not RQ_ID.fullmatch(execution)):
+        if (
+            not RQ_ID.fullmatch(job_id)
+            or composite != bool(sep)
+            or (sep and not RQ_ID.fullmatch(execution))
+        ):
             junk.append(member)
             continue
         found.append((job_id.decode(), execution.decode()) if composite else job_id.decode())
     if junk:
-        warn_once(("registry", key, junk[0]), "removing %d member(s) from %s that are no RQ job, e.g. %r", len(junk),
-                  key, junk[0][:200])
+        warn_once(
+            ("registry", key, junk[0]),
+            "removing %d member(s) from %s that are no RQ job, e.g. %r",
+            len(junk),
+            key,
+            junk[0][:200],
+        )
         conn.zrem(key, *junk)
     return found
 
 
 class Scheduler(RQScheduler):
-    """RQ's scheduler, for its per-queue locks (a `rq worker --with-scheduler` takes them too): the due
-    jobs of the queues it holds are moved by `enqueue_due`."""
+    """RQ's scheduler, for its per-queue locks (a `rq worker --with-scheduler` takes them too): the
+    due jobs of the queues it holds are moved by `enqueue_due`."""
 
     def enqueue_scheduled_jobs(self):
         return enqueue_due(self.connection, sorted(self.acquired_locks or ()))
 
 
 def enqueue_from_rq_cron():
-    """Make `rq cron` (in the process that loads conf/cron.py) enqueue with logjobs' Queue: RQ's cron
-    enqueues with RQ's own (pickle), whose jobs logjobs' workers refuse. rq.cron names its Queue at import."""
+    """Make `rq cron` (in the process that loads conf/cron.py) enqueue with logjobs' Queue: RQ's
+    cron enqueues with RQ's own (pickle), whose jobs logjobs' workers refuse. rq.cron names its
+    Queue at import."""
     import rq.cron
 
     rq.cron.Queue = Queue
@@ -372,7 +444,8 @@ def refused_by_plain_worker(exc_string: str) -> bool:
 
 _warned: set = set()
 _warned_lock = threading.Lock()
-#: Keys of things warned about, at most: a reader meeting garbage again and again warns once per thing.
+# : Keys of things warned about, at most: a reader meeting garbage again and again warns once per
+# thing.
 _WARNED_MAX = 10_000
 
 

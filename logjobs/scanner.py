@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import contains
+from typing import Any
 
 from logjobs.access import ANYWHERE, Roots
 from logjobs.exceptions import ScanError, one_line
@@ -28,33 +29,39 @@ from logjobs.exceptions import ScanError, one_line
 try:  # SIMD substring search: several times faster than bytes.find on the hot path
     import stringzilla as _sz
 except ImportError:  # pragma: no cover - exercised by forcing _sz = None in the tests
-    _sz = None
+    _sz = None  # type: ignore[assignment]
 
 try:  # ISA-L inflate: about three times faster than the stdlib's zlib
     from isal import igzip as _igzip
     from isal.isal_zlib import error as _IsalError
 except ImportError:  # pragma: no cover
-    _igzip, _IsalError = None, zlib.error
+    _igzip, _IsalError = None, zlib.error  # type: ignore[assignment, misc]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
-"""Bytes read per step; peak memory is a small multiple of it. 1 MiB stays in cache: 20% faster than 4."""
+"""Bytes read per step; peak memory is a small multiple of it. 1 MiB stays in cache: 20% faster than
+4."""
 
 DEFAULT_MIN_PART = 32 * 1024 * 1024
-"""split_ranges() makes no range smaller than this: a job per few MB would cost more than it scans."""
+"""split_ranges() makes no range smaller than this: a job per few MB would cost more than it
+scans."""
 
 NL = b"\n"
 _NL_ONLY = bytes(i == NL[0] for i in range(256))
-_MAGIC = (  # bzip2's 4-byte header is plain text, so its block (or end-of-stream) magic is checked too
+# bzip2's 4-byte header is plain text, so its block (or end-of-stream) magic is checked too
+_MAGIC = (
     (re.compile(rb"\x1f\x8b"), "gzip"),
     (re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", re.S), "bzip2"),
     (re.compile(rb"\xfd7zXZ\x00"), "xz"),
 )
-_CORRUPT = (EOFError, zlib.error, lzma.LZMAError, _IsalError)
+_CORRUPT: tuple[Any, ...] = (EOFError, zlib.error, lzma.LZMAError, _IsalError)
 _KINDS = (
-    (stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
-    (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
 )
 _PERMANENT = {
     errno.ENOENT: "no such file",
@@ -82,27 +89,44 @@ class ScanResult:
     analysis: dict | None = None  # analysis.Analysis.to_dict() of the lines, when asked for
 
     def to_dict(self) -> dict:
-        return dict(vars(self), counts=dict(self.counts))  # shallow: asdict() deep-copies, at a cost
+        return dict(
+            vars(self), counts=dict(self.counts)
+        )  # shallow: asdict() deep-copies, at a cost
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScanResult":
-        return cls(dict(d["counts"]), d["lines"], d["bytes"], d.get("compression"), d.get("tail", False),
-                   d.get("analysis"))
+        return cls(
+            dict(d["counts"]),
+            d["lines"],
+            d["bytes"],
+            d.get("compression"),
+            d.get("tail", False),
+            d.get("analysis"),
+        )
 
 
-def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
-         chunk_size: int = DEFAULT_CHUNK_SIZE, analyse: bool = False, lines: bool = True,
-         roots: Roots = ANYWHERE, examples: bool = True) -> ScanResult:
-    """Count, per pattern, the lines containing it, in the file or in the lines owned by [start, end).
+def scan(
+    path,
+    patterns: Sequence[str],
+    start: int = 0,
+    end: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    analyse: bool = False,
+    lines: bool = True,
+    roots: Roots = ANYWHERE,
+    examples: bool = True,
+) -> ScanResult:
+    """Count, per pattern, the lines containing it, in the file or in the lines owned by [start,
+    end).
 
     In a compressed file, `start` skips that many uncompressed bytes (a scan continuing an earlier
-    one, which ended at a line end) and `end` must be None: there is no seeking in a stream.
-    With `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time),
-    which keeps an example line of each message template unless `examples` is off.
-    Without `lines`, the result's `lines` is None: counting every newline is a pass over each byte,
-    slower than the pattern search itself, which grep -c does not make either.
-    A file outside `roots` is refused (see access.Roots), where it is opened.
-    Raises ScanError (permanent or not) for every file that cannot be read, ValueError for bad arguments.
+    one, which ended at a line end) and `end` must be None: there is no seeking in a stream. With
+    `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time),
+    which keeps an example line of each message template unless `examples` is off. Without `lines`,
+    the result's `lines` is None: counting every newline is a pass over each byte, slower than the
+    pattern search itself, which grep -c does not make either. A file outside `roots` is refused
+    (see access.Roots), where it is opened. Raises ScanError (permanent or not) for every file that
+    cannot be read, ValueError for bad arguments.
     """
     if chunk_size < 1 or start < 0 or (end is not None and end < start):
         raise ValueError(f"bad scan arguments: start={start} end={end} chunk_size={chunk_size}")
@@ -115,41 +139,64 @@ def scan(path, patterns: Sequence[str], start: int = 0, end: int | None = None,
                 first, size = os.pread(f.fileno(), _FIRST_BYTES, 0), os.fstat(f.fileno()).st_size
                 pieces = _owned(f, start, end, chunk_size)
             elif end is not None:
-                raise ValueError(f"{printable(path)}: a {compression} file cannot be scanned by byte range")
+                raise ValueError(
+                    f"{printable(path)}: a {compression} file cannot be scanned by byte range"
+                )
             else:
                 pieces = _skip(_decompressed(f, compression, chunk_size, path), start, path)
             if analyse:  # syslog stamps have no year: the file's last write tells it
-                from logjobs import analysis  # its regexes take a while to compile: only when asked for
+                from logjobs import (
+                    analysis,
+                )  # its regexes take a while to compile: only when asked for
 
-                changed = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=os.fstat(f.fileno()).st_mtime)
+                changed = datetime.datetime(1970, 1, 1) + datetime.timedelta(
+                    seconds=os.fstat(f.fileno()).st_mtime
+                )
                 analyzer = analysis.Analyzer(patterns, last_change=changed, examples=examples)
                 pieces = _tee(pieces, analyzer.feed)
-            counts, nlines, nbytes, tail = _count(pieces, [_kernel(p) for p in patterns], chunk_size, lines)
+            counts, nlines, nbytes, tail = _count(
+                pieces, [_kernel(p) for p in patterns], chunk_size, lines
+            )
             if compression is None:
                 _still_holds(f, first, size, path)
         except OSError as e:
             raise _os_error(path, e) from None
-    return ScanResult(dict(zip(patterns, counts)), nlines, nbytes, compression, tail,
-                      analyzer.finish().to_dict() if analyse else None)
+    return ScanResult(
+        dict(zip(patterns, counts)),
+        nlines,
+        nbytes,
+        compression,
+        tail,
+        analyzer.finish().to_dict() if analyse else None,
+    )
 
 
-#: The bytes a scan of a plain file reads again at its end, to tell whether it was rewritten meanwhile.
+# : The bytes a scan of a plain file reads again at its end, to tell whether it was rewritten
+# meanwhile.
 _FIRST_BYTES = 4096
 
 
 def _still_holds(f, first: bytes, size: int, path: str):
     """Raise a ScanError worth retrying if the file was truncated while it was read (`copytruncate`
-    rotation, a log emptied by hand), even if it grew again: the counts would be of no version of it.
-    `first` and `size` are its first bytes and size when the scan began. A file of size 0 then, read
-    whole anyway, is a kernel's (/proc, /sys), whose size is always 0: only its first bytes tell."""
-    if size and os.fstat(f.fileno()).st_size < f.tell() or os.pread(f.fileno(), len(first), 0) != first:
-        # No "retrying" in the words: the attempt may be the last (its state says whether one follows).
-        raise ScanError(f"{printable(path)}: truncated or rewritten while it was scanned",
-                        permanent=False)
+    rotation, a log emptied by hand), even if it grew again: the counts would be of no version of
+    it. `first` and `size` are its first bytes and size when the scan began. A file of size 0 then,
+    read whole anyway, is a kernel's (/proc, /sys), whose size is always 0: only its first bytes
+    tell."""
+    if (
+        size
+        and os.fstat(f.fileno()).st_size < f.tell()
+        or os.pread(f.fileno(), len(first), 0) != first
+    ):
+        # No "retrying" in the words: the attempt may be the last (its state says whether one
+        # follows).
+        raise ScanError(
+            f"{printable(path)}: truncated or rewritten while it was scanned", permanent=False
+        )
 
 
-def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART,
-                 roots: Roots = ANYWHERE) -> list[tuple[int, int | None]]:
+def split_ranges(
+    path, parts: int, min_part: int = DEFAULT_MIN_PART, roots: Roots = ANYWHERE
+) -> list[tuple[int, int | None]]:
     """Cut a plain file into at most `parts` contiguous, line-aligned ranges for parallel scans.
 
     A compressed file cannot be cut: it is one range (0, None), which scan() accepts as is.
@@ -171,7 +218,8 @@ def split_ranges(path, parts: int, min_part: int = DEFAULT_MIN_PART,
 
 
 def merge(results: Iterable[ScanResult]) -> ScanResult:
-    """Add up the results of consecutive ranges of one file's content: exactly the single-pass result.
+    """Add up the results of consecutive ranges of one file's content: exactly the single-pass
+    result.
 
     The content may have been compressed in between (a rotated log continued in its archive): the
     last result says what the file is now. Lines not counted in any of them are not counted in all.
@@ -186,19 +234,23 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
         analyses.append(r.analysis)
         for p, n in r.counts.items():
             total.counts[p] = total.counts.get(p, 0) + n
-        total.lines = None if None in (total.lines, r.lines) else total.lines + r.lines
+        total.lines = None if total.lines is None or r.lines is None else total.lines + r.lines
         total.bytes += r.bytes
         if r.bytes:  # an empty range says nothing of where the line before it ends
             total.tail = r.tail
-    if analyses and None not in analyses:
+    known = [a for a in analyses if a is not None]
+    if known and len(known) == len(analyses):
         from logjobs import analysis
 
-        total.analysis = functools.reduce(analysis.Analysis.merge, map(analysis.Analysis.from_dict, analyses)).to_dict()
+        total.analysis = functools.reduce(
+            analysis.Analysis.merge, map(analysis.Analysis.from_dict, known)
+        ).to_dict()
     return total
 
 
 def merge_dicts(results: Sequence[dict]) -> dict:
-    """merge() of results as ScanResult.to_dict() makes them, as such a dict; a lone one as it is."""
+    """merge() of results as ScanResult.to_dict() makes them, as such a dict; a lone one as it
+    is."""
     if len(results) == 1:
         return results[0]
     return merge(map(ScanResult.from_dict, results)).to_dict()
@@ -227,8 +279,9 @@ def peek(path, length: int, roots: Roots = ANYWHERE) -> tuple[os.stat_result, st
             raise _os_error(path, e) from None
 
 
-def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int,
-           count_lines: bool = True) -> tuple[list[int], int | None, int, bool]:
+def _count(
+    pieces: Iterable[bytes], kernels: list, chunk_size: int, count_lines: bool = True
+) -> tuple[list[int], int | None, int, bool]:
     """Count matching lines over a stream of pieces; lines may straddle pieces or be of any length.
 
     `carry` holds the unfinished line; once it outgrows a chunk, only its last `keep` bytes are kept
@@ -250,11 +303,11 @@ def _count(pieces: Iterable[bytes], kernels: list, chunk_size: int,
             open_line = True
             if len(carry) > chunk_size:
                 seen = [s or k.contains(carry) for s, k in zip(seen, kernels)]
-                carry = carry[max(0, len(carry) - keep):]
+                carry = carry[max(0, len(carry) - keep) :]
             continue
         lo = 0
         if open_line:
-            line = carry + data[:first + 1]
+            line = carry + data[: first + 1]
             lines += 1
             for i, k in enumerate(kernels):
                 counts[i] += seen[i] or k.contains(line)
@@ -286,9 +339,10 @@ def _nlcount():
         nonlocal out
         if len(out) < hi - lo:
             out = bytearray(hi - lo)
-        view = memoryview(out)[:hi - lo]
+        view = memoryview(out)[: hi - lo]
         _sz.translate(data, _NL_ONLY, start=lo, end=hi, out=view)
         return _sz.bytesum(view)
+
     return count
 
 
@@ -296,10 +350,13 @@ def _nlcount():
 def _count_newlines_by_search() -> bool:
     """Is stringzilla's search (a loop per newline found) faster here than translating and summing?
 
-    It depends on the CPU: on one with AVX-512 the search was 3x slower, on an AVX2-only one 2x faster.
-    So it is timed once per process, on 256 KiB of log-like lines (about 2 ms).
+    It depends on the CPU: on one with AVX-512 the search was 3x slower, on an AVX2-only one 2x
+    faster. So it is timed once per process, on 256 KiB of log-like lines (about 2 ms).
     """
-    sample = (b"2024-05-01T12:00:00.000Z web-1 app[1234]: INFO request served in 12 ms by upstream 3\n" * 3200)
+    sample = (
+        b"2024-05-01T12:00:00.000Z web-1 app[1234]: INFO request served in 12 ms by upstream 3\n"
+        * 3200
+    )
     out = bytearray(len(sample))
 
     def by_search():
@@ -316,6 +373,7 @@ def _count_newlines_by_search() -> bool:
             f()
             times.append(time.perf_counter() - t)
         return min(times)
+
     return best(by_search) < best(by_sum)
 
 
@@ -373,7 +431,8 @@ class _Literal:
 
 
 class _Regex:
-    """Stdlib path: `()` makes findall return the shared b"" per matching line, `[^\\n]*` eats the rest."""
+    """Stdlib path: `()` makes findall return the shared b"" per matching line, `[^\\n]*` eats the
+    rest."""
 
     def __init__(self, alts: list[bytes]):
         self.longest = max(map(len, alts))
@@ -408,7 +467,7 @@ def _owned(f, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
         if end is not None and end - 1 - pos < len(data):  # stop after the line holding byte end-1
             stop = data.find(NL, max(lo, end - 1 - pos))
             if stop >= 0:
-                yield data[lo:stop + 1]
+                yield data[lo : stop + 1]
                 return
         yield data[lo:] if lo else data
         pos += len(data)
@@ -422,16 +481,22 @@ def _tee(pieces: Iterable[bytes], feed) -> Iterator[bytes]:
 
 
 def _skip(pieces: Iterator[bytes], n: int, path: str) -> Iterator[bytes]:
-    """The stream of pieces without its first `n` bytes (those of an earlier scan, which it must hold)."""
+    """The stream of pieces without its first `n` bytes (those of an earlier scan, which it must
+    hold)."""
     for data in pieces:
         if n >= len(data):
             n -= len(data)
             continue
         yield data[n:] if n else data
         n = 0
-    if n:  # an archive made of less than was counted of its file: lines written after it was compressed
-        raise ScanError(f"{printable(path)}: holds less than was counted of it before it was compressed; push it "
-                        "again to scan it whole", permanent=True)
+    # an archive made of less than was counted of its file: lines written after it was compressed
+    if n:
+        raise ScanError(
+            f"{printable(path)}: holds less than was counted of it before it was compressed; push "
+            f"it "
+            "again to scan it whole",
+            permanent=True,
+        )
 
 
 def _decompressed(f, compression: str, chunk_size: int, path: str) -> Iterator[bytes]:
@@ -439,7 +504,9 @@ def _decompressed(f, compression: str, chunk_size: int, path: str) -> Iterator[b
     if compression == "xz":
         pieces = _xz_streams(f, chunk_size)
     elif compression == "gzip":
-        pieces = _reads(_igzip.IGzipFile(fileobj=f) if _igzip else gzip.GzipFile(fileobj=f), chunk_size)
+        pieces = _reads(
+            _igzip.IGzipFile(fileobj=f) if _igzip else gzip.GzipFile(fileobj=f), chunk_size
+        )
     else:
         pieces = _reads(bz2.BZ2File(f), chunk_size)
     try:
@@ -461,11 +528,13 @@ def _reads(z, chunk_size: int) -> Iterator[bytes]:
 def _xz_streams(f, chunk_size: int) -> Iterator[bytes]:
     """The content of every stream of an xz file, in pieces of at most `chunk_size` bytes.
 
-    Streams may be separated, and followed, by null padding in multiples of four bytes; anything else
-    after a stream is corrupt, as `xz -t` says. (lzma.LZMAFile stops at the first padding and ignores
-    whatever follows it, streams included, and takes padding at the end for a truncated stream.)
+    Streams may be separated, and followed, by null padding in multiples of four bytes; anything
+    else after a stream is corrupt, as `xz -t` says. (lzma.LZMAFile stops at the first padding and
+    ignores whatever follows it, streams included, and takes padding at the end for a truncated
+    stream.)
     """
-    z, padding = lzma.LZMADecompressor(lzma.FORMAT_XZ), 0
+    z: lzma.LZMADecompressor | None = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    padding = 0
     while data := f.read(chunk_size):
         while data:
             if z is None:  # between streams
@@ -491,7 +560,8 @@ def _xz_streams(f, chunk_size: int) -> Iterator[bytes]:
 
 
 def _open(path: str, roots: Roots):
-    """Open a regular file within `roots` for reading; anything else is refused without ever blocking on it."""
+    """Open a regular file within `roots` for reading; anything else is refused without ever
+    blocking on it."""
     try:
         fd = roots.open(path, printable(path))
     except OSError as e:
@@ -499,7 +569,9 @@ def _open(path: str, roots: Roots):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise ScanError(f"{printable(path)}: not a regular file ({_kind(mode)})", permanent=True)
+            raise ScanError(
+                f"{printable(path)}: not a regular file ({_kind(mode)})", permanent=True
+            )
         os.set_blocking(fd, True)
         if hasattr(os, "posix_fadvise"):  # doubles read-ahead on a cold cache
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -536,7 +608,8 @@ def _kind(mode: int) -> str:
 
 
 def _os_error(path: str, e: OSError) -> ScanError:
-    """Errors that cannot heal are permanent; any other OSError (EIO, ESTALE...) is worth a retry."""
+    """Errors that cannot heal are permanent; any other OSError (EIO, ESTALE...) is worth a
+    retry."""
     if e.errno in _PERMANENT:
         return ScanError(f"{printable(path)}: {_PERMANENT[e.errno]}", permanent=True)
     if e.errno == errno.ENXIO:  # open() of a socket, or of a device with no driver behind it
@@ -549,7 +622,7 @@ def _os_error(path: str, e: OSError) -> ScanError:
     return ScanError(f"{printable(path)}: read error: {one_line(reason)}", permanent=False)
 
 
-def _corrupt(path: str, compression: str, e: Exception) -> ScanError:
+def _corrupt(path: str, compression: str, e: BaseException) -> ScanError:
     reason = one_line(str(e) or type(e).__name__)
     return ScanError(f"{printable(path)}: corrupt {compression} data: {reason}", permanent=True)
 
@@ -579,6 +652,8 @@ def _simd_works() -> bool:
 
 
 if _sz is not None and not _simd_works():
-    log.warning("stringzilla %s does not work here; scanning with the slower stdlib path",
-                getattr(_sz, "__version__", "?"))
+    log.warning(
+        "stringzilla %s does not work here; scanning with the slower stdlib path",
+        getattr(_sz, "__version__", "?"),
+    )
     _sz = None

@@ -24,7 +24,11 @@ from .store import Attempts, Heartbeats, MirrorPresence
 
 #: The promise `chaos` checks: a dead worker's job is back in its queue within this many seconds.
 RECOVERY_BOUND = 30
-PROBES = {"plain.log": b"ERROR a\nINFO b\nERROR c\r\nx ERROR", "empty.log": b"", "nul.log": b"\0ERROR\0\n\xffERROR\n"}
+PROBES = {
+    "plain.log": b"ERROR a\nINFO b\nERROR c\r\nx ERROR",
+    "empty.log": b"",
+    "nul.log": b"\0ERROR\0\n\xffERROR\n",
+}
 EXPECTED = {"plain.log": 3, "empty.log": 0, "nul.log": 2}
 
 
@@ -36,32 +40,54 @@ class Check:
 
 
 def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
-    """Run the checks; returns a list of Check. `database_reader(path)` returns a path's report row."""
+    """Run the checks; returns a list of Check. `database_reader(path)` returns a path's report
+    row."""
     tag = secrets.token_hex(3)
     queue = f"logjobs-selftest-{tag}"
     folder = tempfile.mkdtemp(prefix=f"logjobs-selftest-{tag}-")
     procs, checks = [], []
     try:
         mirror_host = _mirror_alive(conn)
-        checks.append(Check("a mirror is running", mirror_host is not None,
-                            f"on {mirror_host}" if mirror_host else
-                            f"none seen in {LOCK_TIMEOUT} s: start `logjobs mirror`; without it nothing reaches the "
-                            "database, retries wait, and dead workers' jobs wait for RQ's own 10-minute cleanup"))
+        checks.append(
+            Check(
+                "a mirror is running",
+                mirror_host is not None,
+                f"on {mirror_host}"
+                if mirror_host
+                else f"none seen in {LOCK_TIMEOUT} s: start `logjobs mirror`; without it nothing "
+                f"reaches the "
+                "database, retries wait, and dead workers' jobs wait for RQ's own 10-minute "
+                "cleanup",
+            )
+        )
         paths = []
         for name, data in PROBES.items():
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(data)
             paths.append(os.path.join(folder, name))
-        procs.append(_worker(redis_url, queue, f"selftest-{tag}-1", "--burst"))  # gone when the probes are done
+        procs.append(
+            _worker(redis_url, queue, f"selftest-{tag}-1", "--burst")
+        )  # gone when the probes are done
         pushed = push.push(conn, paths, queue=queue, retry_intervals=(1,), any_queue=True)
         try:
             outcome = outcomes.wait(conn, pushed, poll=0.2, timeout=timeout)
         except LogJobsError as exc:
-            raise LogJobsError(f"the probes did not finish: {exc}; is this host's `rq` working?") from None
-        wrong = [o for o in outcome if o["status"] != "finished" or o["counts"].get("ERROR") != EXPECTED[
-            os.path.basename(o["path"])]]
-        checks.append(Check("probe files counted like grep -c", not wrong,
-                            f"{len(outcome)} files" if not wrong else f"wrong: {wrong[0]}"))
+            raise LogJobsError(
+                f"the probes did not finish: {exc}; is this host's `rq` working?"
+            ) from None
+        wrong = [
+            o
+            for o in outcome
+            if o["status"] != "finished"
+            or o["counts"].get("ERROR") != EXPECTED[os.path.basename(o["path"])]
+        ]
+        checks.append(
+            Check(
+                "probe files counted like grep -c",
+                not wrong,
+                f"{len(outcome)} files" if not wrong else f"wrong: {wrong[0]}",
+            )
+        )
         if database_reader is not None:
             checks.append(_check_rows(database_reader, paths, timeout=15))
         if chaos:
@@ -73,7 +99,8 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
             proc.wait()
         for worker in Worker.all(connection=conn):
             if worker.name.startswith(f"selftest-{tag}-"):
-                worker.register_death()  # killed: RQ would list it as alive until its worker_ttl (420 s)
+                # killed: RQ would list it as alive until its worker_ttl (420 s)
+                worker.register_death()
         Queue(queue, connection=conn).delete(delete_jobs=False)
         shutil.rmtree(folder, ignore_errors=True)
     return checks
@@ -85,7 +112,9 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
         f.truncate(64 << 30)  # sparse: minutes of reading zeros, so the kill lands mid-scan
     victim = _worker(redis_url, queue, f"selftest-{tag}-victim")
     procs.append(victim)
-    pushed = push.push(conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True)
+    pushed = push.push(
+        conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True
+    )
     job_id = pushed.files[long_probe][0]
     deadline = time.monotonic() + 60
     # Mid-scan: the job's own code has counted its attempt and started its heartbeat (RQ says
@@ -109,28 +138,57 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
         if status in ("finished", "failed"):
             break
         time.sleep(0.2)
-    checks = [Check(f"chaos: a SIGKILLed worker's scan is back in its queue within {RECOVERY_BOUND} s",
-                    back is not None and back <= RECOVERY_BOUND,
-                    f"after {back:.1f} s (heartbeat TTL {DEFAULT_BEAT_TTL} s + grace {DEFAULT_ABANDON_GRACE} s)"
-                    if back is not None else "it never came back: is a mirror running?")]
+    checks = [
+        Check(
+            f"chaos: a SIGKILLed worker's scan is back in its queue within {RECOVERY_BOUND} s",
+            back is not None and back <= RECOVERY_BOUND,
+            f"after {back:.1f} s (heartbeat TTL {DEFAULT_BEAT_TTL} s + grace "
+            f"{DEFAULT_ABANDON_GRACE} s)"
+            if back is not None
+            else "it never came back: is a mirror running?",
+        )
+    ]
     outcome = outcomes.outcomes(conn, pushed)[0]
-    checks.append(Check("chaos: it then finished once, with the right count",
-                        outcome["status"] == "finished" and outcome["counts"].get("ERROR") == 1,
-                        f"{outcome['status']}, counts {outcome['counts']}, {outcome['error'] or 'no error'}"))
+    checks.append(
+        Check(
+            "chaos: it then finished once, with the right count",
+            outcome["status"] == "finished" and outcome["counts"].get("ERROR") == 1,
+            f"{outcome['status']}, counts {outcome['counts']}, {outcome['error'] or 'no error'}",
+        )
+    )
     if database_reader is not None:
-        row = _row_when(database_reader, long_probe, lambda r: r["status"] in ("finished", "failed"), 15)
-        checks.append(Check("chaos: the database row says so", bool(row) and row["status"] == "finished"
-                            and row["attempts"] == 2 and row["counts"] == {"ERROR": 1},
-                            f"{row['status']}, attempts {row['attempts']}, counts {row['counts']}" if row else "no row"))
+        row = _row_when(
+            database_reader, long_probe, lambda r: r["status"] in ("finished", "failed"), 15
+        )
+        checks.append(
+            Check(
+                "chaos: the database row says so",
+                bool(row)
+                and row["status"] == "finished"
+                and row["attempts"] == 2
+                and row["counts"] == {"ERROR": 1},
+                f"{row['status']}, attempts {row['attempts']}, counts {row['counts']}"
+                if row
+                else "no row",
+            )
+        )
     return checks
 
 
 def _check_rows(database_reader, paths, timeout):
-    rows = {p: _row_when(database_reader, p, lambda r: r["status"] == "finished", timeout) for p in paths}
+    rows = {
+        p: _row_when(database_reader, p, lambda r: r["status"] == "finished", timeout)
+        for p in paths
+    }
     missing = [p for p, r in rows.items() if not r]
-    return Check("the mirror wrote the probes' rows", not missing,
-                 f"{len(rows)} rows" if not missing else
-                 f"no finished row for {missing[0]} after {timeout} s (is LOGJOBS_DB the mirror's database?)")
+    return Check(
+        "the mirror wrote the probes' rows",
+        not missing,
+        f"{len(rows)} rows"
+        if not missing
+        else f"no finished row for {missing[0]} after {timeout} s (is LOGJOBS_DB the mirror's "
+        f"database?)",
+    )
 
 
 def _row_when(database_reader, path, condition, timeout):
@@ -151,9 +209,15 @@ def _mirror_alive(conn, wait=LOCK_TIMEOUT):
 
 
 def _worker(redis_url, queue, name, *options):
-    return subprocess.Popen(queues.rq_command("worker", "--name", name, *options, queue),
-                            env=dict(environ_with_worker_classes(), RQ_REDIS_URL=redis_url),  # not on the command line: `ps` shows it
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        queues.rq_command("worker", "--name", name, *options, queue),
+        env=dict(
+            environ_with_worker_classes(), RQ_REDIS_URL=redis_url
+        ),  # not on the command line: `ps` shows it
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _kill_tree(pid):

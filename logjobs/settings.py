@@ -1,4 +1,5 @@
-"""One Settings value, resolved in one order: built-in defaults < config file < LOGJOBS_* env < flags."""
+"""One Settings value, resolved in one order: built-in defaults < config file < LOGJOBS_* env <
+flags."""
 
 import configparser
 import dataclasses
@@ -27,18 +28,23 @@ def parse_intervals(text):
     try:
         values = [int(w) for w in _words(text)]
     except ValueError:
-        raise ConfigError(f"retry_intervals must be whole seconds, like '10, 30, 60'; got {text!r}") from None
+        raise ConfigError(
+            f"retry_intervals must be whole seconds, like '10, 30, 60'; got {text!r}"
+        ) from None
     if any(v < 0 for v in values):
         raise ConfigError(f"retry_intervals cannot be negative; got {text!r}")
     if len(values) > defaults.MAX_RETRIES or any(v > defaults.MAX_RETRY_INTERVAL for v in values):
-        raise ConfigError(f"retry_intervals: at most {defaults.MAX_RETRIES} intervals of at most "
-                          f"{defaults.MAX_RETRY_INTERVAL} s; got {text!r}")
+        raise ConfigError(
+            f"retry_intervals: at most {defaults.MAX_RETRIES} intervals of at most "
+            f"{defaults.MAX_RETRY_INTERVAL} s; got {text!r}"
+        )
     return tuple(values)
 
 
 def _int(name, least, most):
-    """A parser of whole numbers from `least` to `most`: a value out of range is a mistake to say at once
-    (a job timeout of 10**20 s failed every attempt inside RQ, its row left queued)."""
+    """A parser of whole numbers from `least` to `most`: a value out of range is a mistake to say at
+    once (a job timeout of 10**20 s failed every attempt inside RQ, its row left queued)."""
+
     def parse(text):
         try:
             value = int(text)
@@ -49,17 +55,28 @@ def _int(name, least, most):
         if value > most:
             raise ConfigError(f"{name} must be at most {most}; got {text!r}")
         return value
+
     return parse
 
 
 def _bool(name):
-    words = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+    words = {
+        "on": True,
+        "true": True,
+        "yes": True,
+        "1": True,
+        "off": False,
+        "false": False,
+        "no": False,
+        "0": False,
+    }
 
     def parse(text):
         try:
             return words[text.strip().lower()]
         except KeyError:
             raise ConfigError(f"{name} must be on or off; got {text!r}") from None
+
     return parse
 
 
@@ -110,7 +127,8 @@ class Settings:
     examples: bool = True  # an example line of each message template (off: no raw line is stored)
     dashboard_user: str | None = None
     dashboard_password: str | None = None
-    dashboard_hosts: tuple = ()  # Host header values the dashboard answers besides its own (see web.security)
+    # Host header values the dashboard answers besides its own (see web.security)
+    dashboard_hosts: tuple = ()
     config_file: str | None = None
 
     @classmethod
@@ -127,17 +145,27 @@ class Settings:
         values.update({k: v for k, v in flags.items() if v is not None})
         for name in ("redis_url", "db"):
             if name in values and not values[name].strip():
-                raise ConfigError(f"{name} is empty (--{name.replace('_', '-')}, {_SOURCES[name][0]} or the config file)")
+                raise ConfigError(
+                    f"{name} is empty (--{name.replace('_', '-')}, {_SOURCES[name][0]} or the "
+                    f"config file)"
+                )
         for name in ("roots", "retry_intervals", "dashboard_hosts"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(config_file=config_file, **values)
 
     def push_options(self):
-        """The keyword arguments of `push.push` these settings decide (retry policy, timeout, sizes)."""
-        return {"retry_max": self.retry_max, "retry_intervals": self.retry_intervals, "timeout": self.job_timeout,
-                "split_bytes": self.split_bytes, "batch_files": self.batch_files, "analyse": self.analysis,
-                "examples": self.examples}
+        """The keyword arguments of `push.push` these settings decide (retry policy, timeout,
+        sizes)."""
+        return {
+            "retry_max": self.retry_max,
+            "retry_intervals": self.retry_intervals,
+            "timeout": self.job_timeout,
+            "split_bytes": self.split_bytes,
+            "batch_files": self.batch_files,
+            "analyse": self.analysis,
+            "examples": self.examples,
+        }
 
     def redacted_redis_url(self):
         """The Redis URL with any password masked, for messages and logs."""
@@ -150,7 +178,8 @@ _SECRET_PARAMS = re.compile(r"pass(word|wd)?|pwd|secret|token|.*password|api_?ke
 
 def redact_url(url):
     """The URL with every credential masked, for messages, logs and pages: the password of its
-    `user:password@` (of each host, for a list of them) and any query parameter that holds a secret."""
+    `user:password@` (of each host, for a list of them) and any query parameter that holds a secret.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -159,12 +188,17 @@ def redact_url(url):
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_PARAMS.fullmatch(k) else v) for k, v in pairs], safe="*/:")
+        query = urlencode(
+            [(k, "***" if _SECRET_PARAMS.fullmatch(k) else v) for k, v in pairs], safe="*/:"
+        )
     if (netloc, query) == (parts.netloc, parts.query):
         return url
     # Not urlunsplit: it writes unix:///path with an empty host as unix:/path.
-    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-            + (f"#{parts.fragment}" if parts.fragment else ""))
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _masked_host(netloc):
@@ -179,7 +213,9 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def _read_config(path):
-    parser = configparser.ConfigParser(interpolation=None)  # a "%" is itself (URL-encoded passwords have them)
+    parser = configparser.ConfigParser(
+        interpolation=None
+    )  # a "%" is itself (URL-encoded passwords have them)
     try:
         parser.read_string(_config_text(path))
     except UnicodeDecodeError:
@@ -192,12 +228,18 @@ def _read_config(path):
     section = parser[CONFIG_SECTION]
     unknown = sorted(set(section) - set(_SOURCES))
     if unknown:
-        raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(_SOURCES)}")
-    return {name: _parsed(_SOURCES[name][1], text, f"config file {path}") for name, text in section.items()}
+        raise ConfigError(
+            f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(_SOURCES)}"
+        )
+    return {
+        name: _parsed(_SOURCES[name][1], text, f"config file {path}")
+        for name, text in section.items()
+    }
 
 
 def _config_text(path):
-    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES, never waited on (a FIFO)."""
+    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES, never waited on (a
+    FIFO)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -208,7 +250,9 @@ def _config_text(path):
     with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES >> 10} KiB: is it the right file?")
+        raise ConfigError(
+            f"config file {path} is over {MAX_CONFIG_BYTES >> 10} KiB: is it the right file?"
+        )
     return data.decode("utf-8")
 
 

@@ -1,6 +1,7 @@
-"""logjobs' own Redis structures, each owned by one class that alone knows its keys (as rq's registry.py
-does for RQ's). What a class reads back is checked (see wire): a value that is not as logjobs writes it
-is skipped, with one warning, never trusted. The event stream has a module of its own (events).
+"""logjobs' own Redis structures, each owned by one class that alone knows its keys (as rq's
+registry.py does for RQ's). What a class reads back is checked (see wire): a value that is not as
+logjobs writes it is skipped, with one warning, never trusted. The event stream has a module of its
+own (events).
 
 Methods that write take `pipe`, a client or a pipeline, so that a caller can join them into one
 transaction; `conn` is a client.
@@ -13,8 +14,19 @@ import redis
 
 from . import wire
 from .defaults import (
-    ATTEMPTS_KEY, BEAT_KEY, DEFAULT_FAILURE_TTL, DONE_KEY, FILES_KEY, HANDED_ON_KEY, HEADS_KEY, INODES_KEY,
-    MIRROR_ALIVE_KEY, MIRROR_LOCK_KEY, ORPHANS_KEY, PUSHED_KEY, SCANNED_KEY,
+    ATTEMPTS_KEY,
+    BEAT_KEY,
+    DEFAULT_FAILURE_TTL,
+    DONE_KEY,
+    FILES_KEY,
+    HANDED_ON_KEY,
+    HEADS_KEY,
+    INODES_KEY,
+    MIRROR_ALIVE_KEY,
+    MIRROR_LOCK_KEY,
+    ORPHANS_KEY,
+    PUSHED_KEY,
+    SCANNED_KEY,
 )
 from .rqsafe import warn_once
 
@@ -29,10 +41,10 @@ def _field(path: str) -> bytes:
 
 
 def sweep_hash(conn, key, cursor, batch, stale):
-    """One step of a sweep over the hash `key`: from `cursor`, about `batch` fields, of which those that
-    `stale({field: value})` lists are dropped. Returns the cursor to go on from (0: the sweep starts
-    over) and the fields dropped. A hash that would otherwise gain a field per job or file, for ever,
-    is swept a step at a time from the mirror's loop."""
+    """One step of a sweep over the hash `key`: from `cursor`, about `batch` fields, of which those
+    that `stale({field: value})` lists are dropped. Returns the cursor to go on from (0: the sweep
+    starts over) and the fields dropped. A hash that would otherwise gain a field per job or file,
+    for ever, is swept a step at a time from the mirror's loop."""
     cursor, entries = conn.hscan(key, cursor, count=batch)
     dropped = stale(entries) if entries else []
     if dropped:
@@ -73,22 +85,30 @@ class ScanRecords:
             from . import tracking
 
             pipe.hset(SCANNED_KEY, mapping={_field(p): wire.encode(r) for p, r in records.items()})
-            pipe.hset(INODES_KEY, mapping={tracking.inode_key(r): _field(p) for p, r in records.items()})
-            pipe.hset(HEADS_KEY, mapping={tracking.head_key(r): _field(p) for p, r in records.items()})
+            pipe.hset(
+                INODES_KEY, mapping={tracking.inode_key(r): _field(p) for p, r in records.items()}
+            )
+            pipe.hset(
+                HEADS_KEY, mapping={tracking.head_key(r): _field(p) for p, r in records.items()}
+            )
 
     def forget_stale(self, cursors, batch):
-        """Drop the index entries that no record holds any more (its file was replaced under its name, or
-        moved on), a step of a sweep over each index from `cursors` ({key: cursor}, updated); returns the
-        fields dropped. Only the mirror writes the indexes, under its lock."""
+        """Drop the index entries that no record holds any more (its file was replaced under its
+        name, or moved on), a step of a sweep over each index from `cursors` ({key: cursor},
+        updated); returns the fields dropped. Only the mirror writes the indexes, under its lock."""
         from . import tracking
 
         dropped = []
         for key, field_of in ((INODES_KEY, tracking.inode_key), (HEADS_KEY, tracking.head_key)):
+
             def stale(entries, field_of=field_of):
                 paths = list(map(os.fsdecode, entries.values()))
                 records = self.get(paths)
-                return [field for field, path in zip(entries, paths)
-                        if records[path] is None or field_of(records[path]) != wire.text(field)]
+                return [
+                    field
+                    for field, path in zip(entries, paths)
+                    if records[path] is None or field_of(records[path]) != wire.text(field)
+                ]
 
             cursors[key], gone = sweep_hash(self.conn, key, cursors.get(key, 0), batch, stale)
             dropped += gone
@@ -119,8 +139,8 @@ class LatestJobs:
 
 
 class DoneFiles:
-    """What each job has done with its files (wire.Done: a result without the analysis, or why a file
-    failed for good), kept as long as RQ keeps a failed job: for a retry, `push --wait` and the
+    """What each job has done with its files (wire.Done: a result without the analysis, or why a
+    file failed for good), kept as long as RQ keeps a failed job: for a retry, `push --wait` and the
     reconciler."""
 
     def __init__(self, conn):
@@ -138,21 +158,28 @@ class DoneFiles:
 
     def finished(self, job_id) -> set:
         """The files an earlier attempt of the job finished (not those that failed for good)."""
-        return {os.fsdecode(k) for k, v in self.conn.hgetall(DONE_KEY + job_id).items()
-                if getattr(self._done(v, job_id, os.fsdecode(k)), "result", None) is not None}
+        return {
+            os.fsdecode(k)
+            for k, v in self.conn.hgetall(DONE_KEY + job_id).items()
+            if getattr(self._done(v, job_id, os.fsdecode(k)), "result", None) is not None
+        }
 
     def get(self, pairs) -> list:
         """The wire.Done (or None) of each (job id, path) pair, in one round trip."""
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id, path in pairs:
                 pipe.hget(DONE_KEY + job_id, _field(path))
-            return [self._done(raw, job_id, path) for (job_id, path), raw in zip(pairs, pipe.execute())]
+            return [
+                self._done(raw, job_id, path) for (job_id, path), raw in zip(pairs, pipe.execute())
+            ]
 
     @staticmethod
     def _done(raw, job_id, path):
         from .scanner import printable
 
-        return wire.read(raw, wire.Done, f"the record of {printable(path)} done by {job_id}", warn_once)
+        return wire.read(
+            raw, wire.Done, f"the record of {printable(path)} done by {job_id}", warn_once
+        )
 
 
 class Attempts:
@@ -172,18 +199,23 @@ class Attempts:
         return [wire.number(n) for n in self.conn.hmget(ATTEMPTS_KEY, job_ids)] if job_ids else []
 
     def forget_gone(self, cursor, batch, exist):
-        """A step of a sweep over the counts from `cursor`, dropping those of the jobs that `exist(ids)`
-        says (a bool each) no longer exist; returns the cursor to go on from and the ids dropped."""
+        """A step of a sweep over the counts from `cursor`, dropping those of the jobs that
+        `exist(ids)` says (a bool each) no longer exist; returns the cursor to go on from and the
+        ids dropped."""
+
         def gone(entries):
             fields = list(entries)
-            return [f for f, alive in zip(fields, exist([wire.text(f) for f in fields])) if not alive]
+            return [
+                f for f, alive in zip(fields, exist([wire.text(f) for f in fields])) if not alive
+            ]
 
         cursor, dropped = sweep_hash(self.conn, ATTEMPTS_KEY, cursor, batch, gone)
         return cursor, [wire.text(f) for f in dropped]
 
 
 class Heartbeats:
-    """A short-lived key per running scan, refreshed by its work-horse: it is alive while the key is."""
+    """A short-lived key per running scan, refreshed by its work-horse: it is alive while the key
+    is."""
 
     def __init__(self, conn):
         self.conn = conn
@@ -203,7 +235,8 @@ class Heartbeats:
 
 
 class HandedOn:
-    """The attempts the keeper gave up (their worker silent), so that one coming back leaves quietly."""
+    """The attempts the keeper gave up (their worker silent), so that one coming back leaves
+    quietly."""
 
     def __init__(self, conn):
         self.conn = conn
@@ -216,14 +249,18 @@ class HandedOn:
 
 
 class Orphans:
-    """When each job was first seen saying "queued" while in no queue (see keeper.requeue_orphans)."""
+    """When each job was first seen saying "queued" while in no queue (see
+    keeper.requeue_orphans)."""
 
     def __init__(self, conn):
         self.conn = conn
 
     def seen(self, now) -> dict:
         """{job id: when first seen}; a time that is not one counts as `now`."""
-        return {wire.text(k): wire.number(v, now, float) for k, v in self.conn.hgetall(ORPHANS_KEY).items()}
+        return {
+            wire.text(k): wire.number(v, now, float)
+            for k, v in self.conn.hgetall(ORPHANS_KEY).items()
+        }
 
     def update(self, gone, new):
         """Forget the jobs `gone`; remember {job id: time} `new`."""

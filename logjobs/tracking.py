@@ -6,8 +6,8 @@ scanned at all; a truncated or replaced one is scanned from the start. A file fo
 (renamed by log rotation, or compressed after it) continues the record of the name it had, whose row
 then says where it went, so its lines are never counted twice.
 
-Pure: the records (wire.Record) come from Redis (the mirror writes them once a scan's result is in the
-database), and `decide` only compares them with the files.
+Pure: the records (wire.Record) come from Redis (the mirror writes them once a scan's result is in
+the database), and `decide` only compares them with the files.
 """
 
 import dataclasses
@@ -25,10 +25,10 @@ HEAD_BYTES = 1024
 class Action(enum.StrEnum):
     """What a push does with a file."""
 
-    FULL = "full"            # scan it all: new, changed in place, truncated, replaced, or forced
-    APPEND = "append"        # scan what was appended since `since`
+    FULL = "full"  # scan it all: new, changed in place, truncated, replaced, or forced
+    APPEND = "append"  # scan what was appended since `since`
     UNCHANGED = "unchanged"  # nothing to scan
-    MOVED = "moved"          # the file of another record, under a new name: continue that record
+    MOVED = "moved"  # the file of another record, under a new name: continue that record
 
 
 FULL, APPEND, UNCHANGED, MOVED = Action
@@ -50,16 +50,26 @@ def head_key(identity: wire.Identity) -> str:
 
 
 class Identity(wire.Identity, frozen=True):
-    """What tells a file apart whatever its name: where it lives, its size and time, and its head."""
+    """What tells a file apart whatever its name: where it lives, its size and time, and its
+    head."""
 
     @classmethod
     def of(cls, path, roots: Roots = ANYWHERE) -> "Identity | None":
-        """The identity of the regular file at `path`, or None when it cannot be read (its job says why)."""
+        """The identity of the regular file at `path`, or None when it cannot be read (its job says
+        why)."""
         try:
             st, compression, data = scanner.peek(path, HEAD_BYTES, roots)
         except (OSError, ScanError):
             return None  # not a regular file, or unreadable
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, compression, len(data), fingerprint(data))
+        return cls(
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            compression,  # type: ignore[arg-type]  # one of scanner's names, or None
+            len(data),
+            fingerprint(data),
+        )
 
     @property
     def inode_key(self) -> str:
@@ -74,7 +84,8 @@ class Identity(wire.Identity, frozen=True):
 
 
 def record_of(ident: wire.Identity, **scan) -> wire.Record:
-    """The record of a finished scan of the file `ident`: where it ended (`end`), of which job, with what."""
+    """The record of a finished scan of the file `ident`: where it ended (`end`), of which job, with
+    what."""
     return wire.Record(**{name: getattr(ident, name) for name in IDENTITY_FIELDS}, **scan)
 
 
@@ -83,19 +94,23 @@ IDENTITY_FIELDS = wire.Identity.__struct_fields__
 
 @dataclasses.dataclass
 class Decision:
-    """What to scan of a file: from `since` on, continuing the scan `base` (a job id), or nothing."""
+    """What to scan of a file: from `since` on, continuing the scan `base` (a job id), or
+    nothing."""
 
     action: Action
     reason: str
     since: int = 0
     base: str | None = None
     moved_from: str | None = None
-    record: wire.Record | None = None  # the record continued (its counts are the base of this scan's)
-    scan: bool = True                  # False: nothing to read (unchanged, or only renamed)
+    record: wire.Record | None = (
+        None  # the record continued (its counts are the base of this scan's)
+    )
+    scan: bool = True  # False: nothing to read (unchanged, or only renamed)
 
     @property
     def resume(self) -> wire.Resume:
         """Where a job continuing the record starts, and the head it expects there."""
+        assert self.record is not None, "only a decision continuing a record resumes"
         return wire.Resume(self.since, self.record.head_len, self.record.head)
 
 
@@ -159,22 +174,37 @@ def _moved(path, ident, old_path, old):
 
 
 def _holds_all(path, ident, record):
-    """Does the file `ident` at `path` still hold everything `record` counted? A compressed file's size
-    says nothing of its content's length (`end`): one still there, still beginning alike, holds it."""
-    return _same_file(path, ident, record) and (ident.compression is not None or ident.size >= record.end)
+    """Does the file `ident` at `path` still hold everything `record` counted? A compressed file's
+    size says nothing of its content's length (`end`): one still there, still beginning alike, holds
+    it."""
+    return _same_file(path, ident, record) and (
+        ident.compression is not None or ident.size >= record.end
+    )
 
 
 def _continued(path, ident, record, moved_from):
-    """Continue `record`: nothing new, what was appended, or (when that cannot be told) everything."""
+    """Continue `record`: nothing new, what was appended, or (when that cannot be told)
+    everything."""
     untouched = (ident.dev, ident.ino, ident.size, ident.mtime_ns) == (
-        record.dev, record.ino, record.size, record.mtime_ns)
-    # A plain file is read to its end: one that grew while it was scanned ends where its scan did, though
-    # its size and mtime are no longer those its push saw (and recorded).
+        record.dev,
+        record.ino,
+        record.size,
+        record.mtime_ns,
+    )
+    # A plain file is read to its end: one that grew while it was scanned ends where its scan did,
+    # though its size and mtime are no longer those its push saw (and recorded).
     if ident.size == record.end if ident.compression is None else untouched:
         if moved_from is None:
             return Decision(UNCHANGED, "unchanged since its last scan", record=record, scan=False)
-        return Decision(MOVED, f"moved from {moved_from}", since=record.end, base=record.job_id,
-                        moved_from=moved_from, record=record, scan=False)
+        return Decision(
+            MOVED,
+            f"moved from {moved_from}",
+            since=record.end,
+            base=record.job_id,
+            moved_from=moved_from,
+            record=record,
+            scan=False,
+        )
     if record.tail:
         return Decision(FULL, "its last line was still being written at its last scan")
     if ident.compression is None and ident.size < record.end:
@@ -183,5 +213,11 @@ def _continued(path, ident, record, moved_from):
         # Rewritten in place: its stream is not known to begin with what was counted.
         return Decision(FULL, f"{ident.compression} file changed since its last scan")
     how = f"moved from {moved_from}" if moved_from else "grew since its last scan"
-    return Decision(MOVED if moved_from else APPEND, how, since=record.end, base=record.job_id,
-                    moved_from=moved_from, record=record)
+    return Decision(
+        MOVED if moved_from else APPEND,
+        how,
+        since=record.end,
+        base=record.job_id,
+        moved_from=moved_from,
+        record=record,
+    )

@@ -32,7 +32,11 @@ class Shape(msgspec.Struct, forbid_unknown_fields=False):
     """Base of the shapes: fields this version does not know are dropped."""
 
 
-class Identity(Shape, frozen=True):
+class FrozenShape(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """Base of the shapes that are values: they never change once made."""
+
+
+class Identity(FrozenShape, frozen=True):
     """What tells a file apart whatever its name (tracking.Identity adds how to take it)."""
 
     dev: Offset
@@ -73,15 +77,16 @@ class Result(Shape):
 
 
 class Done(Shape):
-    """What a job records of a file it is done with (jobs.Reporter): its result, or why it failed for good."""
+    """What a job records of a file it is done with (jobs.Reporter): its result, or why it failed
+    for good."""
 
     result: Result | None = None
     error: Text | None = None
 
 
 class Record(Identity, frozen=True, kw_only=True):
-    """What was counted of a file by its last finished scan, for the pushes to come (see tracking): the
-    identity of the file it read, and where it ended, with what."""
+    """What was counted of a file by its last finished scan, for the pushes to come (see tracking):
+    the identity of the file it read, and where it ended, with what."""
 
     job_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+$")]
     end: Offset
@@ -93,8 +98,8 @@ class Record(Identity, frozen=True, kw_only=True):
 
 
 class Resume(NamedTuple):
-    """Where a scan continuing an earlier one (or one part of several) starts, and the head the file must
-    still have there (else it was replaced since it was pushed)."""
+    """Where a scan continuing an earlier one (or one part of several) starts, and the head the file
+    must still have there (else it was replaced since it was pushed)."""
 
     since: int
     head_len: int
@@ -160,8 +165,8 @@ def encode(value) -> bytes:
 
 
 def read(raw, shape, what, warn):
-    """decode(raw, shape), or None when `raw` is missing or not one (then `warn(key, message, *args)` is
-    told, with `what` in its key and its message)."""
+    """decode(raw, shape), or None when `raw` is missing or not one (then `warn(key, message,
+    *args)` is told, with `what` in its key and its message)."""
     if raw is None:
         return None
     try:
@@ -181,10 +186,12 @@ def number(raw, default=0, kind=int):
 
 
 def text(raw) -> str:
-    """A name kept in Redis as bytes (a job id, a state), as text; bytes that are not UTF-8 are escaped."""
+    """A name kept in Redis as bytes (a job id, a state), as text; bytes that are not UTF-8 are
+    escaped."""
     return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
 
 
 def plain(value):
-    """A shape (or plain data holding shapes) as plain dicts and lists: what the status database stores."""
+    """A shape (or plain data holding shapes) as plain dicts and lists: what the status database
+    stores."""
     return msgspec.to_builtins(value)

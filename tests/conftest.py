@@ -1,4 +1,5 @@
-"""Fixtures: a private redis-server per test, and real `rq worker` / `logjobs` processes around it."""
+"""Fixtures: a private redis-server per test, and real `rq worker` / `logjobs` processes around
+it."""
 
 import glob
 import json
@@ -22,6 +23,36 @@ from logjobs.rqsafe import WORKER_ENV
 BIN = os.path.dirname(sys.executable)
 
 
+#: Fixtures that start real processes: a test using one is `slow` (bin/test -m "not slow" skips it).
+SLOW_FIXTURES = {
+    "cluster",
+    "redis_server",
+    "conn",
+    "postgres_url",
+    "browser",
+    "hosts",
+    "running",
+    "acl_redis",
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark what a test's fixtures say of it: real processes are slow, a browser or namespaces
+    too."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (
+            fixtures & SLOW_FIXTURES
+            or item.get_closest_marker("browser")
+            or item.get_closest_marker("netns")
+        ):
+            item.add_marker(pytest.mark.slow)
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        if "hosts" in fixtures:
+            item.add_marker(pytest.mark.netns)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A private PostgreSQL server on a free port, for the session (never the machine's own)."""
@@ -42,18 +73,48 @@ def postgres_url():
     if user:
         os.chown(data, user.pw_uid, user.pw_gid)
     as_user = (lambda: (os.setgid(user.pw_gid), os.setuid(user.pw_uid))) if user else None
-    subprocess.run([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True, preexec_fn=as_user)
+    subprocess.run(
+        [
+            os.path.join(bindir, "initdb"),
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+        preexec_fn=as_user,
+    )
     port = free_port()
-    server = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", data, "-p", str(port), "-k", data,
-                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_user)
+    server = subprocess.Popen(
+        [
+            os.path.join(bindir, "postgres"),
+            "-D",
+            data,
+            "-p",
+            str(port),
+            "-k",
+            data,
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=as_user,
+    )
     import psycopg2
 
     deadline = time.monotonic() + 30
     while True:
         try:
-            admin = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+            admin = psycopg2.connect(
+                host="127.0.0.1", port=port, user="postgres", dbname="postgres"
+            )
             break
         except psycopg2.OperationalError:
             if time.monotonic() > deadline or server.poll() is not None:
@@ -113,15 +174,29 @@ class Cluster:
         self.db = str(tmp_path / "status.db")
         self.procs, self.supervisors = [], []
         # As the units in conf/ set it (WORKER_ENV: the classes that keep workers safe).
-        self.env = dict(os.environ, LOGJOBS_REDIS_URL=server.url, RQ_REDIS_URL=server.url, LOGJOBS_DB=self.db,
-                        PATH=BIN + os.pathsep + os.environ.get("PATH", ""), **WORKER_ENV)
+        self.env = dict(
+            os.environ,
+            LOGJOBS_REDIS_URL=server.url,
+            RQ_REDIS_URL=server.url,
+            LOGJOBS_DB=self.db,
+            PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
+            **WORKER_ENV,
+        )
         self.env.pop("LOGJOBS_CONFIG", None)
 
     def run(self, *args, input=None, check=False, timeout=120):
-        """`logjobs ARGS...` as a user types it; returns the CompletedProcess. Past `timeout`, the command
-        and whatever it started (selftest's workers) are killed, as Ctrl-C in a shell kills its group."""
-        with subprocess.Popen([os.path.join(BIN, "logjobs"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=self.env, start_new_session=True) as running:
+        """`logjobs ARGS...` as a user types it; returns the CompletedProcess. Past `timeout`, the
+        command and whatever it started (selftest's workers) are killed, as Ctrl-C in a shell kills
+        its group."""
+        with subprocess.Popen(
+            [os.path.join(BIN, "logjobs"), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            start_new_session=True,
+        ) as running:
             try:
                 out, err = running.communicate(input, timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -129,7 +204,9 @@ class Cluster:
                 raise
         proc = subprocess.CompletedProcess(running.args, running.returncode, out, err)
         if check and proc.returncode != 0:
-            raise AssertionError(f"logjobs {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"logjobs {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def json(self, *args):
@@ -137,29 +214,47 @@ class Cluster:
 
     def spawn(self, args, name, env=None):
         log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=self.tmp)
+        proc = subprocess.Popen(
+            args,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.tmp,
+        )
         log.close()
         self.procs.append(proc)
         return proc
 
     def worker(self, *queues, name=None, netns=None, url=None):
-        """A plain `rq worker high default low`, configured only by RQ_REDIS_URL and WORKER_ENV (in network namespace
-        `netns`, reaching Redis at `url`, if given)."""
+        """A plain `rq worker high default low`, configured only by RQ_REDIS_URL and WORKER_ENV (in
+        network namespace `netns`, reaching Redis at `url`, if given)."""
         name = name or f"w{len(self.procs)}"
-        args = [os.path.join(BIN, "rq"), "worker", "--name", name, *(queues or ("high", "default", "low"))]
-        return self.spawn((["ip", "netns", "exec", netns] if netns else []) + args, name,
-                          env=dict(self.env, RQ_REDIS_URL=url) if url else None)
+        args = [
+            os.path.join(BIN, "rq"),
+            "worker",
+            "--name",
+            name,
+            *(queues or ("high", "default", "low")),
+        ]
+        return self.spawn(
+            (["ip", "netns", "exec", netns] if netns else []) + args,
+            name,
+            env=dict(self.env, RQ_REDIS_URL=url) if url else None,
+        )
 
     def supervised(self, start):
-        """Run `start()` (e.g. `lambda: cluster.worker(name="w1")`) under a restarting supervisor."""
+        """Run `start()` (e.g. `lambda: cluster.worker(name="w1")`) under a restarting
+        supervisor."""
         supervisor = Supervised(self, start)
         supervisor.start()
         self.supervisors.append(supervisor)
         return supervisor
 
     def mirror(self):
-        return self.spawn([os.path.join(BIN, "logjobs"), "-v", "mirror"], f"mirror{len(self.procs)}")
+        return self.spawn(
+            [os.path.join(BIN, "logjobs"), "-v", "mirror"], f"mirror{len(self.procs)}"
+        )
 
     def report(self):
         self.run("mirror", "--once", check=True)
@@ -209,7 +304,9 @@ class Cluster:
             proc.wait(20)
 
     def logs(self):
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log")
+        )
 
 
 @pytest.fixture

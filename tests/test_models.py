@@ -4,7 +4,8 @@ times are stored as the drivers store them."""
 import sqlite3
 
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 from peewee import SqliteDatabase
 
 from logjobs.exceptions import ConfigError
@@ -21,8 +22,11 @@ def test_older_database_gets_new_columns_from_the_writer_only(tmp_path):
     path = str(tmp_path / "old.db")
     with sqlite3.connect(path) as c:
         c.execute(OLD_SCANS)
-        c.execute("insert into scans values (1, '/a.log', 'lj-1', 'default', 'finished', '[\"ERROR\"]', "
-                  "'{\"ERROR\": 2}', 5, 50, null, null, 1, 'w1', '2026-01-01', null, null, '2026-01-01', 1, '[]')")
+        c.execute(
+            "insert into scans values (1, '/a.log', 'lj-1', 'default', 'finished', '[\"ERROR\"]', "
+            "'{\"ERROR\": 2}', 5, 50, null, null, 1, 'w1', '2026-01-01', null, null, '2026-01-01', "
+            "1, '[]')"
+        )
     with pytest.raises(ConfigError, match="older logjobs: run `logjobs mirror --once`"):
         open_database(path, create=False)
     database = open_database(path)
@@ -32,12 +36,13 @@ def test_older_database_gets_new_columns_from_the_writer_only(tmp_path):
     open_database(path, create=False).close()  # readers are fine now
 
 
-@given(st.floats(min_value=0, max_value=2 ** 35, allow_nan=False))
+@given(st.floats(min_value=0, max_value=2**35, allow_nan=False))
 @example(1_700_000_000.0).via("a whole second: no fraction, as sqlite3's adapter writes it")
 @example(1_700_000_000.9999996).via("rounds up into the next second")
 @example(0.0000005).via("half a microsecond: rounds to even")
 @example(0.0000015).via("rounds to even, up")
 def test_sqlite_times_are_the_text_sqlite3_makes_of_utc(timestamp):
-    # The mirror binds this text instead of the datetime, which sqlite3 would format through its adapter.
+    # The mirror binds this text instead of the datetime, which sqlite3 would format through its
+    # adapter.
     assert stored_utc(SqliteDatabase(None))(timestamp) == utc(timestamp).isoformat(" ")
     assert stored_utc(object()) is utc

@@ -24,8 +24,10 @@ WEB = b"""\
 2024-05-01T16:00:00+02:00 FATAL db: cannot open /var/lib/db/q.db: 'disk I/O error'
 """
 UPSTREAM = "api: upstream <IP> timed out after <NUM> ms"
-OPEN_FAILED = ("<NUM>#<NUM>: *<NUM> open() <STR> failed (<NUM>: No such file or directory), client: <IP>, "
-               "server: example.org")
+OPEN_FAILED = (
+    "<NUM>#<NUM>: *<NUM> open() <STR> failed (<NUM>: No such file or directory), client: <IP>, "
+    "server: example.org"
+)
 
 
 @pytest.fixture
@@ -49,16 +51,28 @@ def test_report_has_levels_and_windows(scanned):
     # The INFO line that mentions ERROR is INFO: pattern counts and levels differ on purpose.
     assert (app["counts"], app["levels"]) == ({"ERROR": 3}, {"INFO": 2, "WARN": 1, "ERROR": 2})
     assert (web["counts"], web["levels"]) == ({"ERROR": 0}, {"ERROR": 2, "WARN": 1, "FATAL": 1})
-    window = {row["path"]: row["levels"] for row in cluster.json(
-        "report", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T12:02")}
-    assert window == {str(logs / "api" / "app.log"): {"ERROR": 1, "WARN": 1},
-                      str(logs / "api" / "app2.log"): {"ERROR": 1, "WARN": 1}}
-    # The FATAL line is stamped 16:00+02:00, 14:00 UTC: before 16:01+02:00, like the first [error] line.
+    window = {
+        row["path"]: row["levels"]
+        for row in cluster.json(
+            "report", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T12:02"
+        )
+    }
+    assert window == {
+        str(logs / "api" / "app.log"): {"ERROR": 1, "WARN": 1},
+        str(logs / "api" / "app2.log"): {"ERROR": 1, "WARN": 1},
+    }
+    # The FATAL line is stamped 16:00+02:00, 14:00 UTC: before 16:01+02:00, like the first [error]
+    # line.
     late = cluster.json("report", "--json", "--since", "2024-05-01T16:01+02:00")
-    assert [(r["path"], r["levels"]) for r in late] == [(str(logs / "nginx" / "error.log"),
-                                                         {"ERROR": 1, "WARN": 1})]
+    assert [(r["path"], r["levels"]) for r in late] == [
+        (str(logs / "nginx" / "error.log"), {"ERROR": 1, "WARN": 1})
+    ]
     out = cluster.run("report", "--since", "yesterday")
-    assert out.returncode == 2 and "bad time 'yesterday'" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 2
+        and "bad time 'yesterday'" in out.stderr
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_top_merges_files_and_filters(scanned):
@@ -71,11 +85,20 @@ def test_top_merges_files_and_filters(scanned):
         (2, 1, "ERROR", OPEN_FAILED),
         (1, 1, "FATAL", "db: cannot open <PATH>: <STR>"),
     ]
-    assert top[0]["example"] == "2024-05-01 12:00:02,200 ERROR api: upstream 10.0.0.7:8080 timed out after 3000 ms"
+    assert (
+        top[0]["example"]
+        == "2024-05-01 12:00:02,200 ERROR api: upstream 10.0.0.7:8080 timed out after 3000 ms"
+    )
     assert [m["count"] for m in cluster.json("top", "--json", "--path", "*/nginx/*")] == [2, 1]
-    since = cluster.json("top", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T14:01")
+    since = cluster.json(
+        "top", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T14:01"
+    )
     assert [(m["count"], m["template"]) for m in since] == [
-        (2, UPSTREAM), (2, "api: retry after ERROR earlier"), (1, OPEN_FAILED), (1, "db: cannot open <PATH>: <STR>")]
+        (2, UPSTREAM),
+        (2, "api: retry after ERROR earlier"),
+        (1, OPEN_FAILED),
+        (1, "db: cannot open <PATH>: <STR>"),
+    ]
     assert [m["level"] for m in cluster.json("top", "--json", "--level", "fatal")] == ["FATAL"]
     plain = cluster.run("top", "-n", "1", check=True).stdout.splitlines()
     assert plain[0].split() == ["COUNT", "FILES", "LEVEL", "TEMPLATE"]
@@ -84,37 +107,64 @@ def test_top_merges_files_and_filters(scanned):
 
 
 def test_top_over_files_adds_up_each_files_own_counts(monkeypatch):
-    # It merged the files' analyses as the ranges of one file: past MAX_TEMPLATES templates in all, a
-    # later file's were dropped; past the merge's bucket bounds, minutes became hours and a window
+    # It merged the files' analyses as the ranges of one file: past MAX_TEMPLATES templates in all,
+    # a later file's were dropped; past the merge's bucket bounds, minutes became hours and a window
     # inside one hour found nothing.
     def words(i):
-        return "".join(chr(97 + i // 26 ** k % 26) for k in range(3))
+        return "".join(chr(97 + i // 26**k % 26) for k in range(3))
 
-    many = analysis.analyse(b"".join(b"2024-01-01T00:00:00Z ERROR alpha %s broke\n" % words(i).encode()
-                                     for i in range(1200)))
+    many = analysis.analyse(
+        b"".join(
+            b"2024-01-01T00:00:00Z ERROR alpha %s broke\n" % words(i).encode() for i in range(1200)
+        )
+    )
     disk = analysis.analyse(b"2024-01-01T00:00:00Z ERROR zulu disk 7 full\n" * 5000)
-    minutes = [analysis.analyse(b"".join(b"%s ERROR tick\n" % (base + datetime.timedelta(minutes=i)).strftime(
-        "%Y-%m-%dT%H:%M:00Z").encode() for i in range(30_000))) for base in (datetime.datetime(2024, 1, 1),
-                                                                          datetime.datetime(2024, 3, 1))]
+    minutes = [
+        analysis.analyse(
+            b"".join(
+                b"%s ERROR tick\n"
+                % (base + datetime.timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:00Z").encode()
+                for i in range(30_000)
+            )
+        )
+        for base in (datetime.datetime(2024, 1, 1), datetime.datetime(2024, 3, 1))
+    ]
     assert len(many.messages) == analysis.MAX_TEMPLATES and many.overflow == 200
     files = [("/a.log", many), ("/b.log", disk), ("/c.log", minutes[0]), ("/d.log", minutes[1])]
     monkeypatch.setattr(queries, "_analyses", lambda path_glob=None, path=None: iter(files))
     found = {m["template"]: (m["count"], m["files"]) for m in queries.top(limit=None)}
-    assert found["zulu disk <NUM> full"] == (5000, 1) and found["tick"] == (60_000, 2) and len(found) == 1002
+    assert (
+        found["zulu disk <NUM> full"] == (5000, 1)
+        and found["tick"] == (60_000, 2)
+        and len(found) == 1002
+    )
     window = queries.top(since="2024-01-01T00:30", until="2024-01-01T00:40", levels={"ERROR"})
     assert [(m["template"], m["count"]) for m in window] == [("tick", 10)]
     assert queries.top(since="2024-01-01T00:30", until="2024-01-01T02:00")[0]["count"] == 90
 
 
 def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
-    """A big file scanned as byte ranges by several workers ends in exactly the single-pass analysis."""
+    """A big file scanned as byte ranges by several workers ends in exactly the single-pass
+    analysis."""
     rnd = random.Random(7)
     lines = []
     for i in range(60_000):
         level = rnd.choice(["INFO", "INFO", "WARN", "ERROR", "FATAL", "DEBUG"])
-        lines.append(b"2024-05-%02d %02d:%02d:%02d,000 %s svc%d: request %d from 10.1.%d.%d failed code=%d\n" % (
-            1 + i // 20_000, i // 1000 % 24, i // 17 % 60, i % 60, level.encode(), rnd.randint(1, 5), i,
-            rnd.randint(0, 255), rnd.randint(0, 255), rnd.choice([500, 502, 503])))
+        lines.append(
+            b"2024-05-%02d %02d:%02d:%02d,000 %s svc%d: request %d from 10.1.%d.%d failed code=%d\n"
+            % (
+                1 + i // 20_000,
+                i // 1000 % 24,
+                i // 17 % 60,
+                i % 60,
+                level.encode(),
+                rnd.randint(1, 5),
+                i,
+                rnd.randint(0, 255),
+                rnd.randint(0, 255),
+                rnd.choice([500, 502, 503]),
+            )
+        )
     data = b"".join(lines) + b"2024-05-03 23:59:59,000 ERROR svc1: last line without newline"
     path = tmp_path / "big.log"
     path.write_bytes(data)
@@ -129,43 +179,78 @@ def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
     assert row["levels"] == expected.levels
     top = cluster.json("top", "--json", "-n", "1000")
     assert [(m["level"], m["template"], m["count"], m["example"]) for m in top] == [
-        (m["level"], m["template"], m["count"], m["example"]) for m in expected.top(1000)]
-    window = cluster.json("report", "--json", "--since", "2024-05-02T05:00", "--until", "2024-05-02T07:30")[0]
-    assert window["levels"] == queries._window(expected.minutes, "2024-05-02T05:00", "2024-05-02T07:30")
+        (m["level"], m["template"], m["count"], m["example"]) for m in expected.top(1000)
+    ]
+    window = cluster.json(
+        "report", "--json", "--since", "2024-05-02T05:00", "--until", "2024-05-02T07:30"
+    )[0]
+    assert window["levels"] == queries._window(
+        expected.minutes, "2024-05-02T05:00", "2024-05-02T07:30"
+    )
 
 
 def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path):
     """Two months of minutes are too many buckets: the parts of a split scan, the mirror's merge,
     time windows, the timeline and its chart all work in hours, and a file in minutes joins them."""
     start = datetime.datetime(2024, 1, 1)
-    data = b"".join(b"%s %s app: job %d done\n" % ((start + datetime.timedelta(minutes=m)).isoformat().encode(),
-                                                  b"ERROR" if m % 7 == 0 else b"INFO", m) for m in range(60 * 24 * 60))
+    data = b"".join(
+        b"%s %s app: job %d done\n"
+        % (
+            (start + datetime.timedelta(minutes=m)).isoformat().encode(),
+            b"ERROR" if m % 7 == 0 else b"INFO",
+            m,
+        )
+        for m in range(60 * 24 * 60)
+    )
     (tmp_path / "long.log").write_bytes(data)
     (tmp_path / "app.log").write_bytes(APP)
     cluster.worker()
     cluster.worker()
-    doc = cluster.json("push", "--wait", "--json", "--split-size", str(len(data) // 3), str(tmp_path))
+    doc = cluster.json(
+        "push", "--wait", "--json", "--split-size", str(len(data) // 3), str(tmp_path)
+    )
     assert {d["path"]: d["parts"] for d in doc["enqueued"]}[str(tmp_path / "long.log")] == 2
     cluster.run("mirror", "--once", check=True)
     expected = analysis.analyse(data, ["ERROR"])
     assert expected.width() == 13
     rows = {row["path"]: row for row in cluster.json("report", "--json")}
-    assert rows[str(tmp_path / "long.log")]["levels"] == expected.levels == {"INFO": 74_057, "ERROR": 12_343}
-    window = cluster.json("report", "--json", "--since", "2024-02-01T10:30", "--until", "2024-02-01T12:00")
+    assert (
+        rows[str(tmp_path / "long.log")]["levels"]
+        == expected.levels
+        == {"INFO": 74_057, "ERROR": 12_343}
+    )
+    window = cluster.json(
+        "report", "--json", "--since", "2024-02-01T10:30", "--until", "2024-02-01T12:00"
+    )
     assert {r["path"]: r["levels"] for r in window} == {  # whole hours: 10:00 to 12:00
-        str(tmp_path / "long.log"): queries._window(expected.minutes, "2024-02-01T10", "2024-02-01T12")}
+        str(tmp_path / "long.log"): queries._window(
+            expected.minutes, "2024-02-01T10", "2024-02-01T12"
+        )
+    }
     assert sum(window[0]["levels"].values()) == 120
     open_database(cluster.db)
     try:
         assert queries.level_timeline(since="2024-05-01T00:00") == {  # app.log alone: minutes
-            "2024-05-01T12:00": {"INFO": 1, "ERROR": 1}, "2024-05-01T12:01": {"ERROR": 1, "WARN": 1},
-            "2024-05-01T12:02": {"INFO": 1}}
-        assert queries.level_timeline(since="2024-02-29T23:00") == {  # with long.log's last hour: hours
-            "2024-02-29T23": {"ERROR": 8, "INFO": 52}, "2024-05-01T12": {"INFO": 2, "ERROR": 2, "WARN": 1}}
+            "2024-05-01T12:00": {"INFO": 1, "ERROR": 1},
+            "2024-05-01T12:01": {"ERROR": 1, "WARN": 1},
+            "2024-05-01T12:02": {"INFO": 1},
+        }
+        assert queries.level_timeline(
+            since="2024-02-29T23:00"
+        ) == {  # with long.log's last hour: hours
+            "2024-02-29T23": {"ERROR": 8, "INFO": 52},
+            "2024-05-01T12": {"INFO": 2, "ERROR": 2, "WARN": 1},
+        }
         everything = queries.level_timeline()
-        assert len(everything) == 60 * 24 + 1 and everything["2024-01-01T00"] == {"ERROR": 9, "INFO": 51}
+        assert len(everything) == 60 * 24 + 1 and everything["2024-01-01T00"] == {
+            "ERROR": 9,
+            "INFO": 51,
+        }
         chart = queries.level_chart(everything)
-        assert chart["unit"] == "day" and sum(map(sum, (s["counts"] for s in chart["series"]))) == 86_400 + 5
+        assert (
+            chart["unit"] == "day"
+            and sum(map(sum, (s["counts"] for s in chart["series"]))) == 86_400 + 5
+        )
     finally:
         db.close()
 
@@ -194,11 +279,24 @@ def test_minute_parses_iso_and_spans():
 def test_level_chart_picks_a_unit_and_fills_gaps():
     minutes = {"2024-05-01T12:00": {"ERROR": 2}, "2024-05-01T12:03": {"INFO": 1, "ERROR": 1}}
     chart = queries.level_chart(minutes)
-    assert chart["unit"] == "minute" and chart["labels"] == [f"2024-05-01T12:0{i}" for i in range(4)]
-    assert chart["series"] == [{"level": "INFO", "counts": [0, 0, 0, 1]}, {"level": "ERROR", "counts": [2, 0, 0, 1]}]
+    assert chart["unit"] == "minute" and chart["labels"] == [
+        f"2024-05-01T12:0{i}" for i in range(4)
+    ]
+    assert chart["series"] == [
+        {"level": "INFO", "counts": [0, 0, 0, 1]},
+        {"level": "ERROR", "counts": [2, 0, 0, 1]},
+    ]
     days = queries.level_chart({"2024-05-01T00:00": {"WARN": 1}, "2024-06-30T23:59": {"WARN": 2}})
-    assert days["unit"] == "day" and len(days["labels"]) == 61 and sum(days["series"][0]["counts"]) == 3
+    assert (
+        days["unit"] == "day"
+        and len(days["labels"]) == 61
+        and sum(days["series"][0]["counts"]) == 3
+    )
     assert json.dumps(queries.level_chart({}))
     hours = queries.level_chart({"2024-05-01T10": {"ERROR": 1}, "2024-05-01T12": {"ERROR": 2}})
-    assert hours["unit"] == "hour" and hours["labels"] == ["2024-05-01T10", "2024-05-01T11", "2024-05-01T12"]
+    assert hours["unit"] == "hour" and hours["labels"] == [
+        "2024-05-01T10",
+        "2024-05-01T11",
+        "2024-05-01T12",
+    ]
     assert hours["series"] == [{"level": "ERROR", "counts": [1, 0, 2]}]

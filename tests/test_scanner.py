@@ -1,4 +1,5 @@
-"""The scanner counts exactly like `LC_ALL=C grep -a -c -F` (and zgrep/bzgrep/xzgrep), in bounded memory."""
+"""The scanner counts exactly like `LC_ALL=C grep -a -c -F` (and zgrep/bzgrep/xzgrep), in bounded
+memory."""
 
 import bz2
 import contextlib
@@ -17,7 +18,8 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logjobs import scanner
 from logjobs.access import Roots
@@ -27,19 +29,58 @@ from logjobs.scanner import ScanResult, merge, scan, split_ranges
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = ["simd", "stdlib"] if scanner._sz is not None else ["stdlib"]
 PATTERNS = [
-    "ERROR", "E", "OR\r", "ERRORERROR", "aa", "", "ERROR\nwarn", "x\n", "café",
-    os.fsdecode(b"\xff\xfe"), "\x01", "absent-zzz",
+    "ERROR",
+    "E",
+    "OR\r",
+    "ERRORERROR",
+    "aa",
+    "",
+    "ERROR\nwarn",
+    "x\n",
+    "café",
+    os.fsdecode(b"\xff\xfe"),
+    "\x01",
+    "absent-zzz",
 ]
 GREP = {None: "grep", "gzip": "zgrep", "bzip2": "bzgrep", "xz": "xzgrep"}
 CORPUS = [
-    "mixed.log", "no_final_newline.log", "crlf.log", "empty.log", "only_newline.log", "blank_lines.log",
-    "single_no_newline.log", "overlaps.log", "long_line.log", "long_then_short.log", "multi_member.gz",
-    "multi_stream.bz2", "multi_stream.xz", "padded_streams.xz", "long_line.xz", "empty.gz", "plain_named.gz",
-    "gzip_named.log", "starts_like_bzip2.log",
+    "mixed.log",
+    "no_final_newline.log",
+    "crlf.log",
+    "empty.log",
+    "only_newline.log",
+    "blank_lines.log",
+    "single_no_newline.log",
+    "overlaps.log",
+    "long_line.log",
+    "long_then_short.log",
+    "multi_member.gz",
+    "multi_stream.bz2",
+    "multi_stream.xz",
+    "padded_streams.xz",
+    "long_line.xz",
+    "empty.gz",
+    "plain_named.gz",
+    "gzip_named.log",
+    "starts_like_bzip2.log",
 ]
 FRAGMENTS = [
-    b"ERROR", b"ERR", b"OR", b"E", b"\r", b"\x00", b"\xff\xfe", b"\xff", b"caf\xc3\xa9", b"aaa",
-    b"warn", b"x", b"\x01", b" ", b"lorem ipsum dolor ", b"ERRORERROR",
+    b"ERROR",
+    b"ERR",
+    b"OR",
+    b"E",
+    b"\r",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xff",
+    b"caf\xc3\xa9",
+    b"aaa",
+    b"warn",
+    b"x",
+    b"\x01",
+    b" ",
+    b"lorem ipsum dolor ",
+    b"ERRORERROR",
 ]
 
 
@@ -63,7 +104,13 @@ def test_both_simd_newline_counters_count_alike(monkeypatch, by_search):
     count = scanner._nlcount()
     rnd = random.Random(5)
     data = b"\n".join(awkward_lines(rnd, 3000)) + b"\n\n"
-    for lo, hi in [(0, len(data)), (1, len(data) - 1), (17, 17), (100, 4000), (len(data) - 3, len(data))]:
+    for lo, hi in [
+        (0, len(data)),
+        (1, len(data) - 1),
+        (17, 17),
+        (100, 4000),
+        (len(data) - 3, len(data)),
+    ]:
         assert count(data, lo, hi) == data.count(b"\n", lo, hi)
 
 
@@ -88,12 +135,19 @@ def build_corpus(d):
         "overlaps.log": (b"aaaa\nERRORERRORERROR\naa\na\n", None, small),
         "long_line.log": (long_line + b"ERROR", None, big),
         "long_then_short.log": (b"E" + long_line + b"RROR\nERROR\n" + long_line[:1000], None, big),
-        "multi_member.gz": (gzip.compress(text[:5001]) + gzip.compress(text[5001:] + b"E"), "gzip", small),
+        "multi_member.gz": (
+            gzip.compress(text[:5001]) + gzip.compress(text[5001:] + b"E"),
+            "gzip",
+            small,
+        ),
         "multi_stream.bz2": (bz2.compress(text[:777]) + bz2.compress(text[777:]), "bzip2", small),
         "multi_stream.xz": (lzma.compress(text[:333]) + lzma.compress(text[333:]), "xz", small),
         # xz's stream padding: null bytes in fours, between streams and at the end
-        "padded_streams.xz": (lzma.compress(text[:333]) + b"\0" * 4 + lzma.compress(text[333:]) + b"\0" * 8, "xz",
-                              small),
+        "padded_streams.xz": (
+            lzma.compress(text[:333]) + b"\0" * 4 + lzma.compress(text[333:]) + b"\0" * 8,
+            "xz",
+            small,
+        ),
         "long_line.xz": (lzma.compress(long_line + b"ERROR\nE"), "xz", big),
         "empty.gz": (gzip.compress(b""), "gzip", small),
         "plain_named.gz": (text, None, small),
@@ -156,17 +210,23 @@ def test_counts_match_grep(corpus, name, kern):
             quick = scan(str(d / name), nonempty, chunk_size=chunk_size, lines=False)
         assert r.counts == expected[name], (name, chunk_size)
         assert r.lines == expected[name][""]
-        assert (quick.counts, quick.lines) == ({p: expected[name][p] for p in nonempty}, None), (name, chunk_size)
+        assert (quick.counts, quick.lines) == ({p: expected[name][p] for p in nonempty}, None), (
+            name,
+            chunk_size,
+        )
         assert r.compression == compression
         if compression is None:
             assert r.bytes == len(data)
 
 
 def test_corpus_is_awkward(corpus):
-    """Guard against a corpus that would let a sloppy scanner pass: the hard cases must be present."""
+    """Guard against a corpus that would let a sloppy scanner pass: the hard cases must be
+    present."""
     d, files, expected = corpus
     assert expected["long_line.log"] == {**expected["long_line.log"], "ERROR": 1, "": 1}
-    assert expected["long_then_short.log"]["ERROR"] == 1 and expected["long_then_short.log"]["E"] == 2
+    assert (
+        expected["long_then_short.log"]["ERROR"] == 1 and expected["long_then_short.log"]["E"] == 2
+    )
     assert expected["overlaps.log"]["aa"] == 2 and expected["overlaps.log"]["ERRORERROR"] == 1
     assert expected["plain_named.gz"] == expected["mixed.log"] == expected["gzip_named.log"]
     assert expected["crlf.log"]["OR\r"] > expected["mixed.log"]["OR\r"]
@@ -185,8 +245,14 @@ def test_result_is_json_simple(corpus):
     r = scan(str(d / "multi_member.gz"), ["ERROR"])
     back = json.loads(json.dumps(r.to_dict()))
     # The stream ends in "E", a line without "\n": a later scan could not just add to this one.
-    assert back == {"counts": {"ERROR": r.counts["ERROR"]}, "lines": r.lines, "bytes": r.bytes,
-                    "compression": "gzip", "tail": True, "analysis": None}
+    assert back == {
+        "counts": {"ERROR": r.counts["ERROR"]},
+        "lines": r.lines,
+        "bytes": r.bytes,
+        "compression": "gzip",
+        "tail": True,
+        "analysis": None,
+    }
     assert ScanResult.from_dict(back) == r
     analysed = scan(str(d / "multi_member.gz"), ["ERROR"], analyse=True)
     assert ScanResult.from_dict(json.loads(json.dumps(analysed.to_dict()))) == analysed
@@ -210,8 +276,11 @@ def test_compressed_scan_can_skip_what_an_earlier_scan_counted(tmp_path):
     p.write_bytes(gzip.compress(text))
     cut = text.index(b"\n", len(text) // 2) + 1
     rest = scan(str(p), ["ERROR"], cut)
-    assert (rest.counts["ERROR"], rest.lines, rest.bytes) == (text[cut:].count(b"ERROR"), text[cut:].count(b"\n"),
-                                                              len(text) - cut)
+    assert (rest.counts["ERROR"], rest.lines, rest.bytes) == (
+        text[cut:].count(b"ERROR"),
+        text[cut:].count(b"\n"),
+        len(text) - cut,
+    )
     with pytest.raises(ValueError, match="cannot be scanned by byte range"):
         scan(str(p), ["ERROR"], cut, cut + 10)
 
@@ -230,15 +299,21 @@ def test_head_is_the_uncompressed_start(tmp_path):
 def test_random_partitions_merge_to_single_pass(corpus, kern):
     d, files, expected = corpus
     rnd = random.Random(11)
-    for name, chunk_sizes in [("mixed.log", [5, 64, 10000]), ("no_final_newline.log", [5, 64, 10000]),
-                              ("crlf.log", [5, 64, 10000]), ("long_then_short.log", [4099, 2**16])]:
+    for name, chunk_sizes in [
+        ("mixed.log", [5, 64, 10000]),
+        ("no_final_newline.log", [5, 64, 10000]),
+        ("crlf.log", [5, 64, 10000]),
+        ("long_then_short.log", [4099, 2**16]),
+    ]:
         path, size = str(d / name), len(files[name][0])
         for _ in range(6):
             cuts = sorted(rnd.sample(range(1, size), rnd.randint(1, 12)))
             bounds = [0, *cuts, size]
             with kernel(kern):
-                parts = [scan(path, PATTERNS, s, e, chunk_size=rnd.choice(chunk_sizes))
-                         for s, e in zip(bounds, bounds[1:])]
+                parts = [
+                    scan(path, PATTERNS, s, e, chunk_size=rnd.choice(chunk_sizes))
+                    for s, e in zip(bounds, bounds[1:])
+                ]
             total = merge(parts)
             assert total.counts == expected[name]
             assert (total.lines, total.bytes) == (expected[name][""], size)
@@ -246,8 +321,9 @@ def test_random_partitions_merge_to_single_pass(corpus, kern):
 
 @settings(max_examples=150, deadline=None)
 @given(
-    data=st.lists(st.sampled_from([b"a", b"b", b"ab", b"\n", b"\r\n", b"\x00", b"aab", b"ba"]), max_size=60)
-    .map(b"".join),
+    data=st.lists(
+        st.sampled_from([b"a", b"b", b"ab", b"\n", b"\r\n", b"\x00", b"aab", b"ba"]), max_size=60
+    ).map(b"".join),
     chunk_size=st.integers(1, 9),
     rnd=st.randoms(use_true_random=False),
 )
@@ -257,17 +333,28 @@ def test_any_partition_any_chunk_size_is_exact(tmp_path_factory, data, chunk_siz
     patterns = ["a", "ab", "aa", "ba", "", "b\nab", "\x00"]
     counts, lines = reference(data, patterns)
     cuts = sorted(rnd.sample(range(len(data) + 1), rnd.randint(0, min(5, len(data) + 1))))
-    # The last range open-ended, as push plans it (end None: to the end of the file, however it grew).
+    # The last range open-ended, as push plans it (end None: to the end of the file, however it
+    # grew).
     bounds = [0, *cuts, None]
     for kern in KERNELS:
         with kernel(kern):
             whole = scan(str(path), patterns, chunk_size=chunk_size)
-            total = merge(scan(str(path), patterns, s, e, chunk_size) for s, e in zip(bounds, bounds[1:]))
+            total = merge(
+                scan(str(path), patterns, s, e, chunk_size) for s, e in zip(bounds, bounds[1:])
+            )
         assert (whole.counts, whole.lines, whole.bytes) == (counts, lines, len(data))
         assert total == whole
         with kernel(kern):
-            quick = merge(scan(str(path), patterns, s, e, chunk_size, lines=False) for s, e in zip(bounds, bounds[1:]))
-        assert (quick.counts, quick.lines, quick.bytes, quick.tail) == (counts, None, len(data), whole.tail)
+            quick = merge(
+                scan(str(path), patterns, s, e, chunk_size, lines=False)
+                for s, e in zip(bounds, bounds[1:])
+            )
+        assert (quick.counts, quick.lines, quick.bytes, quick.tail) == (
+            counts,
+            None,
+            len(data),
+            whole.tail,
+        )
 
 
 def test_range_owns_lines_by_first_byte(tmp_path):
@@ -293,16 +380,19 @@ def test_split_ranges_cover_the_file_on_line_starts(corpus):
     assert len(ranges) == 7
     assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    assert all(s < e and data[s - 1:s] in (b"", b"\n") for s, e in ranges)
+    assert all(s < e and data[s - 1 : s] in (b"", b"\n") for s, e in ranges)
     assert merge(scan(path, PATTERNS, s, e) for s, e in ranges).counts == expected["mixed.log"]
     assert split_ranges(path, 7, min_part=len(data)) == [(0, len(data))]
     assert split_ranges(str(d / "empty.log"), 4) == [(0, 0)]
     assert split_ranges(str(d / "multi_member.gz"), 4) == [(0, None)]
-    assert split_ranges(str(d / "long_line.log"), 4, min_part=1000) == [(0, len(files["long_line.log"][0]))]
+    assert split_ranges(str(d / "long_line.log"), 4, min_part=1000) == [
+        (0, len(files["long_line.log"][0]))
+    ]
 
 
 def test_byte_range_of_compressed_file_is_refused(corpus):
-    """A stream has no byte ranges; only a start (skipping what an earlier scan counted) is taken."""
+    """A stream has no byte ranges; only a start (skipping what an earlier scan counted) is
+    taken."""
     d, _, _ = corpus
     with pytest.raises(ValueError):
         scan(str(d / "multi_member.gz"), ["ERROR"], 10, 20)
@@ -315,7 +405,8 @@ MEMORY_PROBE = textwrap.dedent("""
     from logjobs.scanner import scan
 
     def peak():
-        # ru_maxrss survives fork+exec, so it may still hold the (big) pytest parent's peak; VmHWM does not
+        # ru_maxrss survives fork+exec, so it may still hold the (big) pytest parent's peak; VmHWM
+        # does not
         if os.path.exists("/proc/self/status"):
             with open("/proc/self/status") as f:
                 return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
@@ -343,8 +434,14 @@ def test_memory_stays_bounded(tmp_path, shape):
     path.write_bytes(body)
     small = tmp_path / "small.log"
     small.write_bytes(line * 1000)
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), str(small), str(chunk)], cwd=ROOT,
-                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(path), str(small), str(chunk)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
     growth, hits = int(out[0]), int(out[1])
     assert hits == 1
     assert growth < 6 * chunk, f"peak RSS grew by {growth / chunk:.1f} chunks"
@@ -380,11 +477,18 @@ def test_path_with_newline_stays_one_line(tmp_path):
 def test_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    code = ("import sys; from logjobs.scanner import scan; from logjobs.exceptions import ScanError\n"
-            "try: scan(sys.argv[1], ['x'])\n"
-            "except ScanError as e: print(e.permanent, e)")
-    out = subprocess.run([sys.executable, "-c", code, str(fifo)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=20)
+    code = (
+        "import sys; from logjobs.scanner import scan; from logjobs.exceptions import ScanError\n"
+        "try: scan(sys.argv[1], ['x'])\n"
+        "except ScanError as e: print(e.permanent, e)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.stdout.startswith("True ") and "not a regular file (FIFO)" in out.stdout, out
     assert str(fifo) in out.stdout
 
@@ -410,34 +514,43 @@ def test_symlink_loop(tmp_path):
 def test_unreadable_file():
     if not hasattr(os, "setuid"):
         pytest.skip("no setuid on this platform")
-    code = ("import os, sys; from logjobs.scanner import scan; from logjobs.exceptions import ScanError\n"
-            "if os.getuid() == 0: os.setuid(65534)\n"  # root reads anything; nobody must be refused
-            "try: scan(sys.argv[1], ['x'])\n"
-            "except ScanError as e: print(e.permanent, e)")
+    code = (
+        "import os, sys; from logjobs.scanner import scan; from logjobs.exceptions import "
+        "ScanError\n"
+        "if os.getuid() == 0: os.setuid(65534)\n"  # root reads anything; nobody must be refused
+        "try: scan(sys.argv[1], ['x'])\n"
+        "except ScanError as e: print(e.permanent, e)"
+    )
     with tempfile.TemporaryDirectory() as d:
         os.chmod(d, 0o755)  # the file itself is what nobody may not read
         for q in (d, *map(str, pathlib.Path(d).parents)):
             if not os.stat(q).st_mode & 0o001:
-                pytest.skip(f"{q} is not searchable by others: nobody could not even reach the file")
+                pytest.skip(
+                    f"{q} is not searchable by others: nobody could not even reach the file"
+                )
         p = os.path.join(d, "secret.log")
         with open(p, "wb") as f:
             f.write(b"ERROR\n")
         os.chmod(p, 0)
-        out = subprocess.run([sys.executable, "-c", code, p], cwd=ROOT, capture_output=True, text=True,
-                             timeout=20)
+        out = subprocess.run(
+            [sys.executable, "-c", code, p], cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
     assert out.stdout.strip() == f"True {p}: permission denied", out
 
 
-@pytest.mark.parametrize("name, data, compression", [
-    ("bad.gz", gzip.compress(b"ERROR\n" * 1000)[:10] + b"\x00garbage" * 50, "gzip"),
-    ("truncated.gz", gzip.compress(b"ERROR\n" * 1000)[:-12], "gzip"),
-    ("trailing_garbage.gz", gzip.compress(b"ERROR\n") + b"not gzip", "gzip"),
-    ("truncated.xz", lzma.compress(os.urandom(4000))[:-50], "xz"),
-    ("trailing_garbage.xz", lzma.compress(b"ERROR\n") + b"garbage ERROR\n", "xz"),
-    ("odd_padding.xz", lzma.compress(b"ERROR\n") + b"\0" * 3, "xz"),
-    ("bad.bz2", bz2.compress(b"ERROR\n" * 1000)[:20] + b"\xff" * 100, "bzip2"),
-    ("truncated.bz2", bz2.compress(os.urandom(4000))[:-30], "bzip2"),
-])
+@pytest.mark.parametrize(
+    "name, data, compression",
+    [
+        ("bad.gz", gzip.compress(b"ERROR\n" * 1000)[:10] + b"\x00garbage" * 50, "gzip"),
+        ("truncated.gz", gzip.compress(b"ERROR\n" * 1000)[:-12], "gzip"),
+        ("trailing_garbage.gz", gzip.compress(b"ERROR\n") + b"not gzip", "gzip"),
+        ("truncated.xz", lzma.compress(os.urandom(4000))[:-50], "xz"),
+        ("trailing_garbage.xz", lzma.compress(b"ERROR\n") + b"garbage ERROR\n", "xz"),
+        ("odd_padding.xz", lzma.compress(b"ERROR\n") + b"\0" * 3, "xz"),
+        ("bad.bz2", bz2.compress(b"ERROR\n" * 1000)[:20] + b"\xff" * 100, "bzip2"),
+        ("truncated.bz2", bz2.compress(os.urandom(4000))[:-30], "bzip2"),
+    ],
+)
 def test_corrupt_archive(tmp_path, name, data, compression):
     p = tmp_path / name
     p.write_bytes(data)
@@ -456,12 +569,21 @@ def test_io_error_is_transient(tmp_path, monkeypatch):
     assert_scan_error(p, False, "Input/output error")
 
 
-@pytest.mark.parametrize("change,failed", [
-    (lambda f: f.truncate(0), True),                                     # emptied: copytruncate rotation
-    (lambda f: (f.truncate(0), f.write(b"INFO new\n" * 20000)), True),  # emptied, and longer again since
-    (lambda f: f.truncate(6000), True),                                  # cut short, below what was read
-    (lambda f: (f.seek(0, os.SEEK_END), f.write(b"ERROR more\n")), False),  # appended: a log being written
-])
+@pytest.mark.parametrize(
+    "change,failed",
+    [
+        (lambda f: f.truncate(0), True),  # emptied: copytruncate rotation
+        (
+            lambda f: (f.truncate(0), f.write(b"INFO new\n" * 20000)),
+            True,
+        ),  # emptied, and longer again since
+        (lambda f: f.truncate(6000), True),  # cut short, below what was read
+        (
+            lambda f: (f.seek(0, os.SEEK_END), f.write(b"ERROR more\n")),
+            False,
+        ),  # appended: a log being written
+    ],
+)
 def test_a_file_truncated_while_scanned_is_not_counted(tmp_path, monkeypatch, change, failed):
     # The counts of a file emptied mid-scan would match no version of it; grep would print them.
     p = tmp_path / "f.log"
@@ -479,20 +601,26 @@ def test_a_file_truncated_while_scanned_is_not_counted(tmp_path, monkeypatch, ch
     for start, end in ((0, None), (0, 600_000), (500_000, None)):
         p.write_bytes(b"ERROR line\n" * 100_000)
         if failed:
-            with pytest.raises(ScanError, match="truncated or rewritten while it was scanned$") as e:
+            with pytest.raises(
+                ScanError, match="truncated or rewritten while it was scanned$"
+            ) as e:
                 scan(str(p), ["ERROR"], start, end, chunk_size=1 << 16)
-            assert e.value.permanent is False  # retried: the next attempt counts the file as it is then
+            assert (
+                e.value.permanent is False
+            )  # retried: the next attempt counts the file as it is then
         else:
             assert scan(str(p), ["ERROR"], start, end, chunk_size=1 << 16).counts["ERROR"] > 0
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
 def test_a_kernel_file_of_size_zero_is_counted_as_grep_counts_it():
-    # /proc's files say they hold 0 bytes, and hold some: that is not a file truncated while scanned.
-    # (Not /proc/self/status: its VmPeak grows as the scan allocates its buffer.) /proc, allowed here by a
-    # root, is refused by default: see test_security.
+    # /proc's files say they hold 0 bytes, and hold some: that is not a file truncated while
+    # scanned. (Not /proc/self/status: its VmPeak grows as the scan allocates its buffer.) /proc,
+    # allowed here by a root, is refused by default: see test_security.
     path = "/proc/cpuinfo"
-    expected = int(subprocess.run(["grep", "-a", "-c", "-F", "processor", path], capture_output=True).stdout)
+    expected = int(
+        subprocess.run(["grep", "-a", "-c", "-F", "processor", path], capture_output=True).stdout
+    )
     assert os.stat(path).st_size == 0 and expected == os.cpu_count()
     assert scan(path, ["processor"], roots=Roots.of(["/proc"])).counts == {"processor": expected}
 
@@ -505,11 +633,23 @@ def test_simd_path_is_live_where_installed():
 
 def test_compression_is_told_by_content(corpus):
     d, _, _ = corpus
-    found = {name: scanner.compression(d / name) for name in
-             ("gzip_named.log", "plain_named.gz", "multi_stream.bz2", "multi_stream.xz",
-              "starts_like_bzip2.log")}
-    assert found == {"gzip_named.log": "gzip", "plain_named.gz": None, "multi_stream.bz2": "bzip2",
-                     "multi_stream.xz": "xz", "starts_like_bzip2.log": None}
+    found = {
+        name: scanner.compression(d / name)
+        for name in (
+            "gzip_named.log",
+            "plain_named.gz",
+            "multi_stream.bz2",
+            "multi_stream.xz",
+            "starts_like_bzip2.log",
+        )
+    }
+    assert found == {
+        "gzip_named.log": "gzip",
+        "plain_named.gz": None,
+        "multi_stream.bz2": "bzip2",
+        "multi_stream.xz": "xz",
+        "starts_like_bzip2.log": None,
+    }
     with pytest.raises(ScanError) as e:
         scanner.compression(d / "nope")
     assert e.value.permanent
@@ -517,12 +657,14 @@ def test_compression_is_told_by_content(corpus):
 
 @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
 def test_an_archive_shorter_than_the_scan_it_continues_fails_for_good(tmp_path, compress):
-    # A log compressed before its last lines were written, scanned with them: its archive cannot go on
-    # from where that scan ended. The scan skipped past the end in silence, and the row kept the counts
-    # of lines the archive does not hold.
+    # A log compressed before its last lines were written, scanned with them: its archive cannot go
+    # on from where that scan ended. The scan skipped past the end in silence, and the row kept the
+    # counts of lines the archive does not hold.
     p = tmp_path / "app.log.1.gz"
     p.write_bytes(compress(b"ERROR one\nINFO two\n"))
-    assert scan(str(p), ["ERROR"], start=19).counts == {"ERROR": 0}  # exactly what was counted: nothing new
+    assert scan(str(p), ["ERROR"], start=19).counts == {
+        "ERROR": 0
+    }  # exactly what was counted: nothing new
     with pytest.raises(ScanError, match="holds less than was counted of it") as e:
         scan(str(p), ["ERROR"], start=20)
     assert e.value.permanent

@@ -1,5 +1,5 @@
-"""Attacks, with real processes: whoever can write to Redis runs no code anywhere, reads no file outside a
-worker's roots, and crashes nothing; the dashboard answers only to its own names."""
+"""Attacks, with real processes: whoever can write to Redis runs no code anywhere, reads no file
+outside a worker's roots, and crashes nothing; the dashboard answers only to its own names."""
 
 import base64
 import os
@@ -41,9 +41,17 @@ def evil(marker):
 
 def plant_job(conn, job_id, data, queue="default", enqueue=True, **fields):
     """A job hash written into Redis by hand, as an attacker would, and (with `enqueue`) queued."""
-    conn.hset(f"rq:job:{job_id}", mapping={"data": data, "origin": queue, "status": "queued",
-                                           "created_at": "2026-12-01T00:00:00.000000Z", "description": "planted",
-                                           **fields})
+    conn.hset(
+        f"rq:job:{job_id}",
+        mapping={
+            "data": data,
+            "origin": queue,
+            "status": "queued",
+            "created_at": "2026-12-01T00:00:00.000000Z",
+            "description": "planted",
+            **fields,
+        },
+    )
     conn.sadd("rq:queues", f"rq:queue:{queue}")
     if enqueue:
         conn.rpush(f"rq:queue:{queue}", job_id)
@@ -74,18 +82,23 @@ def assert_still_scans(cluster, tmp_path, name="after.log"):
 
 # -- code execution through Redis -----------------------------------------------------------------
 
+
 def test_a_foreign_function_is_refused_by_a_worker(cluster, conn, tmp_path):
     marker = tmp_path / "ran"
     cluster.worker()
-    # As an attacker would enqueue it: with RQ's own Queue (pickle), and as JSON, which logjobs' workers read.
+    # As an attacker would enqueue it: with RQ's own Queue (pickle), and as JSON, which logjobs'
+    # workers read.
     pickled = RQQueue("default", connection=conn).enqueue(os.mkdir, str(marker))
-    as_json = RQQueue("default", connection=conn, serializer=JSONSerializer).enqueue("os.mkdir", str(marker))
+    as_json = RQQueue("default", connection=conn, serializer=JSONSerializer).enqueue(
+        "os.mkdir", str(marker)
+    )
     for job in (pickled, as_json):
         assert wait_ended(conn, job.id) == "failed"
     assert not marker.exists()
     assert "not a logjobs job" in latest_error(conn, pickled.id)
-    assert "'posix.mkdir' is not one of logjobs' job functions" in latest_error(conn, as_json.id) \
-        or "'os.mkdir' is not one of logjobs' job functions" in latest_error(conn, as_json.id)
+    assert "'posix.mkdir' is not one of logjobs' job functions" in latest_error(
+        conn, as_json.id
+    ) or "'os.mkdir' is not one of logjobs' job functions" in latest_error(conn, as_json.id)
     assert rqsafe.Job.fetch(as_json.id, connection=conn).retries_left in (None, 0)
     cluster.mirror()
     assert_still_scans(cluster, tmp_path)
@@ -94,7 +107,9 @@ def test_a_foreign_function_is_refused_by_a_worker(cluster, conn, tmp_path):
 @pytest.mark.parametrize("where", ["data", "meta", "callback", "webhook"])
 def test_a_planted_job_hash_runs_nothing_on_a_worker(cluster, conn, tmp_path, where):
     marker = tmp_path / "ran"
-    call = zlib.compress(b'["logjobs.jobs.scan", null, [[{"path": "/nonexistent"}], {"patterns": ["ERROR"]}], {}]')
+    call = zlib.compress(
+        b'["logjobs.jobs.scan", null, [[{"path": "/nonexistent"}], {"patterns": ["ERROR"]}], {}]'
+    )
     fields = {"data": zlib.compress(evil(marker)) if where == "data" else call}
     if where == "meta":
         fields["meta"] = evil(marker)
@@ -113,14 +128,27 @@ def test_a_planted_job_hash_runs_nothing_on_a_worker(cluster, conn, tmp_path, wh
 
 
 def test_a_pickle_in_the_started_registry_runs_nothing_in_the_mirror(cluster, conn, tmp_path):
-    """The keeper recovers abandoned jobs by reading them: a planted one must neither run nor crash it."""
+    """The keeper recovers abandoned jobs by reading them: a planted one must neither run nor crash
+    it."""
     marker = tmp_path / "ran"
-    plant_job(conn, "lj-abandoned", zlib.compress(evil(marker)), enqueue=False, meta=evil(marker), status="started")
+    plant_job(
+        conn,
+        "lj-abandoned",
+        zlib.compress(evil(marker)),
+        enqueue=False,
+        meta=evil(marker),
+        status="started",
+    )
     conn.zadd("rq:wip:default", {"lj-abandoned:x1": 1})
-    conn.zadd("rq:wip:default", {b"\xff\xfe:bad:member": 1, b"no-colon": 1})  # garbage RQ's reader fails on
+    conn.zadd(
+        "rq:wip:default", {b"\xff\xfe:bad:member": 1, b"no-colon": 1}
+    )  # garbage RQ's reader fails on
     mirror = cluster.mirror()
-    cluster.wait_for(lambda: conn.hget("rq:job:lj-abandoned", "status") == b"failed", timeout=30,
-                     what="the planted job failed by RQ's clean-up")
+    cluster.wait_for(
+        lambda: conn.hget("rq:job:lj-abandoned", "status") == b"failed",
+        timeout=30,
+        what="the planted job failed by RQ's clean-up",
+    )
     assert not marker.exists()
     assert mirror.poll() is None, cluster.logs()
     assert conn.zcard("rq:wip:default") == 0
@@ -135,21 +163,41 @@ def test_a_pickled_result_runs_nothing_in_the_dashboard(cluster, conn, tmp_path)
     marker = tmp_path / "ran"
     cluster.worker()
     (tmp_path / "a.log").write_text("ERROR\n")
-    job_id = cluster.json("push", "--wait", "--json", str(tmp_path / "a.log"))["enqueued"][0]["job_id"]
+    job_id = cluster.json("push", "--wait", "--json", str(tmp_path / "a.log"))["enqueued"][0][
+        "job_id"
+    ]
     # The job's result, and its metadata, replaced by pickles.
-    conn.xadd(f"rq:results:{job_id}", {"type": 1, "return_value": base64.b64encode(evil(marker)), "worker_name": "x"})
+    conn.xadd(
+        f"rq:results:{job_id}",
+        {"type": 1, "return_value": base64.b64encode(evil(marker)), "worker_name": "x"},
+    )
     conn.hset(f"rq:job:{job_id}", mapping={"meta": evil(marker), "result": evil(marker)})
-    plant_job(conn, "lj-evil-finished", zlib.compress(evil(marker)), enqueue=False, status="finished",
-              meta=evil(marker))
+    plant_job(
+        conn,
+        "lj-evil-finished",
+        zlib.compress(evil(marker)),
+        enqueue=False,
+        status="finished",
+        meta=evil(marker),
+    )
     conn.zadd("rq:finished:default", {"lj-evil-finished": time.time() + 3600})
-    conn.xadd("rq:results:lj-evil-finished", {"type": 1, "return_value": base64.b64encode(evil(marker))})
+    conn.xadd(
+        "rq:results:lj-evil-finished", {"type": 1, "return_value": base64.b64encode(evil(marker))}
+    )
     port = free_port()
-    dash = cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard")
+    dash = cluster.spawn(
+        [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard"
+    )
     base = f"http://127.0.0.1:{port}"
     cluster.wait_for(lambda: _get(base + "/static/logjobs.js")[0] == 200, what="the dashboard")
-    for path in ("/rq/0/data/jobs/default/finished/10/asc/1.json", f"/rq/0/data/job/{job_id}.json",
-                 "/rq/0/data/job/lj-evil-finished.json", "/rq/0/data/workers.json", "/rq/0/data/queues.json",
-                 f"/rq/0/view/job/{job_id}"):
+    for path in (
+        "/rq/0/data/jobs/default/finished/10/asc/1.json",
+        f"/rq/0/data/job/{job_id}.json",
+        "/rq/0/data/job/lj-evil-finished.json",
+        "/rq/0/data/workers.json",
+        "/rq/0/data/queues.json",
+        f"/rq/0/view/job/{job_id}",
+    ):
         status, _ = _get(base + path)
         assert status == 200, path
     assert not marker.exists()
@@ -164,7 +212,9 @@ def test_a_pickled_result_runs_nothing_in_the_dashboard(cluster, conn, tmp_path)
 
 def _get(url, headers=None):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=10
+        ) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -173,7 +223,8 @@ def _get(url, headers=None):
 
 
 def test_a_worker_without_logjobs_classes_fails_logjobs_jobs_saying_why(cluster, tmp_path):
-    """RQ's default worker takes logjobs' JSON jobs for pickles: it cannot load them, and fails them."""
+    """RQ's default worker takes logjobs' JSON jobs for pickles: it cannot load them, and fails
+    them."""
     for name in rqsafe.WORKER_ENV:
         del cluster.env[name]
     cluster.worker()
@@ -182,25 +233,37 @@ def test_a_worker_without_logjobs_classes_fails_logjobs_jobs_saying_why(cluster,
     out = cluster.run("push", "--wait", "--retries", "0", str(tmp_path / "a.log"), timeout=60)
     assert out.returncode == 1
     assert "RQ_WORKER_CLASS=logjobs.rqsafe.Worker" in out.stdout, out.stdout
-    row = cluster.wait_for(lambda: (r := cluster.report()[str(tmp_path / "a.log")])["status"] == "failed" and r)
+    row = cluster.wait_for(
+        lambda: (r := cluster.report()[str(tmp_path / "a.log")])["status"] == "failed" and r
+    )
     assert "RQ_WORKER_CLASS=logjobs.rqsafe.Worker" in row["error"]
 
 
 # -- hostile data where logjobs keeps its own -----------------------------------------------------
+
 
 def test_garbage_in_logjobs_keys_is_skipped_by_the_mirror_and_push(cluster, conn, tmp_path):
     from logjobs import defaults
 
     (tmp_path / "a.log").write_text("ERROR\n")
     key = str(tmp_path / "a.log").encode()
-    bad = [conn.xadd(defaults.EVENTS_KEY, fields) for fields in (
-        {"events": b"\x80\x04garbage"},
-        {"events": b'[{"job_id": 1, "path": "/x", "state": "finished"}]'},
-        {"events": b'[{"job_id": "j", "path": "/x", "state": "started", "part": -1}]'},
-        {"events": b'[{"job_id": "j", "path": "/x", "state": "queued", "parts": 1, "part": 3, "queue": "q"}]'},
-        {"nothing": b"here"},
-        {"events": b'[{"job_id": "j", "path": "/y", "state": "queued", "parts": 1, "queue": "default"}]'
-                   + b" " * (20 << 20)})]
+    bad = [
+        conn.xadd(defaults.EVENTS_KEY, fields)
+        for fields in (
+            {"events": b"\x80\x04garbage"},
+            {"events": b'[{"job_id": 1, "path": "/x", "state": "finished"}]'},
+            {"events": b'[{"job_id": "j", "path": "/x", "state": "started", "part": -1}]'},
+            {
+                "events": b'[{"job_id": "j", "path": "/x", "state": "queued", "parts": 1, "part": '
+                b'3, "queue": "q"}]'
+            },
+            {"nothing": b"here"},
+            {
+                "events": b'[{"job_id": "j", "path": "/y", "state": "queued", "parts": 1, "queue": '
+                b'"default"}]' + b" " * (20 << 20)
+            },
+        )
+    ]
     conn.hset(defaults.SCANNED_KEY, key, b"\x80not json")
     conn.hset(defaults.SCANNED_KEY, b"/other", b'{"dev": "x"}')
     conn.hset(defaults.INODES_KEY, b"1:2", b"\xff")
@@ -224,12 +287,14 @@ def test_garbage_in_logjobs_keys_is_skipped_by_the_mirror_and_push(cluster, conn
     assert not {entry_id for entry_id, _ in conn.xrange(defaults.EVENTS_KEY)} & set(bad)
 
 
-# -- reading files ----------------------------------------------------------------------------------
+# -- reading files --------------------------------------------------------------------------------
+
 
 def _scan_job(conn, path, queue="default"):
     """A scan job for any path, enqueued as an attacker would (logjobs' own function, by hand)."""
-    return rqsafe.Queue(queue, connection=conn).enqueue("logjobs.jobs.scan", [{"path": str(path)}],
-                                                        {"patterns": [""]})
+    return rqsafe.Queue(queue, connection=conn).enqueue(
+        "logjobs.jobs.scan", [{"path": str(path)}], {"patterns": [""]}
+    )
 
 
 def test_a_worker_reads_nothing_outside_its_roots(cluster, conn, tmp_path):
@@ -271,7 +336,8 @@ def test_a_file_swapped_for_a_symlink_between_push_and_scan_is_refused(cluster, 
 
 
 def test_a_symlinked_folder_swapped_in_after_the_check_is_caught_where_the_file_is_opened(tmp_path):
-    """The roots are checked on the file the kernel opened, not only on the name (resolved before)."""
+    """The roots are checked on the file the kernel opened, not only on the name (resolved
+    before)."""
     allowed, outside = tmp_path / "logs", tmp_path / "outside"
     (allowed / "app").mkdir(parents=True)
     outside.mkdir()
@@ -298,31 +364,45 @@ def test_a_symlinked_folder_swapped_in_after_the_check_is_caught_where_the_file_
     assert swapped
 
 
-@pytest.mark.parametrize("path", ["/proc/self/environ", "/proc/kmsg", "/sys/kernel/notes", "/dev/zero"])
+@pytest.mark.parametrize(
+    "path", ["/proc/self/environ", "/proc/kmsg", "/sys/kernel/notes", "/dev/zero"]
+)
 def test_kernel_files_are_refused_unless_a_root_names_them(path, tmp_path):
     with pytest.raises(ScanError, match="outside what may be read"):
         scanner.scan(path, ["ERROR"])
-    assert scanner.scan("/proc/version", ["Linux"], roots=access.Roots.of(["/proc"])).counts == {"Linux": 1}
+    assert scanner.scan("/proc/version", ["Linux"], roots=access.Roots.of(["/proc"])).counts == {
+        "Linux": 1
+    }
 
 
 def test_push_refuses_kernel_files_and_nul_bytes(cluster):
     cluster.mirror()
     started = time.monotonic()
     out = cluster.run("push", "/proc/kmsg")
-    assert out.returncode == 2 and "outside what may be read" in out.stderr and time.monotonic() - started < 20
+    assert (
+        out.returncode == 2
+        and "outside what may be read" in out.stderr
+        and time.monotonic() - started < 20
+    )
     out = cluster.run("push", "-", input="/tmp/a\0b\n")
-    assert out.returncode == 2 and "NUL byte" in out.stderr and "internal error" not in out.stderr, out.stderr
+    assert (
+        out.returncode == 2 and "NUL byte" in out.stderr and "internal error" not in out.stderr
+    ), out.stderr
 
 
 def test_a_worker_without_roots_says_so_at_start(cluster):
     cluster.env.pop("LOGJOBS_ROOTS", None)
     worker = cluster.worker(name="no-roots")
-    cluster.wait_for(lambda: "no allowed roots on this host" in (cluster.tmp / "no-roots.log").read_text(),
-                     what="the warning")
+    cluster.wait_for(
+        lambda: "no allowed roots on this host" in (cluster.tmp / "no-roots.log").read_text(),
+        what="the warning",
+    )
     cluster.env["LOGJOBS_ROOTS"] = "/var/log"
     cluster.worker(name="with-roots")
-    cluster.wait_for(lambda: "reads files below /var/log only" in (cluster.tmp / "with-roots.log").read_text(),
-                     what="the roots")
+    cluster.wait_for(
+        lambda: "reads files below /var/log only" in (cluster.tmp / "with-roots.log").read_text(),
+        what="the roots",
+    )
     assert worker.poll() is None
 
 
@@ -337,19 +417,23 @@ def test_examples_off_stores_no_raw_line(cluster, tmp_path):
     assert "4111111111111111" not in cluster.run("show", "--json", str(tmp_path / "a.log")).stdout
 
 
-# -- the dashboard ------------------------------------------------------------------------------------
+# -- the dashboard --------------------------------------------------------------------------------
+
 
 def test_the_dashboard_answers_only_to_its_own_names_without_credentials(cluster):
     port = free_port()
-    dash = cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard")
+    dash = cluster.spawn(
+        [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard"
+    )
     base = f"http://127.0.0.1:{port}"
     cluster.wait_for(lambda: _get(base + "/static/logjobs.js")[0] == 200, what="the dashboard")
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
         assert _get(base + "/files", {"Host": host})[0] in (200, 503), host
     status, body = _get(base + "/files", {"Host": "attacker.example"})
     assert status == 421 and b"dashboard_hosts" in body
-    request = urllib.request.Request(base + "/rq/requeue/default", method="POST",
-                                     headers={"Host": f"attacker.example:{port}"})
+    request = urllib.request.Request(
+        base + "/rq/requeue/default", method="POST", headers={"Host": f"attacker.example:{port}"}
+    )
     try:
         urllib.request.urlopen(request, timeout=10)
         raise AssertionError("answered")
@@ -363,8 +447,14 @@ def test_wrong_passwords_meet_a_growing_wait(tmp_path):
     from logjobs.web import create_app
 
     clock = [0.0]
-    app = create_app(Settings(db=str(tmp_path / "none.db"), redis_url="redis://127.0.0.1:1/0",
-                              dashboard_user="ops", dashboard_password="right"))
+    app = create_app(
+        Settings(
+            db=str(tmp_path / "none.db"),
+            redis_url="redis://127.0.0.1:1/0",
+            dashboard_user="ops",
+            dashboard_password="right",
+        )
+    )
     app.extensions["logjobs.backoff"].clock = lambda: clock[0]
     client = app.test_client()
 
@@ -383,13 +473,16 @@ def test_wrong_passwords_meet_a_growing_wait(tmp_path):
 def test_query_string_passwords_are_masked_everywhere(cluster, tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0?password=hunter2-secret"
     out = cluster.run("--redis-url", url, "push", str(tmp_path))
-    assert out.returncode == 2 and "hunter2" not in out.stderr and "password=***" in out.stderr, out.stderr
+    assert out.returncode == 2 and "hunter2" not in out.stderr and "password=***" in out.stderr, (
+        out.stderr
+    )
     db = "postgresql://u@127.0.0.1:1/x?password=hunter2-secret"
     out = cluster.run("--db", db, "report")
     assert out.returncode == 2 and "hunter2" not in out.stderr + out.stdout, out.stderr
 
 
-# -- bad settings and input -------------------------------------------------------------------------
+# -- bad settings and input -----------------------------------------------------------------------
+
 
 def test_settings_out_of_range_are_refused_at_load(cluster, tmp_path):
     out = cluster.run("push", "--timeout", "99999999999999999999999", str(tmp_path))
@@ -412,12 +505,22 @@ def test_a_config_file_that_is_no_file_is_refused_at_once(cluster, tmp_path, mak
 
 # -- fuzzing the decoders --------------------------------------------------------------------------
 
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.binary(max_size=300), st.builds(lambda d: zlib.compress(d), st.binary(max_size=300)),
-                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                              lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                          max_size=4),
-                              max_leaves=12).map(lambda v: zlib.compress(rqsafe.Serializer.dumps(v)))))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda d: zlib.compress(d), st.binary(max_size=300)),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(lambda v: zlib.compress(rqsafe.Serializer.dumps(v))),
+    )
+)
 def test_the_job_payload_decoder_only_accepts_logjobs_calls(data):
     try:
         func, args, kwargs = rqsafe.decode_call(data)
@@ -427,12 +530,34 @@ def test_the_job_payload_decoder_only_accepts_logjobs_calls(data):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from([b"data", b"meta", b"created_at", b"status", b"origin", b"exc_info",
-                                        b"retries_left", b"timeout", b"dependency_ids", b"result", b"webhooks",
-                                        b"failure_callback_name", b"enqueued_at", b"retry_intervals"]),
-                       st.binary(max_size=60), max_size=10))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                b"data",
+                b"meta",
+                b"created_at",
+                b"status",
+                b"origin",
+                b"exc_info",
+                b"retries_left",
+                b"timeout",
+                b"dependency_ids",
+                b"result",
+                b"webhooks",
+                b"failure_callback_name",
+                b"enqueued_at",
+                b"retry_intervals",
+            ]
+        ),
+        st.binary(max_size=60),
+        max_size=10,
+    )
+)
 def test_loading_any_job_hash_never_fails_and_never_runs_it(fields):
-    job = rqsafe.Job("lj-fuzz", connection=redis.Redis())  # never used: restore only reads what it is given
+    job = rqsafe.Job(
+        "lj-fuzz", connection=redis.Redis()
+    )  # never used: restore only reads what it is given
     job.restore(fields)
     try:
         job.func_name  # noqa: B018 - its decoding is what is tested
@@ -461,12 +586,13 @@ def test_any_path_the_scanner_is_given_ends_in_a_result_or_a_scan_error(tmp_path
 
 
 def test_the_units_set_the_worker_classes():
-    """The units' Environment= lines are the one place that lists what a worker needs; they agree with
-    WORKER_ENV, as `logjobs worker`, selftest and bin/demo do."""
+    """The units' Environment= lines are the one place that lists what a worker needs; they agree
+    with WORKER_ENV, as `logjobs worker`, selftest and bin/demo do."""
     import glob
 
-    for unit in glob.glob(os.path.join(os.path.dirname(__file__), "..", "conf", "systemd", "*worker*.service")) + \
-            glob.glob(os.path.join(os.path.dirname(__file__), "..", "conf", "supervisor", "*.conf")):
+    for unit in glob.glob(
+        os.path.join(os.path.dirname(__file__), "..", "conf", "systemd", "*worker*.service")
+    ) + glob.glob(os.path.join(os.path.dirname(__file__), "..", "conf", "supervisor", "*.conf")):
         text = open(unit).read()
         for name, value in rqsafe.WORKER_ENV.items():
             assert f"{name}={value}" in text or f'{name}="{value}"' in text, (unit, name)
@@ -481,22 +607,31 @@ def test_logjobs_worker_runs_rq_with_the_worker_classes(cluster, tmp_path):
 
 
 def test_no_logjobs_process_imports_pickle_for_rq(tmp_path):
-    """Every RQ class logjobs uses is rqsafe's: a quick check that no module reaches for RQ's own."""
+    """Every RQ class logjobs uses is rqsafe's: a quick check that no module reaches for RQ's
+    own."""
     root = os.path.join(os.path.dirname(__file__), "..", "logjobs")
     offenders = []
     for folder, _, files in os.walk(root):
         for name in files:
             if name.endswith(".py") and name != "rqsafe.py":
                 text = open(os.path.join(folder, name)).read()
-                for needle in ("from rq import Queue", "from rq.job import Job", "from rq import Worker",
-                               "from rq.queue import", "RQScheduler(", "Job.fetch(", "import pickle"):
+                for needle in (
+                    "from rq import Queue",
+                    "from rq.job import Job",
+                    "from rq import Worker",
+                    "from rq.queue import",
+                    "RQScheduler(",
+                    "Job.fetch(",
+                    "import pickle",
+                ):
                     if needle in text and not (needle == "Job.fetch(" and "rqsafe" in text):
                         offenders.append((name, needle))
     assert offenders == []
 
 
 def test_rq_internals_rqsafe_relies_on_are_there():
-    """rqsafe and web.rqdashboard adapt RQ's and rq-dashboard's internals; setup.cfg bounds their versions."""
+    """rqsafe and web.rqdashboard adapt RQ's and rq-dashboard's internals; setup.cfg bounds their
+    versions."""
     from rq.job import Job
     from rq_dashboard import web as rq_web
 
@@ -504,5 +639,6 @@ def test_rq_internals_rqsafe_relies_on_are_there():
     for name in ("Job", "Queue", "Worker", "requeue_job", "config"):
         assert hasattr(rq_web, name)
     import rq.cron
+
     assert hasattr(rq.cron, "Queue")
     subprocess.run([sys.executable, "-c", "import logjobs.rqsafe"], check=True)

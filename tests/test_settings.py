@@ -9,11 +9,18 @@ from logjobs.settings import Settings, redact_url
 
 def test_precedence(tmp_path):
     ini = tmp_path / "logjobs.ini"
-    ini.write_text("[logjobs]\nredis_url = redis://file:6379/0\ndb = /file.db\nretry_max = 5\n"
-                   "retry_intervals = 1, 2\n")
+    ini.write_text(
+        "[logjobs]\nredis_url = redis://file:6379/0\ndb = /file.db\nretry_max = 5\n"
+        "retry_intervals = 1, 2\n"
+    )
     env = {"LOGJOBS_CONFIG": str(ini), "LOGJOBS_DB": "/env.db", "LOGJOBS_RETRY_MAX": "4"}
     s = Settings.load(environ=env, retry_max=2)
-    assert (s.redis_url, s.db, s.retry_max, s.retry_intervals) == ("redis://file:6379/0", "/env.db", 2, (1, 2))
+    assert (s.redis_url, s.db, s.retry_max, s.retry_intervals) == (
+        "redis://file:6379/0",
+        "/env.db",
+        2,
+        (1, 2),
+    )
     assert s.job_timeout == defaults.DEFAULT_JOB_TIMEOUT
     assert Settings.load(environ={}) == Settings()
 
@@ -24,13 +31,20 @@ def test_roots_are_absolute(tmp_path, monkeypatch):
     assert s.roots == (str(tmp_path / "logs"), "/var/log")
 
 
-@pytest.mark.parametrize("var,value,message", [
-    ("LOGJOBS_RETRY_MAX", "-1", "retry_max must be at least 0"),
-    ("LOGJOBS_JOB_TIMEOUT", "1h", "whole number"),
-    ("LOGJOBS_JOB_TIMEOUT", "0", "job_timeout must be at least 1"),  # RQ refuses a job without time
-    ("LOGJOBS_BATCH_FILES", "0", "batch_files must be at least 1"),
-    ("LOGJOBS_RETRY_INTERVALS", "10,x", "whole seconds"),
-])
+@pytest.mark.parametrize(
+    "var,value,message",
+    [
+        ("LOGJOBS_RETRY_MAX", "-1", "retry_max must be at least 0"),
+        ("LOGJOBS_JOB_TIMEOUT", "1h", "whole number"),
+        (
+            "LOGJOBS_JOB_TIMEOUT",
+            "0",
+            "job_timeout must be at least 1",
+        ),  # RQ refuses a job without time
+        ("LOGJOBS_BATCH_FILES", "0", "batch_files must be at least 1"),
+        ("LOGJOBS_RETRY_INTERVALS", "10,x", "whole seconds"),
+    ],
+)
 def test_bad_values(var, value, message):
     with pytest.raises(ConfigError, match=f"^environment variable {var}: .*{message}"):
         Settings.load(environ={var: value})
@@ -38,7 +52,8 @@ def test_bad_values(var, value, message):
 
 @pytest.mark.parametrize("flag", ["redis_url", "db"])
 def test_an_empty_redis_url_or_database_is_refused(flag):
-    # An empty environment variable counts as unset (as click and rq take it); an empty flag is a mistake.
+    # An empty environment variable counts as unset (as click and rq take it); an empty flag is a
+    # mistake.
     assert Settings.load(environ={"LOGJOBS_DB": ""}).db == "./logjobs.db"
     with pytest.raises(ConfigError, match=f"^{flag} is empty"):
         Settings.load(environ={}, **{flag: " "})
@@ -46,17 +61,22 @@ def test_an_empty_redis_url_or_database_is_refused(flag):
 
 def test_config_file_values_are_taken_literally(tmp_path):
     ini = tmp_path / "logjobs.ini"
-    ini.write_text("[logjobs]\nredis_url = redis://:p%40ss@h:6379/0\ndashboard_password = 100%%(x)s\n")
+    ini.write_text(
+        "[logjobs]\nredis_url = redis://:p%40ss@h:6379/0\ndashboard_password = 100%%(x)s\n"
+    )
     s = Settings.load(config_file=str(ini), environ={})
     assert (s.redis_url, s.dashboard_password) == ("redis://:p%40ss@h:6379/0", "100%%(x)s")
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"\xff\xfe[\n", "is not UTF-8 text"),
-    (b"[logjobs]\njob_timeout = 0\n", "logjobs.ini: job_timeout must be at least 1"),
-    (b"[logjobs]\nbatch_files = 0\n", "logjobs.ini: batch_files must be at least 1"),
-    (b"redis_url = x\n", "is not valid INI"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"\xff\xfe[\n", "is not UTF-8 text"),
+        (b"[logjobs]\njob_timeout = 0\n", "logjobs.ini: job_timeout must be at least 1"),
+        (b"[logjobs]\nbatch_files = 0\n", "logjobs.ini: batch_files must be at least 1"),
+        (b"redis_url = x\n", "is not valid INI"),
+    ],
+)
 def test_bad_config_files(tmp_path, content, message):
     ini = tmp_path / "logjobs.ini"
     ini.write_bytes(content)
@@ -71,6 +91,7 @@ def test_redaction():
 
 def test_the_example_config_file_loads():
     import os
+
     example = os.path.join(os.path.dirname(__file__), "..", "conf", "logjobs.ini")
     s = Settings.load(config_file=example, environ={})
     assert s.redis_url == "redis://127.0.0.1:6379/0" and s.retry_intervals == (10, 30, 60)

@@ -1,5 +1,5 @@
-"""Watched folders: `logjobs watch` and `rq cron conf/cron.py` against real workers, Redis and mirror;
-the Watcher's debounce and inotify fallback in process, with a recording push."""
+"""Watched folders: `logjobs watch` and `rq cron conf/cron.py` against real workers, Redis and
+mirror; the Watcher's debounce and inotify fallback in process, with a recording push."""
 
 import os
 import re
@@ -10,18 +10,22 @@ import threading
 import time
 
 import pytest
-from logjobs.rqsafe import Job
 
-from logjobs import push, queues, watch
+from logjobs import push, watch
 from logjobs.defaults import FILES_KEY
+from logjobs.rqsafe import Job
 
 BIN = os.path.dirname(sys.executable)
 CRON_CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "cron.py")
 
 
 def grep_c(path, pattern="ERROR"):
-    out = subprocess.run(["grep", "-a", "-c", "-F", "--", pattern, str(path)], capture_output=True, text=True,
-                         env=dict(os.environ, LC_ALL="C"))
+    out = subprocess.run(
+        ["grep", "-a", "-c", "-F", "--", pattern, str(path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, LC_ALL="C"),
+    )
     return int(out.stdout)
 
 
@@ -36,17 +40,28 @@ class WatchProcess:
     def __init__(self, cluster, *args):
         self.cluster, self.log = cluster, cluster.tmp / f"watch{len(cluster.procs)}.log"
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([os.path.join(BIN, "logjobs"), "watch", *args], env=cluster.env,
-                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [os.path.join(BIN, "logjobs"), "watch", *args],
+                env=cluster.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         cluster.procs.append(self.proc)
-        cluster.wait_for(lambda: "watching " in self.output(), timeout=20, what="the watcher to start")
+        cluster.wait_for(
+            lambda: "watching " in self.output(), timeout=20, what="the watcher to start"
+        )
 
     def output(self):
         return self.log.read_text()
 
     def pushes(self):
-        return [tuple(map(int, m)) for m in re.findall(r"^pushed (\d+) file\(s\) into \S+ as (\d+) job\(s\)",
-                                                        self.output(), re.M)]
+        return [
+            tuple(map(int, m))
+            for m in re.findall(
+                r"^pushed (\d+) file\(s\) into \S+ as (\d+) job\(s\)", self.output(), re.M
+            )
+        ]
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -57,8 +72,11 @@ class WatchProcess:
 def counted(cluster, paths):
     """True once every file's row is finished with its `grep -c` count (the report, else False)."""
     report = cluster.report()
-    ok = all(report.get(str(p), {}).get("status") == "finished"
-             and report[str(p)]["counts"] == {"ERROR": grep_c(p)} for p in paths)
+    ok = all(
+        report.get(str(p), {}).get("status") == "finished"
+        and report[str(p)]["counts"] == {"ERROR": grep_c(p)}
+        for p in paths
+    )
     return report if ok else False
 
 
@@ -70,25 +88,35 @@ def files_below(top):
 def test_created_appended_renamed_and_deleted_files_are_counted(cluster, tmp_path, mode):
     logs = tmp_path / "logs"
     (logs / "old").mkdir(parents=True)
-    write(logs / "old" / "before.log", "ERROR 1\nok\nERROR 2\n")  # there before the watcher: its start pushes it
+    write(
+        logs / "old" / "before.log", "ERROR 1\nok\nERROR 2\n"
+    )  # there before the watcher: its start pushes it
     cluster.worker(name="w1"), cluster.worker(name="w2"), cluster.mirror()
-    watcher = WatchProcess(cluster, "--debounce", "0.3", *(["--poll", "0.2"] if mode == "poll" else []), str(logs))
+    watcher = WatchProcess(
+        cluster, "--debounce", "0.3", *(["--poll", "0.2"] if mode == "poll" else []), str(logs)
+    )
     assert ("polling every 0.2 s" if mode == "poll" else "(inotify)") in watcher.output()
-    cluster.wait_for(lambda: counted(cluster, files_below(logs)), timeout=20, what="the first sweep")
+    cluster.wait_for(
+        lambda: counted(cluster, files_below(logs)), timeout=20, what="the first sweep"
+    )
 
     write(logs / "a.log", "ERROR a\n")
     write(logs / "b.log", "x\nERROR b\nERROR b\n")
-    write(logs / ".a.log.swp", "ERROR hidden\n")                       # ignored
+    write(logs / ".a.log.swp", "ERROR hidden\n")  # ignored
     write(logs / "gone.log", "ERROR\n")
-    os.unlink(logs / "gone.log")                                       # deleted before its debounce ran out
-    cluster.wait_for(lambda: counted(cluster, [logs / "a.log", logs / "b.log"]), timeout=20, what="new files")
+    os.unlink(logs / "gone.log")  # deleted before its debounce ran out
+    cluster.wait_for(
+        lambda: counted(cluster, [logs / "a.log", logs / "b.log"]), timeout=20, what="new files"
+    )
 
-    write(logs / "a.log", "more\nERROR a2\nERROR a3", mode="a")        # grown, last line without newline
-    os.rename(logs / "b.log", logs / "old" / "b-renamed.log")          # renamed into a subfolder
-    os.unlink(logs / "old" / "before.log")                             # deleted after its scan
+    write(logs / "a.log", "more\nERROR a2\nERROR a3", mode="a")  # grown, last line without newline
+    os.rename(logs / "b.log", logs / "old" / "b-renamed.log")  # renamed into a subfolder
+    os.unlink(logs / "old" / "before.log")  # deleted after its scan
     (logs / "new").mkdir()
-    write(logs / "new" / "c.log", "ERROR c\n" * 5)                     # in a new folder
-    report = cluster.wait_for(lambda: counted(cluster, files_below(logs)), timeout=20, what="changed files")
+    write(logs / "new" / "c.log", "ERROR c\n" * 5)  # in a new folder
+    report = cluster.wait_for(
+        lambda: counted(cluster, files_below(logs)), timeout=20, what="changed files"
+    )
 
     assert report[str(logs / "a.log")]["counts"] == {"ERROR": 3}
     assert str(logs / ".a.log.swp") not in report and str(logs / "gone.log") not in report
@@ -103,7 +131,9 @@ def test_a_restarted_watcher_enqueues_nothing_for_unchanged_files(cluster, tmp_p
         write(logs / f"{i}.log", f"ERROR {i}\n" * i)
     cluster.worker(), cluster.mirror()
     watcher = WatchProcess(cluster, "--debounce", "0.2", str(logs))
-    cluster.wait_for(lambda: counted(cluster, files_below(logs)), timeout=20, what="the first sweep")
+    cluster.wait_for(
+        lambda: counted(cluster, files_below(logs)), timeout=20, what="the first sweep"
+    )
     watcher.stop()
     jobs_before = conn.hgetall(FILES_KEY)
 
@@ -134,21 +164,33 @@ def test_rq_cron_pushes_folders_periodically(cluster, tmp_path, conn):
     logs.mkdir()
     write(logs / "a.log", "ERROR\nERROR\n")
     cluster.worker(), cluster.mirror()
-    env = dict(cluster.env, LOGJOBS_CRON_FOLDERS=str(logs), LOGJOBS_CRON_INTERVAL="1", LOGJOBS_CRON_PRIORITY="low",
-               LOGJOBS_CRON_PATTERNS="ERROR")
+    env = dict(
+        cluster.env,
+        LOGJOBS_CRON_FOLDERS=str(logs),
+        LOGJOBS_CRON_INTERVAL="1",
+        LOGJOBS_CRON_PRIORITY="low",
+        LOGJOBS_CRON_PATTERNS="ERROR",
+    )
     cluster.spawn([os.path.join(BIN, "rq"), "cron", os.path.abspath(CRON_CONF)], "cron", env=env)
-    cluster.wait_for(lambda: counted(cluster, [logs / "a.log"]), timeout=20, what="the first periodic push")
+    cluster.wait_for(
+        lambda: counted(cluster, [logs / "a.log"]), timeout=20, what="the first periodic push"
+    )
     assert cluster.report()[str(logs / "a.log")]["queue"] == "low"
     write(logs / "b.log", "ERROR b\n")
     write(logs / "a.log", "ERROR again\n", mode="a")
-    cluster.wait_for(lambda: counted(cluster, files_below(logs)), timeout=20, what="the next periodic push")
+    cluster.wait_for(
+        lambda: counted(cluster, files_below(logs)), timeout=20, what="the next periodic push"
+    )
 
     def no_new_job_for_two_pushes():
         jobs = conn.hgetall(FILES_KEY)
         time.sleep(2.5)
         return conn.hgetall(FILES_KEY) == jobs
+
     # Once the mirror has recorded the last scans, later pushes find nothing new to scan.
-    cluster.wait_for(no_new_job_for_two_pushes, timeout=10, interval=0, what="pushes that enqueue nothing")
+    cluster.wait_for(
+        no_new_job_for_two_pushes, timeout=10, interval=0, what="pushes that enqueue nothing"
+    )
 
 
 def test_rq_cron_pushes_with_logjobs_settings(cluster, tmp_path, conn):
@@ -159,10 +201,18 @@ def test_rq_cron_pushes_with_logjobs_settings(cluster, tmp_path, conn):
         folder.mkdir()
         write(folder / "a.log", "ERROR\n")
     cluster.worker(), cluster.mirror()
-    env = dict(cluster.env, LOGJOBS_CRON_FOLDERS=f"{allowed}:{elsewhere}", LOGJOBS_CRON_INTERVAL="1",
-               LOGJOBS_ROOTS=str(allowed), LOGJOBS_RETRY_MAX="5", LOGJOBS_ANALYSIS="false")
+    env = dict(
+        cluster.env,
+        LOGJOBS_CRON_FOLDERS=f"{allowed}:{elsewhere}",
+        LOGJOBS_CRON_INTERVAL="1",
+        LOGJOBS_ROOTS=str(allowed),
+        LOGJOBS_RETRY_MAX="5",
+        LOGJOBS_ANALYSIS="false",
+    )
     cluster.spawn([os.path.join(BIN, "rq"), "cron", os.path.abspath(CRON_CONF)], "cron", env=env)
-    report = cluster.wait_for(lambda: counted(cluster, [allowed / "a.log"]), timeout=20, what="the periodic push")
+    report = cluster.wait_for(
+        lambda: counted(cluster, [allowed / "a.log"]), timeout=20, what="the periodic push"
+    )
     time.sleep(2)  # a second push, which would have taken the other folder too
     assert str(elsewhere / "a.log") not in cluster.report()
     row = report[str(allowed / "a.log")]
@@ -176,20 +226,28 @@ def test_a_redis_outage_is_logged_and_the_push_retried(cluster, tmp_path, conn):
     watcher = WatchProcess(cluster, "--debounce", "0.1", str(logs))
     cluster.server.stop()
     write(logs / "a.log", "ERROR\n")
-    cluster.wait_for(lambda: "push of 1 file(s) failed" in watcher.output(), timeout=20, what="a failed push")
+    cluster.wait_for(
+        lambda: "push of 1 file(s) failed" in watcher.output(), timeout=20, what="a failed push"
+    )
     cluster.server.start()
-    cluster.wait_for(lambda: conn.hget(FILES_KEY, str(logs / "a.log")), timeout=20, what="the push, retried")
+    cluster.wait_for(
+        lambda: conn.hget(FILES_KEY, str(logs / "a.log")), timeout=20, what="the push, retried"
+    )
     assert watcher.pushes() == [(1, 1)], watcher.output()
     watcher.stop()
 
 
 def test_watching_a_missing_folder_is_a_one_line_error(cluster, tmp_path):
     result = cluster.run("watch", str(tmp_path / "nope"))
-    assert result.returncode == 2 and result.stderr.strip() == f"logjobs: error: cannot watch {tmp_path / 'nope'}: " \
-                                                              "no such directory"
+    assert (
+        result.returncode == 2
+        and result.stderr.strip()
+        == f"logjobs: error: cannot watch {tmp_path / 'nope'}: no such directory"
+    )
 
 
 # The Watcher in process: a recording push instead of Redis.
+
 
 class Recorder:
     def __init__(self, fail=0):
@@ -242,14 +300,18 @@ def test_polling_sees_a_rotated_log_and_its_new_file(tmp_path):
     wait(lambda: [str(tmp_path / "app.log")] in push.calls)
     os.rename(tmp_path / "app.log", tmp_path / "app.log.1")
     write(tmp_path / "app.log", "ERROR new\n")
-    wait(lambda: sum(str(tmp_path / "app.log") in call for call in push.calls) == 2 and any(
-        str(tmp_path / "app.log.1") in call for call in push.calls))
+    wait(
+        lambda: (
+            sum(str(tmp_path / "app.log") in call for call in push.calls) == 2
+            and any(str(tmp_path / "app.log.1") in call for call in push.calls)
+        )
+    )
     stop.set(), thread.join(10)
 
 
 def test_links_to_files_of_the_tree_are_left_to_their_files(tmp_path):
-    # current.log -> app-2.log: pushed under both names, its lines counted twice, or app-2.log taken for
-    # moved to current.log. A link to a file elsewhere is pushed.
+    # current.log -> app-2.log: pushed under both names, its lines counted twice, or app-2.log taken
+    # for moved to current.log. A link to a file elsewhere is pushed.
     (tmp_path / "app-1.log").write_text("ERROR\n")
     (tmp_path / "app-2.log").write_text("ERROR\n")
     os.symlink("app-2.log", tmp_path / "current.log")
@@ -259,7 +321,9 @@ def test_links_to_files_of_the_tree_are_left_to_their_files(tmp_path):
     expected = [str(tmp_path / name) for name in ("app-1.log", "app-2.log", "outside.log")]
     assert list(watch.files_below([str(tmp_path)])) == expected
     watcher = watch.Watcher([tmp_path], Recorder(), debounce=0.1)
-    assert watcher._ignored(str(tmp_path / "current.log")) and not watcher._ignored(str(tmp_path / "outside.log"))
+    assert watcher._ignored(str(tmp_path / "current.log")) and not watcher._ignored(
+        str(tmp_path / "outside.log")
+    )
 
 
 def test_inotify_that_cannot_start_falls_back_to_polling(tmp_path, monkeypatch, caplog):
@@ -307,5 +371,7 @@ def test_subfolders_inotify_cannot_watch_are_polled(tmp_path, monkeypatch, caplo
 
 
 def test_ignored_names():
-    assert all(watch.ignored(n) for n in (".app.log.swp", "app.log~", "x.tmp", "dl.part", ".hidden"))
+    assert all(
+        watch.ignored(n) for n in (".app.log.swp", "app.log~", "x.tmp", "dl.part", ".hidden")
+    )
     assert not any(watch.ignored(n) for n in ("app.log", "app.log.1", "app.log.2.gz", "syslog"))

@@ -1,6 +1,6 @@
-"""The dashboard: pages and metrics against a seeded database, auth and CSRF on every mutating route,
-and a real headless Chromium following a live pipeline (redis-server, `rq worker`, `logjobs mirror`,
-`logjobs dashboard`)."""
+"""The dashboard: pages and metrics against a seeded database, auth and CSRF on every mutating
+route, and a real headless Chromium following a live pipeline (redis-server, `rq worker`, `logjobs
+mirror`, `logjobs dashboard`)."""
 
 import base64
 import json
@@ -19,17 +19,15 @@ from pathlib import Path
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from logjobs.rqsafe import Queue
-from logjobs.rqsafe import Job
 from rq.registry import FailedJobRegistry
 
-from logjobs import events
+from logjobs import events, queries
 from logjobs.defaults import FILES_KEY, QUEUES
 from logjobs.embedded import free_port
 from logjobs.exceptions import ConfigError
-from logjobs.rows import apply
-from logjobs import queries
 from logjobs.models import MODELS, db, open_database, utc
+from logjobs.rows import apply
+from logjobs.rqsafe import Job, Queue
 from logjobs.settings import Settings
 from logjobs.web import create_app
 from logjobs.web.security import check_bind
@@ -41,6 +39,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 USER, PASSWORD = "ops", "correct horse battery staple"
 
 # -- a database seeded through the mirror's own apply(), so its rows are the real shape ----------
+
 
 def ev(t0, job_id, path, state, attempt=0, at=0.0, **kw):
     return events.Event(job_id, path, state, attempt, at=t0 + at, **kw)
@@ -57,17 +56,39 @@ def result(**counts):
 def history_of_four_files(t0):
     return [
         # a.log: one clean run on high, 0.5 s.
-        pushed(t0, "j-a", "/l/a.log", "high"), ev(t0, "j-a", "/l/a.log", "started", 1, 1.0, worker="w1"),
+        pushed(t0, "j-a", "/l/a.log", "high"),
+        ev(t0, "j-a", "/l/a.log", "started", 1, 1.0, worker="w1"),
         ev(t0, "j-a", "/l/a.log", "finished", 1, 1.5, worker="w1", result=result(ERROR=5, FATAL=1)),
         # b.log: its worker died; the keeper recovered it, and attempt 2 took 20 s.
-        pushed(t0, "j-b", "/l/b.log", "default"), ev(t0, "j-b", "/l/b.log", "started", 1, 1.0, worker="w1"),
-        ev(t0, "j-b", "/l/b.log", "queued", 1, 9.0, worker="w1",
-           error="worker w1 died or was cut off during attempt 1"),
+        pushed(t0, "j-b", "/l/b.log", "default"),
+        ev(t0, "j-b", "/l/b.log", "started", 1, 1.0, worker="w1"),
+        ev(
+            t0,
+            "j-b",
+            "/l/b.log",
+            "queued",
+            1,
+            9.0,
+            worker="w1",
+            error="worker w1 died or was cut off during attempt 1",
+        ),
         ev(t0, "j-b", "/l/b.log", "started", 2, 10.0, worker="w2"),
-        ev(t0, "j-b", "/l/b.log", "finished", 2, 30.0, worker="w2", result=result(ERROR=2, FATAL=0)),
+        ev(
+            t0, "j-b", "/l/b.log", "finished", 2, 30.0, worker="w2", result=result(ERROR=2, FATAL=0)
+        ),
         # c.log: not a regular file.
-        pushed(t0, "j-c", "/l/c.log", "default"), ev(t0, "j-c", "/l/c.log", "started", 1, 2.0, worker="w2"),
-        ev(t0, "j-c", "/l/c.log", "failed", 1, 2.1, worker="w2", error="/l/c.log: not a regular file (FIFO)"),
+        pushed(t0, "j-c", "/l/c.log", "default"),
+        ev(t0, "j-c", "/l/c.log", "started", 1, 2.0, worker="w2"),
+        ev(
+            t0,
+            "j-c",
+            "/l/c.log",
+            "failed",
+            1,
+            2.1,
+            worker="w2",
+            error="/l/c.log: not a regular file (FIFO)",
+        ),
         # d.log: still waiting.
         pushed(t0, "j-d", "/l/d.log", "low"),
     ]
@@ -105,18 +126,28 @@ def csrf_field(html):
 
 # -- pages ---------------------------------------------------------------------------------------
 
+
 def test_pages_show_the_database(seeded):
     client = app_for(seeded).test_client()
     page = client.get("/").get_data(as_text=True)
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in page  # the pages work without Redis
     timeline = json.loads(re.search(r'id="timeline-data">(.*?)</script>', page).group(1))
     per_state = {s["state"]: sum(s["counts"]) for s in timeline["series"]}
-    history = sqlite3.connect(seeded).execute("SELECT state, COUNT(*) FROM history GROUP BY state").fetchall()
+    history = (
+        sqlite3.connect(seeded)
+        .execute("SELECT state, COUNT(*) FROM history GROUP BY state")
+        .fetchall()
+    )
     assert per_state == dict(dict.fromkeys(per_state, 0), **dict(history))
     assert timeline["unit"] == "second" and len(timeline["labels"]) >= 30
     later = queries.timeline(now=utc(time.time() + 3 * 3600))  # the unit grows with the span
-    assert later["unit"] == "hour" and {s["state"]: sum(s["counts"]) for s in later["series"]} == per_state
-    assert re.search(r'/l/a\.log</a></td><td>high</td><td class="text-right"[^>]*>6<', page)  # top file: 5 + 1
+    assert (
+        later["unit"] == "hour"
+        and {s["state"]: sum(s["counts"]) for s in later["series"]} == per_state
+    )
+    assert re.search(
+        r'/l/a\.log</a></td><td>high</td><td class="text-right"[^>]*>6<', page
+    )  # top file: 5 + 1
     assert "/l/c.log: not a regular file (FIFO)" in page
 
     files = client.get("/files?queue=default&state=failed").get_data(as_text=True)
@@ -124,11 +155,24 @@ def test_pages_show_the_database(seeded):
     files = client.get("/files?path=b.lo").get_data(as_text=True)
     assert re.findall(r'<tr data-path="([^"]+)"', files) == ["/l/b.log"]
     assert re.findall(r'<tr data-path="([^"]+)"', client.get("/files").get_data(as_text=True)) == [
-        "/l/a.log", "/l/b.log", "/l/c.log", "/l/d.log"]
-    # A node's queue is a queue too; a name that is none, or an unknown state, is said so, not ignored.
-    assert re.findall(r'<tr data-path="([^"]+)"', client.get("/files?queue=web1.high").get_data(as_text=True)) == []
+        "/l/a.log",
+        "/l/b.log",
+        "/l/c.log",
+        "/l/d.log",
+    ]
+    # A node's queue is a queue too; a name that is none, or an unknown state, is said so, not
+    # ignored.
+    assert (
+        re.findall(
+            r'<tr data-path="([^"]+)"', client.get("/files?queue=web1.high").get_data(as_text=True)
+        )
+        == []
+    )
     files = client.get("/files?queue=bogus&state=done").get_data(as_text=True)
-    assert "no queue &#39;bogus&#39;: showing every queue" in files and "no state &#39;done&#39;" in files
+    assert (
+        "no queue &#39;bogus&#39;: showing every queue" in files
+        and "no state &#39;done&#39;" in files
+    )
     assert len(re.findall(r'<tr data-path="([^"]+)"', files)) == 4
 
     failures = client.get("/failures").get_data(as_text=True)
@@ -136,7 +180,13 @@ def test_pages_show_the_database(seeded):
     assert 'action="/retry"' in failures and "not a regular file (FIFO)" in failures
 
     file = client.get("/file", query_string={"path": "/l/b.log"}).get_data(as_text=True)
-    assert re.findall(r'<tr data-state="(\w+)">', file) == ["queued", "started", "queued", "started", "finished"]
+    assert re.findall(r'<tr data-state="(\w+)">', file) == [
+        "queued",
+        "started",
+        "queued",
+        "started",
+        "finished",
+    ]
     assert "worker w1 died or was cut off during attempt 1" in file
     assert client.get("/file", query_string={"path": "/nope"}).status_code == 404
 
@@ -166,9 +216,16 @@ def test_pages_and_metrics_on_postgresql(postgres_url):
     client = app_for(url).test_client()
     for page in ("/", "/files?path=b.lo&queue=default", "/failures", "/file?path=/l/b.log"):
         assert client.get(page).status_code == 200, page
-    timeline = json.loads(re.search(r'id="timeline-data">(.*?)</script>', client.get("/").get_data(as_text=True))[1])
+    timeline = json.loads(
+        re.search(r'id="timeline-data">(.*?)</script>', client.get("/").get_data(as_text=True))[1]
+    )
     assert {s["state"]: sum(s["counts"]) for s in timeline["series"]} == {
-        "queued": 5, "scheduled": 0, "started": 4, "finished": 2, "failed": 1}
+        "queued": 5,
+        "scheduled": 0,
+        "started": 4,
+        "finished": 2,
+        "failed": 1,
+    }
     got = scrape(client)
     assert got[("logjobs_recoveries_total", (("queue", "default"),))] == 1
     assert got[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 7
@@ -176,6 +233,7 @@ def test_pages_and_metrics_on_postgresql(postgres_url):
 
 
 # -- metrics -------------------------------------------------------------------------------------
+
 
 def scrape(client_or_url):
     if isinstance(client_or_url, str):
@@ -185,8 +243,11 @@ def scrape(client_or_url):
         reply = client_or_url.get("/metrics")
         assert reply.status_code == 200 and reply.content_type.startswith("text/plain")
         text = reply.get_data(as_text=True)
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def expected_metrics(db_path):
@@ -198,30 +259,50 @@ def expected_metrics(db_path):
             want[("logjobs_jobs_total", (("queue", queue), ("state", state)))] = 0
         want[("logjobs_retries_total", (("queue", queue),))] = 0
         want[("logjobs_recoveries_total", (("queue", queue),))] = 0
-    for queue, state, n in sql.execute("SELECT queue, state, COUNT(*) FROM history WHERE state IN "
-                                       "('finished', 'failed') GROUP BY queue, state"):
+    for queue, state, n in sql.execute(
+        "SELECT queue, state, COUNT(*) FROM history WHERE state IN "
+        "('finished', 'failed') GROUP BY queue, state"
+    ):
         want[("logjobs_jobs_total", (("queue", queue), ("state", state)))] = n
-    for queue, n in sql.execute("SELECT queue, COUNT(*) FROM history WHERE state = 'started' AND attempt > 1 "
-                                "GROUP BY queue"):
+    for queue, n in sql.execute(
+        "SELECT queue, COUNT(*) FROM history WHERE state = 'started' AND attempt > 1 GROUP BY queue"
+    ):
         want[("logjobs_retries_total", (("queue", queue),))] = n
-    for queue, n in sql.execute("SELECT queue, COUNT(*) FROM history WHERE error LIKE '%died or was cut off%' "
-                                "GROUP BY queue"):
+    for queue, n in sql.execute(
+        "SELECT queue, COUNT(*) FROM history WHERE error LIKE '%died or was cut off%' "
+        "GROUP BY queue"
+    ):
         want[("logjobs_recoveries_total", (("queue", queue),))] = n
-    for pattern, n in sql.execute("SELECT j.key, SUM(j.value) FROM history, json_each(history.counts) AS j "
-                                  "WHERE state = 'finished' GROUP BY j.key"):
+    for pattern, n in sql.execute(
+        "SELECT j.key, SUM(j.value) FROM history, json_each(history.counts) AS j "
+        "WHERE state = 'finished' GROUP BY j.key"
+    ):
         want[("logjobs_matched_lines_total", (("pattern", pattern),))] = n
     for queue in QUEUES:
         labels = (("queue", queue),)
-        n, total = sql.execute("SELECT COUNT(duration), TOTAL(duration) FROM history WHERE state = 'finished' "
-                               "AND queue = ?", (queue,)).fetchone()
+        n, total = sql.execute(
+            "SELECT COUNT(duration), TOTAL(duration) FROM history WHERE state = 'finished' "
+            "AND queue = ?",
+            (queue,),
+        ).fetchone()
         want[("logjobs_scan_duration_seconds_count", labels)] = n
         want[("logjobs_scan_duration_seconds_sum", labels)] = pytest.approx(total)
         for bound in queries.DURATION_BUCKETS:
-            (below,) = sql.execute("SELECT COUNT(*) FROM history WHERE state = 'finished' AND queue = ? AND "
-                                   "duration <= ?", (queue, bound)).fetchone()
-            want[("logjobs_scan_duration_seconds_bucket", (("le", str(float(bound))), ("queue", queue)))] = below
+            (below,) = sql.execute(
+                "SELECT COUNT(*) FROM history WHERE state = 'finished' AND queue = ? AND "
+                "duration <= ?",
+                (queue, bound),
+            ).fetchone()
+            want[
+                (
+                    "logjobs_scan_duration_seconds_bucket",
+                    (("le", str(float(bound))), ("queue", queue)),
+                )
+            ] = below
         want[("logjobs_scan_duration_seconds_bucket", (("le", "+Inf"), ("queue", queue)))] = n
-    for queue, state, n in sql.execute("SELECT queue, status, COUNT(*) FROM scans GROUP BY queue, status"):
+    for queue, state, n in sql.execute(
+        "SELECT queue, status, COUNT(*) FROM scans GROUP BY queue, status"
+    ):
         want[("logjobs_files", (("queue", queue), ("state", state)))] = n
     return want
 
@@ -239,13 +320,31 @@ def test_metrics_parse_and_match_the_database_as_it_grows(seeded):
     assert first[("logjobs_recoveries_total", (("queue", "default"),))] == 1
     assert first[("logjobs_retries_total", (("queue", "default"),))] == 1
     assert first[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 7
-    assert first[("logjobs_scan_duration_seconds_bucket", (("le", "10.0"), ("queue", "default")))] == 0
-    assert first[("logjobs_scan_duration_seconds_bucket", (("le", "30.0"), ("queue", "default")))] == 1
+    assert (
+        first[("logjobs_scan_duration_seconds_bucket", (("le", "10.0"), ("queue", "default")))] == 0
+    )
+    assert (
+        first[("logjobs_scan_duration_seconds_bucket", (("le", "30.0"), ("queue", "default")))] == 1
+    )
 
     # Later rows are added to the running totals: the counters only grow, and still match.
     t0 = time.time()
-    seed(seeded, [ev(t0, "j-d", "/l/d.log", "started", 1, 0.0, worker="w1"),
-                  ev(t0, "j-d", "/l/d.log", "finished", 1, 0.2, worker="w1", result=result(ERROR=3, FATAL=0))])
+    seed(
+        seeded,
+        [
+            ev(t0, "j-d", "/l/d.log", "started", 1, 0.0, worker="w1"),
+            ev(
+                t0,
+                "j-d",
+                "/l/d.log",
+                "finished",
+                1,
+                0.2,
+                worker="w1",
+                result=result(ERROR=3, FATAL=0),
+            ),
+        ],
+    )
     second = scrape(client)
     assert_metrics_match(second, seeded)
     assert second[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 10
@@ -262,11 +361,14 @@ def test_metrics_parse_and_match_the_database_as_it_grows(seeded):
 
 # -- safe by default -----------------------------------------------------------------------------
 
+
 def test_only_loopback_without_credentials():
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         check_bind(host, Settings())
     for host in ("0.0.0.0", "::", "192.0.2.1"):
-        with pytest.raises(ConfigError, match="LOGJOBS_DASHBOARD_USER and LOGJOBS_DASHBOARD_PASSWORD"):
+        with pytest.raises(
+            ConfigError, match="LOGJOBS_DASHBOARD_USER and LOGJOBS_DASHBOARD_PASSWORD"
+        ):
             check_bind(host, Settings())
         check_bind(host, Settings(dashboard_user=USER, dashboard_password=PASSWORD))
     with pytest.raises(ConfigError, match="both"):
@@ -276,25 +378,63 @@ def test_only_loopback_without_credentials():
 def test_the_command_refuses_a_public_address_without_credentials(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGJOBS_")}
     env["LOGJOBS_DB"] = str(tmp_path / "status.db")
-    proc = subprocess.run([os.path.join(BIN, "logjobs"), "dashboard", "--host", "0.0.0.0", "--port", str(free_port())],
-                          capture_output=True, text=True, env=env, timeout=30)
+    proc = subprocess.run(
+        [
+            os.path.join(BIN, "logjobs"),
+            "dashboard",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "without credentials" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.count("\n") == 1
+        and "without credentials" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 #: Every route that changes something: logjobs' Retry and rq-dashboard's own mutations.
-MUTATIONS = ["/retry", "/rq/job/j-x/delete", "/rq/job/j-x/requeue", "/rq/requeue/default",
-             "/rq/queue/default/failed/empty", "/rq/queue/default/compact"]
-PAGES = ["/", "/files", "/failures", "/file?path=/l/a.log", "/metrics", "/static/logjobs.js", "/rq/",
-         "/rq/0/view/workers", "/rq/0/data/queues.json", "/rq/static/css/main.css"]
+MUTATIONS = [
+    "/retry",
+    "/rq/job/j-x/delete",
+    "/rq/job/j-x/requeue",
+    "/rq/requeue/default",
+    "/rq/queue/default/failed/empty",
+    "/rq/queue/default/compact",
+]
+PAGES = [
+    "/",
+    "/files",
+    "/failures",
+    "/file?path=/l/a.log",
+    "/metrics",
+    "/static/logjobs.js",
+    "/rq/",
+    "/rq/0/view/workers",
+    "/rq/0/data/queues.json",
+    "/rq/static/css/main.css",
+]
 
 
 def test_rq_dashboard_says_when_redis_fails_it(seeded, redis_server):
-    # It answered 500, with a traceback in the log: Redis away, or refusing to compact an empty queue.
+    # It answered 500, with a traceback in the log: Redis away, or refusing to compact an empty
+    # queue.
     client = app_for(seeded).test_client()  # a Redis no one listens at
-    for page in ("/rq/0/data/queues.json", "/rq/"):  # the queues page said "Connection Error" with a 200
+    for page in (
+        "/rq/0/data/queues.json",
+        "/rq/",
+    ):  # the queues page said "Connection Error" with a 200
         reply = client.get(page)
-        assert reply.status_code == 503 and reply.get_data(as_text=True).startswith("Redis: ConnectionError: ")
+        assert reply.status_code == 503 and reply.get_data(as_text=True).startswith(
+            "Redis: ConnectionError: "
+        )
     client = app_for(seeded, redis_server.url).test_client()
     client.get("/rq/")  # the CSRF cookie rq-dashboard's scripts send back
     token = client.get_cookie("_csrf_token").value
@@ -303,17 +443,28 @@ def test_rq_dashboard_says_when_redis_fails_it(seeded, redis_server):
 
 
 def test_with_credentials_strangers_get_nothing(seeded, redis_server):
-    client = app_for(seeded, redis_server.url, dashboard_user=USER, dashboard_password=PASSWORD).test_client()
+    client = app_for(
+        seeded, redis_server.url, dashboard_user=USER, dashboard_password=PASSWORD
+    ).test_client()
     for url in PAGES + MUTATIONS:
-        for headers in ({}, basic(password="wrong"), basic(user="root"), {"Authorization": "Basic !!"}):
+        for headers in (
+            {},
+            basic(password="wrong"),
+            basic(user="root"),
+            {"Authorization": "Basic !!"},
+        ):
             for method in ("GET", "POST"):
-                client.application.extensions["logjobs.backoff"].failures.clear()  # see test_security
+                client.application.extensions[
+                    "logjobs.backoff"
+                ].failures.clear()  # see test_security
                 reply = client.open(url, method=method, headers=headers)
                 assert reply.status_code == 401, (method, url, headers)
                 assert reply.headers["WWW-Authenticate"].startswith("Basic")
     for url in PAGES:
         assert client.get(url, headers=basic()).status_code == 200, url
-    assert 'href="/">&larr; logjobs</a>' in client.get("/rq/", headers=basic()).get_data(as_text=True)
+    assert 'href="/">&larr; logjobs</a>' in client.get("/rq/", headers=basic()).get_data(
+        as_text=True
+    )
     assert client.get("/rq/0/view/job/lj-gone", headers=basic()).status_code == 404
     assert client.get("/rq/1/view/queues", headers=basic()).status_code == 404  # one Redis only
 
@@ -330,40 +481,76 @@ def test_every_mutating_route_needs_post_and_a_csrf_token(seeded, redis_server, 
     cookie = client.get_cookie("_csrf_token")  # how rq-dashboard's scripts get theirs
     assert cookie is not None and cookie.http_only is False and cookie.same_site == "Strict"
     rq_token = cookie.value
-    other = csrf_field(stranger.get("/failures", headers=auth).get_data(as_text=True))  # another session's
+    other = csrf_field(
+        stranger.get("/failures", headers=auth).get_data(as_text=True)
+    )  # another session's
 
-    assert client.get("/rq/requeue/default", headers=auth).status_code == 405  # rq-dashboard took GET here
+    assert (
+        client.get("/rq/requeue/default", headers=auth).status_code == 405
+    )  # rq-dashboard took GET here
     for url in MUTATIONS:
-        for form, headers in (({}, {}), ({"csrf_token": "forged"}, {}), ({}, {"X-CSRFToken": "forged"}),
-                              ({"csrf_token": other}, {}), ({}, {"X-CSRFToken": other})):
-            reply = client.post(url, data=dict(form, path="/l/c.log"), headers=dict(auth, **headers))
+        for form, headers in (
+            ({}, {}),
+            ({"csrf_token": "forged"}, {}),
+            ({}, {"X-CSRFToken": "forged"}),
+            ({"csrf_token": other}, {}),
+            ({}, {"X-CSRFToken": other}),
+        ):
+            reply = client.post(
+                url, data=dict(form, path="/l/c.log"), headers=dict(auth, **headers)
+            )
             assert reply.status_code == 400, (url, form, headers)
             assert "CSRF" in reply.get_data(as_text=True)
-        # A cross-site page cannot read the victim's token; with its own session's, it is refused too.
-        assert stranger.post(url, data={"csrf_token": token, "path": "/l/c.log"}, headers=auth).status_code == 400
+        # A cross-site page cannot read the victim's token; with its own session's, it is refused
+        # too.
+        assert (
+            stranger.post(
+                url, data={"csrf_token": token, "path": "/l/c.log"}, headers=auth
+            ).status_code
+            == 400
+        )
     assert conn.hget(FILES_KEY, "/l/c.log") is None  # nothing was retried
 
-    # The same requests with the session's token go through: the refusals above were the token's doing.
+    # The same requests with the session's token go through: the refusals above were the token's
+    # doing.
     reply = client.post("/retry", data={"csrf_token": token, "path": "/l/c.log"}, headers=auth)
     assert reply.status_code == 303 and reply.headers["Location"].endswith("/file?path=/l/c.log")
-    assert conn.hget(FILES_KEY, "/l/c.log") is not None and Queue("default", connection=conn).count == 1
+    assert (
+        conn.hget(FILES_KEY, "/l/c.log") is not None
+        and Queue("default", connection=conn).count == 1
+    )
     page = client.get(reply.headers["Location"], headers=auth).get_data(as_text=True)
     assert "retrying /l/c.log in default as job lj-" in page
     # Again, before the mirror has the new scan (the row still says failed): the job is in flight.
     job_id = conn.hget(FILES_KEY, "/l/c.log").decode()
-    reply = client.post("/retry", data={"csrf_token": token, "path": "/l/c.log"}, headers=auth, follow_redirects=True)
+    reply = client.post(
+        "/retry",
+        data={"csrf_token": token, "path": "/l/c.log"},
+        headers=auth,
+        follow_redirects=True,
+    )
     assert f"/l/c.log is already queued or running as {job_id}<" in reply.get_data(as_text=True)
     job = Job.create("os.getcwd", id="j-x", connection=conn, origin="default")
     job.save()
     FailedJobRegistry("default", connection=conn).add(job, ttl=-1)
     # (the retried job is in the queue now: RQ cannot compact an empty one)
-    for url in ("/rq/job/j-x/requeue", "/rq/job/j-x/delete", "/rq/requeue/default", "/rq/queue/default/failed/empty",
-                "/rq/queue/default/compact"):
+    for url in (
+        "/rq/job/j-x/requeue",
+        "/rq/job/j-x/delete",
+        "/rq/requeue/default",
+        "/rq/queue/default/failed/empty",
+        "/rq/queue/default/compact",
+    ):
         reply = client.post(url, headers=dict(auth, **{"X-CSRFToken": rq_token}))
         assert (reply.status_code, reply.json["status"]) == (200, "OK"), url
     assert not conn.exists(Job.key_for("j-x"))
     # Only failed files are retried.
-    reply = client.post("/retry", data={"csrf_token": token, "path": "/l/a.log"}, headers=auth, follow_redirects=True)
+    reply = client.post(
+        "/retry",
+        data={"csrf_token": token, "path": "/l/a.log"},
+        headers=auth,
+        follow_redirects=True,
+    )
     assert "is finished, not failed: nothing to retry" in reply.get_data(as_text=True)
     assert conn.hget(FILES_KEY, "/l/a.log") is None
     conn.close()
@@ -387,8 +574,12 @@ def test_no_secret_reaches_a_page_or_the_log(seeded, redis_server, tmp_path):
     env.pop("LOGJOBS_CONFIG", None)
     log = tmp_path / "dashboard.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([os.path.join(BIN, "logjobs"), "-v", "dashboard", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [os.path.join(BIN, "logjobs"), "-v", "dashboard", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         base = wait_for_http(port, proc)
         for page in ("/", "/rq/", "/metrics"):
@@ -402,6 +593,7 @@ def test_no_secret_reaches_a_page_or_the_log(seeded, redis_server, tmp_path):
 
 
 # -- a real browser on a live pipeline -----------------------------------------------------------
+
 
 def wait_for_http(port, proc, timeout=30):
     base = f"http://127.0.0.1:{port}"
@@ -420,16 +612,27 @@ def wait_for_http(port, proc, timeout=30):
 def browser(tmp_path):
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         # CI installs it (.ci/run): there, a missing browser is a failure, not a reason to skip.
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no headless Chromium at {CHROMIUM} with {CHROMEDRIVER}: "
-                    "apt-get install -y chromium chromium-driver")
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            f"no headless Chromium at {CHROMIUM} with {CHROMEDRIVER}: "
+            "apt-get install -y chromium chromium-driver"
+        )
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -438,7 +641,8 @@ def browser(tmp_path):
 
 
 class Page:
-    """The browser, with waits that survive the pages' own reloads, and screenshots kept as artifacts."""
+    """The browser, with waits that survive the pages' own reloads, and screenshots kept as
+    artifacts."""
 
     def __init__(self, driver, base):
         from selenium.common.exceptions import StaleElementReferenceException
@@ -446,8 +650,11 @@ class Page:
 
         self.driver, self.base = driver, base
         self.wait = lambda what, timeout=30: WebDriverWait(
-            driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda d: what(), message=getattr(what, "__doc__", None))
+            driver,
+            timeout,
+            poll_frequency=0.2,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(lambda d: what(), message=getattr(what, "__doc__", None))
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def open(self, path):
@@ -458,14 +665,19 @@ class Page:
 
     def table(self, selector):
         """The text of each cell of each row matched by `selector`."""
-        return self.js("return [...document.querySelectorAll(arguments[0])].map("
-                       "tr => [...tr.cells].map(td => td.innerText.trim()))", selector)
+        return self.js(
+            "return [...document.querySelectorAll(arguments[0])].map("
+            "tr => [...tr.cells].map(td => td.innerText.trim()))",
+            selector,
+        )
 
     def shot(self, name):
         """The whole page, however long."""
         size = self.driver.get_window_size()
         width, height = size["width"], size["height"]
-        self.driver.set_window_size(width, max(height, self.js("return document.documentElement.scrollHeight")))
+        self.driver.set_window_size(
+            width, max(height, self.js("return document.documentElement.scrollHeight"))
+        )
         self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
         self.driver.set_window_size(width, height)
 
@@ -492,7 +704,9 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
 
     cluster.mirror()
     port = free_port()
-    dash = cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard")
+    dash = cluster.spawn(
+        [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard"
+    )
     page = Page(browser, wait_for_http(port, dash))
     cluster.run("push", "--priority", "high", str(logs / "api.log"), check=True)
     cluster.run("push", str(logs / "web.log"), str(pipe), check=True)
@@ -514,7 +728,11 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
     def high_finished():
         """rq-dashboard shows high's job finished"""
         rows = {r[0]: r for r in page.table("#queues tr[data-role=queue]")}
-        return rows.get("high", [None] * 6)[1] == "0" and rows["high"][5] == "1" and rows["default"][6] == "1"
+        return (
+            rows.get("high", [None] * 6)[1] == "0"
+            and rows["high"][5] == "1"
+            and rows["default"][6] == "1"
+        )
 
     page.wait(high_finished)
     page.shot("rq-queues")
@@ -522,31 +740,50 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
 
     def worker_listed():
         """rq-dashboard lists the worker"""
-        return any("browser-worker" in " ".join(r) for r in page.table("#workers tr[data-role=worker]"))
+        return any(
+            "browser-worker" in " ".join(r) for r in page.table("#workers tr[data-role=worker]")
+        )
 
     page.wait(worker_listed)
     page.shot("rq-workers")
 
-    # logjobs' overview, one click away: the counts, the chart, the failure; the page reloads itself.
+    # logjobs' overview, one click away: the counts, the chart, the failure; the page reloads
+    # itself.
     browser.find_element("link text", "\u2190 logjobs").click()
 
     def settled():
         """the overview shows 3 finished and 1 failed"""
-        cards = dict(page.js("return [...document.querySelectorAll('.state-card')].map("
-                             "c => [c.dataset.state, c.querySelector('.count').innerText])"))
+        cards = dict(
+            page.js(
+                "return [...document.querySelectorAll('.state-card')].map("
+                "c => [c.dataset.state, c.querySelector('.count').innerText])"
+            )
+        )
         return cards["finished"] == "3" and cards["failed"] == "1"
 
     page.wait(settled)
-    chart = page.js("const c = Chart.getChart('timeline'); return c.data.datasets.map("
-                    "d => [d.label, d.data.reduce((a, b) => a + b, 0)])")
+    chart = page.js(
+        "const c = Chart.getChart('timeline'); return c.data.datasets.map("
+        "d => [d.label, d.data.reduce((a, b) => a + b, 0)])"
+    )
     chart = dict(chart)
-    assert chart["finished"] == 3 and chart["failed"] == 1 and chart["started"] == 4 and chart["queued"] == 4
+    assert (
+        chart["finished"] == 3
+        and chart["failed"] == 1
+        and chart["started"] == 4
+        and chart["queued"] == 4
+    )
     assert page.js("return document.getElementById('timeline').height") > 100
     assert "not a regular file" in " ".join(sum(page.table("#latest-failures tr"), []))
     page.shot("overview")
 
     page.open("/files")
-    assert [r[1] for r in page.table("#files tbody tr")] == ["finished", "finished", "failed", "finished"]
+    assert [r[1] for r in page.table("#files tbody tr")] == [
+        "finished",
+        "finished",
+        "failed",
+        "finished",
+    ]
     page.shot("files")
 
     # The failure, its reason, and Retry once the FIFO is a regular file.
@@ -560,13 +797,17 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
 
     def retried_and_finished():
         """the file page shows the retried file finished, with its counts"""
-        return (browser.find_element("css selector", "#status .state").text == "finished"
-                and "ERROR 2" in browser.find_element("css selector", "#details").text)
+        return (
+            browser.find_element("css selector", "#status .state").text == "finished"
+            and "ERROR 2" in browser.find_element("css selector", "#details").text
+        )
 
     page.wait(lambda: "/file?path=" in browser.current_url)
     assert "retrying " + str(pipe) in browser.find_element("css selector", ".flash").text
     page.wait(retried_and_finished)
-    states = page.js("return [...document.querySelectorAll('#history tbody tr')].map(tr => tr.dataset.state)")
+    states = page.js(
+        "return [...document.querySelectorAll('#history tbody tr')].map(tr => tr.dataset.state)"
+    )
     assert states == ["queued", "started", "failed", "queued", "started", "finished"]
     page.shot("file")
 
@@ -593,27 +834,56 @@ def test_browser_follows_a_live_pipeline_and_retries_a_failure(cluster, browser,
     conn.close()
 
     if os.environ.get("LOGJOBS_UPDATE_SCREENSHOTS"):
-        for name in ("overview", "files", "failures", "file", "rq-queues", "rq-workers", "rq-failed-jobs", "metrics"):
+        for name in (
+            "overview",
+            "files",
+            "failures",
+            "file",
+            "rq-queues",
+            "rq-workers",
+            "rq-failed-jobs",
+            "metrics",
+        ):
             shutil.copy(ARTIFACTS / f"{name}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
 
 
 def test_a_file_name_runs_no_script_on_rq_dashboards_pages(cluster, browser, logs):
-    # rq-dashboard writes a job's description (the file's name), its error and its worker's job into its
-    # pages unescaped; script run there could read the CSRF token of its buttons and empty queues.
-    # logjobs escapes what it hands those pages: the name shows as text, and makes no element.
-    name = '<img src=x onerror="document.title=\'pwned\'"><b onmouseover=alert(6)>.log'
+    # rq-dashboard writes a job's description (the file's name), its error and its worker's job into
+    # its pages unescaped; script run there could read the CSRF token of its buttons and empty
+    # queues. logjobs escapes what it hands those pages: the name shows as text, and makes no
+    # element.
+    name = "<img src=x onerror=\"document.title='pwned'\"><b onmouseover=alert(6)>.log"
     (logs / name).write_text("ERROR\n")
     os.mkfifo(logs / "<i>fifo.log")  # fails, with its name in the error
     cluster.worker()
-    pushed = json.loads(cluster.run("push", "--wait", "--json", "--batch-files", "1", str(logs)).stdout)["enqueued"]
+    pushed = json.loads(
+        cluster.run("push", "--wait", "--json", "--batch-files", "1", str(logs)).stdout
+    )["enqueued"]
     port = free_port()
-    page = Page(browser, wait_for_http(port, cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port",
-                                                            str(port)], "dashboard")))
+    page = Page(
+        browser,
+        wait_for_http(
+            port,
+            cluster.spawn(
+                [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard"
+            ),
+        ),
+    )
     for job in pushed:
         page.open(f"/rq/0/view/job/{job['job_id']}")
-        page.wait(lambda: "scan " in page.js("return document.querySelector('.description-scroll')?.innerText || ''"))
+        page.wait(
+            lambda: (
+                "scan "
+                in page.js("return document.querySelector('.description-scroll')?.innerText || ''")
+            )
+        )
         assert os.path.basename(job["path"]) in page.js("return document.body.innerText")
-        assert page.js("return document.querySelectorAll('#job-data img, #job-data b, #job-data i').length") == 0
+        assert (
+            page.js(
+                "return document.querySelectorAll('#job-data img, #job-data b, #job-data i').length"
+            )
+            == 0
+        )
     page.open("/rq/0/view/jobs/default/failed/8/asc/1")
     page.wait(lambda: page.table("#jobs tr[data-role=job]"))
     assert "<i>fifo.log" in page.js("return document.body.innerText")
@@ -632,19 +902,32 @@ def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs)
     cluster.run("push", "--wait", str(logs), check=True)
     cluster.run("mirror", "--once", check=True)
     port = free_port()
-    dash = cluster.spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard")
+    dash = cluster.spawn(
+        [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dashboard"
+    )
     page = Page(browser, wait_for_http(port, dash))
 
     page.open("/")
     browser.find_element("link text", "Messages").click()
     page.wait(lambda: page.table("#messages tbody tr"))
     rows = page.table("#messages tbody tr")
-    assert [r[:3] for r in rows] == [["2", "1", "ERROR"], ["2", "1", "ERROR"], ["1", "1", "INFO"], ["1", "1", "FATAL"]]
+    assert [r[:3] for r in rows] == [
+        ["2", "1", "ERROR"],
+        ["2", "1", "ERROR"],
+        ["1", "1", "INFO"],
+        ["1", "1", "FATAL"],
+    ]
     assert rows[0][3].startswith(UPSTREAM) and rows[1][3].startswith(OPEN_FAILED)
-    chart = dict(page.js("const c = Chart.getChart('levels-chart'); return c.data.datasets.map("
-                         "d => [d.label, d.data.reduce((a, b) => a + b, 0)])"))
+    chart = dict(
+        page.js(
+            "const c = Chart.getChart('levels-chart'); return c.data.datasets.map("
+            "d => [d.label, d.data.reduce((a, b) => a + b, 0)])"
+        )
+    )
     assert chart == {"INFO": 2, "WARN": 2, "ERROR": 4, "FATAL": 1}
-    assert page.js("return Chart.getChart('levels-chart').data.labels.length") == 3  # 12:00 .. 14:03 by hour
+    assert (
+        page.js("return Chart.getChart('levels-chart').data.labels.length") == 3
+    )  # 12:00 .. 14:03 by hour
     page.shot("messages")
 
     # Filters: the nginx file only, from 14:01 UTC.
@@ -662,8 +945,13 @@ def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs)
     # A file's page: its lines per level, its top messages, its chart.
     page.open("/file?path=" + str(logs / "api.log"))
     assert browser.find_element("id", "levels").text == "INFO=2 WARN=1 ERROR=2"
-    assert [r[:3] for r in page.table("#messages tbody tr")] == [["2", "1", "ERROR"], ["1", "1", "INFO"]]
-    assert page.js("return Chart.getChart('levels-chart').data.labels.length") == 3  # 12:00, 12:01, 12:02
+    assert [r[:3] for r in page.table("#messages tbody tr")] == [
+        ["2", "1", "ERROR"],
+        ["1", "1", "INFO"],
+    ]
+    assert (
+        page.js("return Chart.getChart('levels-chart').data.labels.length") == 3
+    )  # 12:00, 12:01, 12:02
     page.shot("file-messages")
     assert page.errors() == []
     if os.environ.get("LOGJOBS_UPDATE_SCREENSHOTS"):

@@ -1,4 +1,5 @@
-"""The web dashboard: rq-dashboard under /rq, logjobs' pages from the status database, and /metrics."""
+"""The web dashboard: rq-dashboard under /rq, logjobs' pages from the status database, and
+/metrics."""
 
 from .app import create_app, serve
 

@@ -1,4 +1,5 @@
-"""The dashboard: one Flask app (rq-dashboard at /rq, logjobs' pages, /metrics), served by waitress."""
+"""The dashboard: one Flask app (rq-dashboard at /rq, logjobs' pages, /metrics), served by
+waitress."""
 
 import dataclasses
 import secrets
@@ -31,14 +32,16 @@ class Context:
 
 
 def create_app(settings, host=DEFAULT_DASHBOARD_HOST):
-    """The WSGI app for `settings`, served at `host`. Connects to nothing until a request needs it."""
+    """The WSGI app for `settings`, served at `host`. Connects to nothing until a request needs
+    it."""
     app = Flask(__name__)
     app.config.update(
         # Per process: a restart ends every session, and with it every CSRF token.
         SECRET_KEY=secrets.token_bytes(32),
         SESSION_COOKIE_NAME="logjobs_session",
         SESSION_COOKIE_SAMESITE="Strict",
-        WTF_CSRF_TIME_LIMIT=None,  # valid for the session: an rq-dashboard tab may stay open for hours
+        # valid for the session: an rq-dashboard tab may stay open for hours
+        WTF_CSRF_TIME_LIMIT=None,
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics.HistoryCollector())
@@ -52,17 +55,25 @@ def create_app(settings, host=DEFAULT_DASHBOARD_HOST):
 
 
 def serve(settings, host, port):
-    """Serve the dashboard until interrupted; ConfigError if `host` is not loopback and no credentials are set."""
+    """Serve the dashboard until interrupted; ConfigError if `host` is not loopback and no
+    credentials are set."""
     security.check_bind(host, settings)
     app = create_app(settings, host)
     try:
         server = waitress.create_server(app, host=host, port=port, threads=THREADS, ident="logjobs")
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from None
     shown = f"[{host}]" if ":" in host else host
-    print(f"logjobs dashboard on http://{shown}:{port}/ (rq-dashboard at {rqdashboard.PREFIX}/, metrics at /metrics; "
-          f"Redis {settings.redacted_redis_url()}, database {redact_url(settings.db)}"
-          f"{', basic auth' if settings.dashboard_user else ''})", file=sys.stderr, flush=True)
+    print(
+        f"logjobs dashboard on http://{shown}:{port}/ (rq-dashboard at {rqdashboard.PREFIX}/, "
+        f"metrics at /metrics; "
+        f"Redis {settings.redacted_redis_url()}, database {redact_url(settings.db)}"
+        f"{', basic auth' if settings.dashboard_user else ''})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.run()
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""The status database as the web app reads it: opened on first use, one connection per request thread.
+"""The status database as the web app reads it: opened on first use, one connection per request
+thread.
 
 Opened lazily so the dashboard can start before the mirror has created the database.
 """
@@ -21,13 +22,16 @@ class StatusDatabase:
         self.target, self.database, self._lock = target, None, threading.Lock()
 
     def connect(self):
-        """This thread's connection, binding the models on first use; NoDatabase if there is none."""
+        """This thread's connection, binding the models on first use; NoDatabase if there is
+        none."""
         if self.database is None:
             with self._lock:
                 if self.database is None:
                     self.database = open_database(self.target, create=False)
                     return self.database
-        require_file(self.target)  # before every connection: the file may have been deleted meanwhile
+        require_file(
+            self.target
+        )  # before every connection: the file may have been deleted meanwhile
         self.database.connect(reuse_if_open=True)
         return self.database
 
@@ -37,7 +41,8 @@ class StatusDatabase:
 
 
 def serve_from_database(blueprint):
-    """Give each request of `blueprint` a database connection, and turn database trouble into a 503."""
+    """Give each request of `blueprint` a database connection, and turn database trouble into a
+    503."""
     blueprint.before_request(_connect)
     blueprint.teardown_request(lambda exc: _status().close())
     blueprint.register_error_handler(LogJobsError, _unavailable)
@@ -54,7 +59,9 @@ def _connect():
 
 def _unavailable(exc):
     target = _status().target
-    message = database_reason(exc, target)  # a database URL may carry a password, and messages may quote it
+    message = database_reason(
+        exc, target
+    )  # a database URL may carry a password, and messages may quote it
     level = logging.DEBUG if isinstance(exc, NoDatabase) else logging.WARNING
     log.log(level, "status database %s: %s: %s", redact_url(target), type(exc).__name__, message)
     if not isinstance(exc, LogJobsError):

@@ -29,7 +29,9 @@ class HistoryCollector:
 
     def collect(self):
         with self._lock:
-            fresh = queries.history_totals(self.totals["last_id"], self.totals["last_stream_id"], self.buckets)
+            fresh = queries.history_totals(
+                self.totals["last_id"], self.totals["last_stream_id"], self.buckets
+            )
             if fresh["restarted"]:
                 self.totals = _empty()
             _add(self.totals, fresh)
@@ -37,37 +39,52 @@ class HistoryCollector:
         return families + [_files_gauge()]
 
     def _families(self, totals):
-        jobs = CounterMetricFamily("logjobs_jobs", "Scans (a file, or a part of a split file) that ended, by queue "
-                                   "and final state.", labels=["queue", "state"])
+        jobs = CounterMetricFamily(
+            "logjobs_jobs",
+            "Scans (a file, or a part of a split file) that ended, by queue and final state.",
+            labels=["queue", "state"],
+        )
         for queue in _queues(totals["jobs"]):
             for state in FINAL_STATES:
                 jobs.add_metric([queue, state], totals["jobs"].get(queue, {}).get(state, 0))
         yield jobs
-        for name, doc in (("retries", "Job attempts after the first that started, by queue."),
-                          ("recoveries", "Scans recovered from a worker that died or was cut off, by queue.")):
+        for name, doc in (
+            ("retries", "Job attempts after the first that started, by queue."),
+            ("recoveries", "Scans recovered from a worker that died or was cut off, by queue."),
+        ):
             family = CounterMetricFamily(f"logjobs_{name}", doc, labels=["queue"])
             for queue in _queues(totals[name]):
                 family.add_metric([queue], totals[name].get(queue, 0))
             yield family
-        matched = CounterMetricFamily("logjobs_matched_lines", "Matching lines counted by finished scans, by "
-                                      "pattern.", labels=["pattern"])
+        matched = CounterMetricFamily(
+            "logjobs_matched_lines",
+            "Matching lines counted by finished scans, by pattern.",
+            labels=["pattern"],
+        )
         for pattern, n in sorted(totals["matched"].items()):
             matched.add_metric([pattern], n)
         yield matched
-        duration = HistogramMetricFamily("logjobs_scan_duration_seconds", "How long finished scans took, by queue.",
-                                         labels=["queue"])
+        duration = HistogramMetricFamily(
+            "logjobs_scan_duration_seconds",
+            "How long finished scans took, by queue.",
+            labels=["queue"],
+        )
         for queue in _queues(totals["durations"]):
             hist = totals["durations"].get(queue) or _no_durations(self.buckets)
             cumulative, running = [], 0
             for bound, n in zip(self.buckets, hist["buckets"]):
                 running += n
                 cumulative.append((_le(bound), running))
-            duration.add_metric([queue], cumulative + [("+Inf", hist["count"])], sum_value=hist["sum"])
+            duration.add_metric(
+                [queue], cumulative + [("+Inf", hist["count"])], sum_value=hist["sum"]
+            )
         yield duration
 
 
 def _files_gauge():
-    gauge = GaugeMetricFamily("logjobs_files", "Pushed files by queue and current state.", labels=["queue", "state"])
+    gauge = GaugeMetricFamily(
+        "logjobs_files", "Pushed files by queue and current state.", labels=["queue", "state"]
+    )
     for queue, states in queries.by_queue().items():
         for state, n in states.items():
             gauge.add_metric([queue, state], n)
@@ -75,7 +92,8 @@ def _files_gauge():
 
 
 def _queues(by_queue):
-    """The standard queues (so their series exist from the start), then any other seen in the history."""
+    """The standard queues (so their series exist from the start), then any other seen in the
+    history."""
     return list(QUEUES) + sorted(set(by_queue) - set(QUEUES))
 
 
@@ -84,8 +102,15 @@ def _le(bound):
 
 
 def _empty():
-    return {"last_id": 0, "last_stream_id": None, "jobs": {}, "retries": {}, "recoveries": {}, "matched": {},
-            "durations": {}}
+    return {
+        "last_id": 0,
+        "last_stream_id": None,
+        "jobs": {},
+        "retries": {},
+        "recoveries": {},
+        "matched": {},
+        "durations": {},
+    }
 
 
 def _no_durations(buckets):
@@ -110,4 +135,7 @@ def _add(totals, fresh):
 
 @blueprint.route("/metrics")
 def metrics():
-    return Response(generate_latest(current_app.extensions["logjobs"].registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(current_app.extensions["logjobs"].registry),
+        content_type=CONTENT_TYPE_LATEST,
+    )

@@ -1,4 +1,5 @@
-"""logjobs' own pages, read from the status database (which outlives Redis's TTLs), and the Retry action."""
+"""logjobs' own pages, read from the status database (which outlives Redis's TTLs), and the Retry
+action."""
 
 import logging
 
@@ -27,8 +28,11 @@ def _context():
 @blueprint.after_request
 def _policy(response):
     # logjobs' pages run no inline script, so they can forbid it (rq-dashboard's pages cannot).
-    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    )
     return response
 
 
@@ -53,16 +57,26 @@ def _when(iso):
 
 @blueprint.route("/")
 def overview():
-    """Counts by state and queue, what Redis holds now, the timeline, throughput, top files, failures."""
+    """Counts by state and queue, what Redis holds now, the timeline, throughput, top files,
+    failures."""
     ctx = _context()
     try:
         live = queries.live(ctx.redis)
     except redis.RedisError as exc:
-        live = {"error": f"cannot reach Redis at {ctx.settings.redacted_redis_url()}: {type(exc).__name__}"}
+        live = {
+            "error": f"cannot reach Redis at {ctx.settings.redacted_redis_url()}: "
+            f"{type(exc).__name__}"
+        }
     return render_template(
-        "overview.html", status=queries.status(), by_queue=queries.by_queue(), live=live, timeline=queries.timeline(),
-        throughput=queries.throughput(), top=queries.top_files(), failures=queries.files(state=FAILED, order="recent",
-                                                                                 limit=10))
+        "overview.html",
+        status=queries.status(),
+        by_queue=queries.by_queue(),
+        live=live,
+        timeline=queries.timeline(),
+        throughput=queries.throughput(),
+        top=queries.top_files(),
+        failures=queries.files(state=FAILED, order="recent", limit=10),
+    )
 
 
 @blueprint.route("/files")
@@ -78,7 +92,9 @@ def failures():
     """Failed files, newest first, with their reasons and attempts, and a Retry button each."""
     filters, page = dict(_filters(), state=FAILED), _page()
     found = queries.files(**filters, order="recent", limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
-    return render_template("failures.html", found=found, filters=filters, page=page, per_page=PER_PAGE)
+    return render_template(
+        "failures.html", found=found, filters=filters, page=page, per_page=PER_PAGE
+    )
 
 
 @blueprint.route("/file")
@@ -88,12 +104,15 @@ def file():
     if row is None:
         abort(404)
     found, timeline = queries.messages(path=row["path"], limit=10)
-    return render_template("file.html", row=row, messages=found, chart=queries.level_chart(timeline))
+    return render_template(
+        "file.html", row=row, messages=found, chart=queries.level_chart(timeline)
+    )
 
 
 @blueprint.route("/messages")
 def messages():
-    """Top message templates and lines per level over time, for all files or those matching a glob."""
+    """Top message templates and lines per level over time, for all files or those matching a
+    glob."""
     form = {k: request.args.get(k, "").strip() for k in ("path", "since", "until", "level")}
     window, error = {}, None
     for key in ("since", "until"):
@@ -103,14 +122,19 @@ def messages():
             window[key], error = None, str(exc)
     level = form["level"].upper() if form["level"].upper() in LEVELS else None
     glob = form["path"] or None
-    found, timeline = queries.messages(glob, window["since"], window["until"], [level] if level else None, limit=50)
+    found, timeline = queries.messages(
+        glob, window["since"], window["until"], [level] if level else None, limit=50
+    )
     chart = queries.level_chart(timeline)
-    return render_template("messages.html", form=form, found=found, chart=chart, error=error, levels=LEVELS)
+    return render_template(
+        "messages.html", form=form, found=found, chart=chart, error=error, levels=LEVELS
+    )
 
 
 @blueprint.route("/retry", methods=["POST"])
 def retry():
-    """Push a failed file again, into its queue with its patterns (CSRF-checked, like every POST)."""
+    """Push a failed file again, into its queue with its patterns (CSRF-checked, like every
+    POST)."""
     path = request.form.get("path", "")
     row = queries.show(path)
     if row is None:
@@ -121,15 +145,26 @@ def retry():
         return back
     settings = _context().settings
     try:
-        pushed = push.push(_context().redis, [path], queue=row["queue"], patterns=row["patterns"],
-                             retry_max=settings.retry_max, retry_intervals=settings.retry_intervals,
-                             timeout=settings.job_timeout, split_bytes=settings.split_bytes,
-                             analyse=settings.analysis)
+        pushed = push.push(
+            _context().redis,
+            [path],
+            queue=row["queue"],
+            patterns=row["patterns"],
+            retry_max=settings.retry_max,
+            retry_intervals=settings.retry_intervals,
+            timeout=settings.job_timeout,
+            split_bytes=settings.split_bytes,
+            analyse=settings.analysis,
+        )
     except LogJobsError as exc:
         flash(f"not retried: {exc}", "danger")
         return back
     except redis.RedisError as exc:
-        flash(f"not retried: cannot reach Redis at {settings.redacted_redis_url()}: {type(exc).__name__}", "danger")
+        flash(
+            f"not retried: cannot reach Redis at {settings.redacted_redis_url()}: "
+            f"{type(exc).__name__}",
+            "danger",
+        )
         return back
     if pushed.skipped:
         flash(f"{path} is already queued or running as {pushed.skipped[path][0]}", "warning")
@@ -149,8 +184,8 @@ def _page():
 
 
 def _filters():
-    """The queue (a priority, or a node's queue: `web1.high`), state and path filters of the query string;
-    an unknown queue or state is left out, with a warning on the page."""
+    """The queue (a priority, or a node's queue: `web1.high`), state and path filters of the query
+    string; an unknown queue or state is left out, with a warning on the page."""
     queue, state = request.args.get("queue") or None, request.args.get("state") or None
     if queue is not None and queues.split_queue_name(queue)[1] is None:
         flash(f"no queue {queue!r}: showing every queue", "warning")

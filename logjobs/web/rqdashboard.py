@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 PREFIX = "/rq"
 #: rq-dashboard's navbar brand, which links nowhere: it becomes the way back to logjobs' pages.
 BRAND = '<a class="navbar-brand">RQ-dashboard</a>'
-HOME = Markup('<a class="navbar-brand" href="{}">&larr; logjobs</a><span class="navbar-brand">RQ</span>')
+HOME = Markup(
+    '<a class="navbar-brand" href="{}">&larr; logjobs</a><span class="navbar-brand">RQ</span>'
+)
 
 
 #: The names rq-dashboard's views load jobs, queues and workers with, and what stands in for them.
@@ -41,37 +43,57 @@ SAFE_NAMES = {"Job": rqsafe.Job, "Queue": rqsafe.Queue, "Worker": rqsafe.Worker}
 #: (endpoint, list of items or None for the object itself, fields).
 ESCAPED = {
     "list_jobs": ("jobs", ("id",)),
-    "job_info": (None, ("id", "description", "origin", "status", "metadata", "exc_info", "result", "depends_on")),
-    "list_workers": ("workers", ("name", "queues", "current_job.job_id", "current_job.call_string")),
+    "job_info": (
+        None,
+        ("id", "description", "origin", "status", "metadata", "exc_info", "result", "depends_on"),
+    ),
+    "list_workers": (
+        "workers",
+        ("name", "queues", "current_job.job_id", "current_job.call_string"),
+    ),
     "list_queues": ("queues", ("name",)),
 }
 
 
 def mount(app, settings, conn):
     """Register rq-dashboard at PREFIX, on `conn`: the single Redis logjobs is configured with."""
-    app.config.update(RQ_DASHBOARD_REDIS_URL=(settings.redacted_redis_url(),), RQ_DASHBOARD_POLL_INTERVAL=2500)
+    app.config.update(
+        RQ_DASHBOARD_REDIS_URL=(settings.redacted_redis_url(),), RQ_DASHBOARD_POLL_INTERVAL=2500
+    )
     app.redis_conn = conn
     _use_safe_classes()
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
     hooks = app.before_request_funcs[rq_dashboard.blueprint.name]
     hooks.remove(rq_web.push_rq_connection)
     hooks.extend([_one_instance, _redis_answers])
-    app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).extend([_link_home, _policy, _escape_json])
+    app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).extend(
+        [_link_home, _policy, _escape_json]
+    )
     # A job page for a job Redis no longer has: rq-dashboard would answer 500.
-    app.register_error_handler(NoSuchJobError, lambda exc: (
-        "this job is no longer in Redis; logjobs' file pages keep its history\n", 404,
-        {"Content-Type": "text/plain; charset=utf-8"}))
-    # Redis away, or refusing a command (compacting an empty queue): rq-dashboard would answer 500, with
-    # a traceback in the log.
+    app.register_error_handler(
+        NoSuchJobError,
+        lambda exc: (
+            "this job is no longer in Redis; logjobs' file pages keep its history\n",
+            404,
+            {"Content-Type": "text/plain; charset=utf-8"},
+        ),
+    )
+    # Redis away, or refusing a command (compacting an empty queue): rq-dashboard would answer 500,
+    # with a traceback in the log.
     app.register_error_handler(RedisError, _redis_failed)
 
 
 def _use_safe_classes():
-    """Point rq-dashboard's module at logjobs' RQ classes (see rqsafe): it names RQ's own at import."""
+    """Point rq-dashboard's module at logjobs' RQ classes (see rqsafe): it names RQ's own at
+    import."""
     missing = [name for name in (*SAFE_NAMES, "requeue_job", "config") if not hasattr(rq_web, name)]
-    if missing:  # an rq-dashboard this code was not written for: fail now, not on a page, nor unsafely
-        raise RuntimeError(f"rq-dashboard {getattr(rq_web, 'rq_dashboard_version', '?')} has no "
-                           f"{', '.join(missing)}: logjobs cannot make it load jobs safely")
+    if (
+        missing
+    ):  # an rq-dashboard this code was not written for: fail now, not on a page, nor unsafely
+        raise RuntimeError(
+            f"rq-dashboard {getattr(rq_web, 'rq_dashboard_version', '?')} has no "
+            f"{', '.join(missing)}: logjobs cannot make it load jobs safely"
+        )
     for name, safe in SAFE_NAMES.items():
         setattr(rq_web, name, safe)
     rq_web.requeue_job = _requeue
@@ -84,9 +106,14 @@ def _requeue(job_id, connection):
 
 
 def _escape_json(response):
-    """Escape, in rq-dashboard's JSON, what its templates write into a page as HTML (see ESCAPED)."""
+    """Escape, in rq-dashboard's JSON, what its templates write into a page as HTML (see
+    ESCAPED)."""
     endpoint = (request.endpoint or "").rpartition(".")[2]
-    if endpoint not in ESCAPED or response.mimetype != "application/json" or response.direct_passthrough:
+    if (
+        endpoint not in ESCAPED
+        or response.mimetype != "application/json"
+        or response.direct_passthrough
+    ):
         return response
     items, fields = ESCAPED[endpoint]
     doc = json.loads(response.get_data())
@@ -116,7 +143,11 @@ def _escaped(value):
 def _redis_failed(exc):
     reason = f"{type(exc).__name__}: {one_line(str(exc))}"
     log.warning("rq-dashboard: %s", reason)
-    return f"Redis: {reason}\n", 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"}
+    return (
+        f"Redis: {reason}\n",
+        503,
+        {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
+    )
 
 
 def _one_instance():
@@ -143,19 +174,26 @@ def _link_home(response):
 def _policy(response):
     """Let rq-dashboard's pages run their own scripts, and nothing else.
 
-    Its job page writes a job's description (which names the file) and error into the page unescaped:
-    a file named `<img src=x onerror=...>.log` would run script there, and script on that page holds
-    the CSRF token of its buttons. Only the page's own inline script (allowed by its hash) and files
-    from this server may run; underscore's templates need eval, which an attribute's handler does not
-    get. (logjobs' own pages run no inline script at all: see pages._policy.)"""
+    Its job page writes a job's description (which names the file) and error into the page
+    unescaped: a file named `<img src=x onerror=...>.log` would run script there, and script on that
+    page holds the CSRF token of its buttons. Only the page's own inline script (allowed by its
+    hash) and files from this server may run; underscore's templates need eval, which an attribute's
+    handler does not get. (logjobs' own pages run no inline script at all: see pages._policy.)"""
     if response.mimetype == "text/html" and not response.direct_passthrough:
-        hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
-                          for code in _INLINE_SCRIPT.findall(response.get_data(as_text=True)))
+        hashes = " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
+            for code in _INLINE_SCRIPT.findall(response.get_data(as_text=True))
+        )
         response.headers.setdefault(
-            "Content-Security-Policy", f"default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; "
-            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+            "Content-Security-Policy",
+            f"default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
+            "form-action 'self'",
+        )
     return response
 
 
 #: The text of each script element the browser runs inline (not those with a src, nor templates).
-_INLINE_SCRIPT = re.compile(r'<script(?![^>]*\bsrc=)(?![^>]*type="text/template")[^>]*>(.*?)</script>', re.S)
+_INLINE_SCRIPT = re.compile(
+    r'<script(?![^>]*\bsrc=)(?![^>]*type="text/template")[^>]*>(.*?)</script>', re.S
+)

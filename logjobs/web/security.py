@@ -1,4 +1,5 @@
-"""Safe by default: loopback unless credentials are set, basic auth on everything, CSRF on every POST.
+"""Safe by default: loopback unless credentials are set, basic auth on everything, CSRF on every
+POST.
 
 The CSRF token is Flask-WTF's, tied to the session: logjobs' forms carry it in a hidden field;
 rq-dashboard's own scripts already send a `_csrf_token` cookie's value as the `X-CSRFToken` header,
@@ -23,22 +24,34 @@ from ..exceptions import ConfigError
 
 #: The cookie rq-dashboard's dashboard.js reads its CSRF token from.
 RQ_CSRF_COOKIE = "_csrf_token"
-#: rq-dashboard endpoints that change Redis: POST only (it accepts GET on requeue_all), with a token.
-RQ_MUTATIONS = {"delete_job_view", "requeue_job_view", "requeue_all", "empty_queue", "compact_queue"}
+# : rq-dashboard endpoints that change Redis: POST only (it accepts GET on requeue_all), with a
+# token.
+RQ_MUTATIONS = {
+    "delete_job_view",
+    "requeue_job_view",
+    "requeue_all",
+    "empty_queue",
+    "compact_queue",
+}
 REALM = "logjobs"
 
 csrf = CSRFProtect()
 
 
 def check_bind(host, settings):
-    """Refuse (ConfigError) to serve beyond this machine without credentials, or with half of them."""
+    """Refuse (ConfigError) to serve beyond this machine without credentials, or with half of
+    them."""
     user, password = settings.dashboard_user, settings.dashboard_password
     if bool(user) != bool(password):
-        raise ConfigError("set both LOGJOBS_DASHBOARD_USER and LOGJOBS_DASHBOARD_PASSWORD (or dashboard_user "
-                          "and dashboard_password in the config file), or neither")
+        raise ConfigError(
+            "set both LOGJOBS_DASHBOARD_USER and LOGJOBS_DASHBOARD_PASSWORD (or dashboard_user "
+            "and dashboard_password in the config file), or neither"
+        )
     if not user and not is_loopback(host):
-        raise ConfigError(f"refusing to serve the dashboard on {host} without credentials: set "
-                          f"LOGJOBS_DASHBOARD_USER and LOGJOBS_DASHBOARD_PASSWORD, or bind 127.0.0.1")
+        raise ConfigError(
+            f"refusing to serve the dashboard on {host} without credentials: set "
+            f"LOGJOBS_DASHBOARD_USER and LOGJOBS_DASHBOARD_PASSWORD, or bind 127.0.0.1"
+        )
 
 
 def is_loopback(host):
@@ -59,14 +72,19 @@ LOCAL_NAMES = ("localhost", "localhost.localdomain", "127.0.0.1", "::1")
 
 
 def allowed_hosts(host, settings):
-    """The Host header values (names, no port) the dashboard answers when bound to `host`, or None for any:
-    with credentials and no `dashboard_hosts`, any (a rebound name gains nothing without the password);
-    else this machine's local names, the bound address, and `dashboard_hosts` ("*": any; ".example.com":
-    that domain and its subdomains)."""
-    if "*" in settings.dashboard_hosts or (settings.dashboard_user and not settings.dashboard_hosts):
+    """The Host header values (names, no port) the dashboard answers when bound to `host`, or None
+    for any: with credentials and no `dashboard_hosts`, any (a rebound name gains nothing without
+    the password); else this machine's local names, the bound address, and `dashboard_hosts` ("*":
+    any; ".example.com": that domain and its subdomains)."""
+    if "*" in settings.dashboard_hosts or (
+        settings.dashboard_user and not settings.dashboard_hosts
+    ):
         return None
     bound = host.strip("[]").lower()
-    return frozenset({*LOCAL_NAMES, *settings.dashboard_hosts} | ({bound} if bound not in ("0.0.0.0", "::") else set()))
+    return frozenset(
+        {*LOCAL_NAMES, *settings.dashboard_hosts}
+        | ({bound} if bound not in ("0.0.0.0", "::") else set())
+    )
 
 
 def host_name(header):
@@ -78,13 +96,17 @@ def host_name(header):
 
 
 def host_allowed(name, allowed):
-    return allowed is None or name in allowed or any(
-        a.startswith(".") and (name.endswith(a) or name == a[1:]) for a in allowed)
+    return (
+        allowed is None
+        or name in allowed
+        or any(a.startswith(".") and (name.endswith(a) or name == a[1:]) for a in allowed)
+    )
 
 
 class Backoff:
-    """Failed logins per client address: after FREE tries, each wrong one makes the client wait twice as long
-    as the last (up to CAP seconds) before its next try is even checked. A right one clears the count."""
+    """Failed logins per client address: after FREE tries, each wrong one makes the client wait
+    twice as long as the last (up to CAP seconds) before its next try is even checked. A right one
+    clears the count."""
 
     FREE = 5
     CAP = 60.0
@@ -115,16 +137,21 @@ class Backoff:
 
 
 def protect(app, settings, host=None):
-    """Install the Host check, basic auth (when configured) with a back-off on wrong passwords, CSRF checks,
-    and headers that keep pages out of frames. `host` is the address the server binds."""
+    """Install the Host check, basic auth (when configured) with a back-off on wrong passwords, CSRF
+    checks, and headers that keep pages out of frames. `host` is the address the server binds."""
     allowed = allowed_hosts(host or "127.0.0.1", settings)
     if allowed is not None:
+
         @app.before_request
         def check_host():
             if not host_allowed(host_name(request.headers.get("Host", "")), allowed):
-                return Response(f"refused: this dashboard does not answer to the name {request.host!r}; add it to "
-                                "dashboard_hosts (LOGJOBS_DASHBOARD_HOSTS) if it is this server's\n", 421,
-                                {"Content-Type": "text/plain; charset=utf-8"})
+                return Response(
+                    f"refused: this dashboard does not answer to the name {request.host!r}; add it "
+                    f"to "
+                    "dashboard_hosts (LOGJOBS_DASHBOARD_HOSTS) if it is this server's\n",
+                    421,
+                    {"Content-Type": "text/plain; charset=utf-8"},
+                )
             return None
 
     if settings.dashboard_user:
@@ -136,8 +163,14 @@ def protect(app, settings, host=None):
             client = request.remote_addr or "?"
             wait = backoff.wait(client)
             if wait and "Authorization" in request.headers:
-                return Response("too many wrong passwords: try again later\n", 429,
-                                {"Retry-After": str(int(wait) + 1), "Content-Type": "text/plain; charset=utf-8"})
+                return Response(
+                    "too many wrong passwords: try again later\n",
+                    429,
+                    {
+                        "Retry-After": str(int(wait) + 1),
+                        "Content-Type": "text/plain; charset=utf-8",
+                    },
+                )
             if _authorized(expected):
                 backoff.succeeded(client)
                 return None
@@ -148,8 +181,14 @@ def protect(app, settings, host=None):
     app.before_request(_rq_mutations_by_post_only)
     csrf.init_app(app)  # after the auth check: a stranger gets 401, not a hint about tokens
     app.after_request(_headers)
-    app.register_error_handler(CSRFError, lambda exc: (f"refused: {exc.description}\n", 400,
-                                                      {"Content-Type": "text/plain; charset=utf-8"}))
+    app.register_error_handler(
+        CSRFError,
+        lambda exc: (
+            f"refused: {exc.description}\n",
+            400,
+            {"Content-Type": "text/plain; charset=utf-8"},
+        ),
+    )
 
 
 def _authorized(expected):
@@ -168,8 +207,14 @@ def _authorized(expected):
 
 
 def _challenge():
-    return Response("authentication required\n", 401, {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"',
-                                                      "Content-Type": "text/plain; charset=utf-8"})
+    return Response(
+        "authentication required\n",
+        401,
+        {
+            "WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"',
+            "Content-Type": "text/plain; charset=utf-8",
+        },
+    )
 
 
 def _rq_mutations_by_post_only():
@@ -183,6 +228,11 @@ def _headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if request.blueprint == "rq_dashboard" and response.mimetype == "text/html":
-        response.set_cookie(RQ_CSRF_COOKIE, generate_csrf(), samesite="Strict", secure=request.is_secure,
-                            path=request.script_root + "/")
+        response.set_cookie(
+            RQ_CSRF_COOKIE,
+            generate_csrf(),
+            samesite="Strict",
+            secure=request.is_secure,
+            path=request.script_root + "/",
+        )
     return response
