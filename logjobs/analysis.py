@@ -250,7 +250,10 @@ _ACCESS = re.compile(  # stamp, zone, method, path, status
 _STAMP_ONLY = re.compile(rb"\n" + _STAMP)
 _LOGFMT_MESSAGE = re.compile(rb'(?:^|[ \t])(?:msg|message)=(?:"((?:[^"\\\n]|\\.)*)"|([^ \t\n]*))')
 
-_HEAD, _WORD, _MSG = itemgetter(0), itemgetter(3), itemgetter(5)  # of _TEXT rows
+# Of _TEXT rows:
+_HEAD = itemgetter(0)
+_WORD = itemgetter(3)
+_MSG = itemgetter(5)
 _TEXT_KEY, _TEXT_STAMP = itemgetter(1, 2, 3, 4), itemgetter(1, 2)
 _JSON_KEY = itemgetter(2, 3, 0, 1)  # of _JSON rows
 _STAMP_OF = itemgetter(0, 1)  # of those keys
@@ -495,7 +498,11 @@ class Analyzer:
         self._counts: Counter = Counter()  # (level, template) -> lines
         self._key_minutes: Counter = Counter()  # ((level, template), minute or "") -> lines
         self._overflow = 0
-        self._head, self._len, self._hit, self._tail = b"", 0, False, b""  # the open line
+        # The open line:
+        self._head = b""
+        self._len = 0
+        self._hit = False
+        self._tail = b""
         self._minute_of: dict = {}
         self._template_of: dict = {}
         self._width = WIDTHS[
@@ -559,7 +566,10 @@ class Analyzer:
 
     def _end_line(self) -> None:
         line, hit = self._head, self._hit or self._every
-        self._head, self._len, self._hit, self._tail = b"", 0, False, b""
+        self._head = b""
+        self._len = 0
+        self._hit = False
+        self._tail = b""
         level, stamp, src, template = _classify(line)
         minute = self._minutes_of([stamp])[0]
         if level:
@@ -780,7 +790,10 @@ class _Stream:
     __slots__ = ("keys", "minutes", "lines", "offsets")
 
     def __init__(self, keys: list, minutes: list, lines: list, offsets: list | None = None):
-        self.keys, self.minutes, self.lines, self.offsets = keys, minutes, lines, offsets
+        self.keys = keys
+        self.minutes = minutes
+        self.lines = lines
+        self.offsets = offsets
 
     def position(self, i: int, data: bytes, start: int, hi: int) -> int:
         """Where line i starts in data; identical lines classify alike, so the first copy is line
@@ -913,13 +926,11 @@ def _to_minute(stamp: tuple, year: int | None, latest: datetime.datetime | None 
     zone = zone.strip()
     try:
         if len(text) == 16 and text[4:5] in b"-/":  # 2024-05-01T12:03, 2024/05/01 12:03
-            y, mo, d, h, mi = (
-                int(text[:4]),
-                int(text[5:7]),
-                int(text[8:10]),
-                int(text[11:13]),
-                int(text[14:16]),
-            )
+            y = int(text[:4])
+            mo = int(text[5:7])
+            d = int(text[8:10])
+            h = int(text[11:13])
+            mi = int(text[14:16])
             if zone in _UTC and 1 <= mo <= 12 and 1 <= d <= _days(y, mo) and h < 24 and mi < 60:
                 # the usual case
                 return f"{text[:10].decode().replace('/', '-')}T{text[11:16].decode()}"

@@ -405,7 +405,9 @@ class Progress:
     PLAIN_EVERY = 5.0
 
     def __init__(self, total, label, stream=sys.stderr):
-        self.total, self.label, self.stream = total, label, stream
+        self.total = total
+        self.label = label
+        self.stream = stream
         self.started = self.last_line = time.monotonic()
         self.done = 0
         self.tty = stream.isatty()

@@ -50,12 +50,10 @@ class RedisServer:
     def __init__(
         self, directory, port=None, persist=True, host="127.0.0.1", also_bind=(), extra=()
     ):
-        self.directory, self.persist, self.host, self.also_bind = (
-            str(directory),
-            persist,
-            host,
-            tuple(also_bind),
-        )
+        self.directory = str(directory)
+        self.persist = persist
+        self.host = host
+        self.also_bind = tuple(also_bind)
         self.extra = tuple(extra)  # more redis-server arguments, e.g. ("--replicaof", host, port)
         self.port = port or free_port()
         self.process = None

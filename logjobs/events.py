@@ -149,7 +149,9 @@ class Stream:
         """The entries (id, fields) of the next step: at most STEP_BYTES of them, read as many at a
         time as surely fit (an entry holds at most ENTRY_BYTES). Entries delivered before but never
         acknowledged (a mirror died mid-step) come first."""
-        entries, size, after = [], 0, "0"
+        entries = []
+        size = 0
+        after = "0"
         while True:
             count = max(1, min(self.batch, (STEP_BYTES - size) // ENTRY_BYTES))
             got = self._read(after, count)

@@ -200,8 +200,13 @@ class Reporter:
     """
 
     def __init__(self, conn, job_id, attempt, worker):
-        self.conn, self.job_id, self.attempt, self.worker = conn, job_id, attempt, worker
-        self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
+        self.conn = conn
+        self.job_id = job_id
+        self.attempt = attempt
+        self.worker = worker
+        self.pending = []
+        self.done = {}
+        self.flushed_at = time.monotonic()
         self.begun = {}  # path: when its scan began, or None once its `started` is sent
         self.current = None  # (path, part) being scanned
         self.lock = threading.Lock()  # begun and current, shared with the heartbeat's thread
@@ -285,7 +290,9 @@ class Reporter:
 
     def flush(self):
         self.deliver(self._send)
-        self.pending, self.done, self.flushed_at = [], {}, time.monotonic()
+        self.pending = []
+        self.done = {}
+        self.flushed_at = time.monotonic()
 
     def _send(self):
         with self.conn.pipeline(transaction=True) as pipe:
@@ -347,12 +354,10 @@ class Heartbeat:
         ttl=DEFAULT_BEAT_TTL,
         on_beat=None,
     ):
-        self.beats, self.job_id, self.worker, self.on_beat = (
-            Heartbeats(conn),
-            job_id,
-            worker,
-            on_beat,
-        )
+        self.beats = Heartbeats(conn)
+        self.job_id = job_id
+        self.worker = worker
+        self.on_beat = on_beat
         self.interval, self.ttl = interval, ttl
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logjobs-heartbeat", daemon=True)

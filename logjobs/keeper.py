@@ -39,12 +39,16 @@ class Keeper:
     or so."""
 
     def __init__(self, conn, grace=DEFAULT_ABANDON_GRACE, clock=time.monotonic):
-        self.conn, self.grace, self.clock = conn, grace, clock
+        self.conn = conn
+        self.grace = grace
+        self.clock = clock
         self.queues, self.scheduler = [], None
         # (job id, execution id) -> when its heartbeat was first seen missing
         self._silent_since = {}
         self._forget_cursor = 0  # where the sweep of the attempt counts goes on
-        self.attempts, self.beats, self.orphans = Attempts(conn), Heartbeats(conn), Orphans(conn)
+        self.attempts = Attempts(conn)
+        self.beats = Heartbeats(conn)
+        self.orphans = Orphans(conn)
 
     def tick(self):
         """One pass; returns the ids of the jobs recovered."""

@@ -70,7 +70,9 @@ def wait(conn, pushed, progress=None, poll=0.5, timeout=None, patience=OUTAGE_PA
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     files = pushed.awaited
-    pending, ended, outage = each_once(files), set(), None
+    pending = each_once(files)
+    ended = set()
+    outage = None
     while True:
         try:
             ended.update(

@@ -195,7 +195,9 @@ def _scan_of(record):
 def _jobs(scanning, decisions, idents, shared, plan_options):
     """The jobs that scan the files `scanning` as `decisions` say (see plans.plan): RQ's data for
     each, the push events of each file, and the job ids of each file."""
-    datas, pushes, files = [], {}, {}
+    datas = []
+    pushes = {}
+    files = {}
     since = {p: decisions[p].since for p in scanning}
     for job in plans.plan(scanning, since=since, **plan_options):
         job_id = new_job_id()

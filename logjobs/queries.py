@@ -147,7 +147,9 @@ def messages(
 ):
     """(top(...), level_timeline(...)) of the same files, each file's analysis read once (the JSON
     of 100,000 files' analyses takes seconds); the one not asked for is None."""
-    totals, files, buckets = {}, {}, {}
+    totals = {}
+    files = {}
+    buckets = {}
     for _, found in _analyses(path_glob, path):
         if with_top:
             for message in found.top(None, since, until, levels):

@@ -75,8 +75,12 @@ class _Batch:
     """The rows and parts of one batch of events, as they change."""
 
     def __init__(self, rows, parts, stamp):
-        self.rows, self.parts, self.stamp = rows, parts, stamp
-        self.changed, self.history, self.scanned = set(), [], {}
+        self.rows = rows
+        self.parts = parts
+        self.stamp = stamp
+        self.changed = set()
+        self.history = []
+        self.scanned = {}
 
     def apply(self, event):
         if event.is_push and event.part and event.part >= len(self.parts.get(event.path, ())):
@@ -172,7 +176,10 @@ class _Batch:
 
 def _moved_away(row, to, at):
     """The row of a name whose file (and counts) went to `to`."""
-    row.status, row.moved_to, row.part_states, row.updated_at = MOVED, to, "[]", at
+    row.status = MOVED
+    row.moved_to = to
+    row.part_states = "[]"
+    row.updated_at = at
     row.counts = row.lines = row.bytes = row.scanned = row.error = row.levels = row.analysis = None
 
 
@@ -251,7 +258,9 @@ def _update(part, event):
     ):  # an outcome whose `started` was not sent (see jobs.Reporter)
         part.started_at = event.started_at
     if event.state == FINISHED:
-        part.result, part.error, part.ended_at = event.result, None, event.at
+        part.result = event.result
+        part.error = None
+        part.ended_at = event.at
     elif event.state != STARTED:
         part.error = event.error
         if event.state == FAILED:

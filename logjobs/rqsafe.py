@@ -172,7 +172,9 @@ class Job(RQJob):
         except Refused:
             self.retries_left = 0  # it would only be refused again
             raise
-        self._instance, self._args, self._kwargs = None, args, kwargs
+        self._instance = None
+        self._args = args
+        self._kwargs = kwargs
 
     def get_call_string(self):
         try:

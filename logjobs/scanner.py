@@ -291,7 +291,9 @@ def _count(
     counts = [0] * len(kernels)
     lines = nbytes = 0
     keep = max([k.longest - 1 for k in kernels] + [0])
-    carry, seen, open_line = b"", [False] * len(kernels), False
+    carry = b""
+    seen = [False] * len(kernels)
+    open_line = False
     nlcount = _nlcount() if count_lines or any(isinstance(k, _Every) for k in kernels) else None
     for data in pieces:
         if not data:  # nothing read (a range that starts in its last line): it opens no line
@@ -318,7 +320,9 @@ def _count(
             lines += n or 0
             for i, k in enumerate(kernels):
                 counts[i] += k.count(data, lo, hi, n)
-        carry, seen, open_line = data[hi:], [False] * len(kernels), hi < len(data)
+        carry = data[hi:]
+        seen = [False] * len(kernels)
+        open_line = hi < len(data)
     if open_line:  # a last line without "\n" counts, as in grep
         lines += 1
         for i, k in enumerate(kernels):

@@ -188,13 +188,11 @@ class Watcher:
         self, dirs, push, roots=(), debounce=DEFAULT_WATCH_DEBOUNCE, poll=None, clock=time.monotonic
     ):
         self.dirs = check_dirs(dirs)
-        self.push, self.roots, self.debounce, self.poll, self.clock = (
-            push,
-            roots,
-            debounce,
-            poll,
-            clock,
-        )
+        self.push = push
+        self.roots = roots
+        self.debounce = debounce
+        self.poll = poll
+        self.clock = clock
         self.max_delay = WATCH_MAX_DELAY_PERIODS * debounce
         self.tick = min(max(debounce / 4, 0.02), 0.25)
         self.pending = {}

@@ -8,7 +8,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,8 +19,7 @@ import redis
 from logjobs.embedded import RedisServer, free_port
 from logjobs.rqsafe import WORKER_ENV
 
-BIN = os.path.dirname(sys.executable)
-
+from helpers import BIN
 
 #: Fixtures that start real processes: a test using one is `slow` (bin/test -m "not slow" skips it).
 SLOW_FIXTURES = {

@@ -27,7 +27,8 @@ import redis
 from logjobs.embedded import find_redis_server, free_port
 from logjobs.exceptions import LogJobsError
 
-from conftest import BIN, Cluster
+from conftest import Cluster
+from helpers import BIN
 
 ACL_FILE = Path(__file__).resolve().parent.parent / "conf" / "redis" / "users.acl"
 ROLES = ("logjobs-worker", "logjobs-mirror", "logjobs-push", "logjobs-dashboard")

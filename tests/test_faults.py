@@ -12,54 +12,9 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from logjobs.rqsafe import statuses
-
-from conftest import BIN
+from helpers import BIN, assert_exactly_once, corpus, final_rows
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
-
-
-def corpus(root, small=200, sparse=6, sparse_bytes=1 << 30):
-    """Small logs with known counts, and sparse files that take a few seconds each to scan."""
-    root.mkdir()
-    expected = {}
-    for i in range(small):
-        path = root / f"small-{i:03}.log"
-        path.write_text("ERROR x\nINFO y\n" * (i % 11) + "tail ERROR")
-        expected[str(path)] = i % 11 + 1
-    for i in range(sparse):
-        path = root / f"sparse-{i}.log"
-        with open(path, "wb") as f:
-            f.truncate(sparse_bytes)
-        expected[str(path)] = 0
-    return expected
-
-
-def final_rows(cluster):
-    return {p: r for p, r in cluster.report().items() if r["status"] in ("finished", "failed")}
-
-
-def assert_exactly_once(cluster, expected, conn):
-    """Every file finished with its right counts, the database agreeing with RQ's view of every
-    job."""
-    rows = cluster.report()
-    assert set(rows) == set(expected)
-    rq_states = dict(zip(rows, statuses(conn, [r["job_id"] for r in rows.values()])))
-    assert set(rq_states.values()) == {"finished"}, [
-        i for i in rq_states.items() if i[1] != "finished"
-    ][:5]
-    wrong = {
-        p: (r["status"], r["counts"], r["error"])
-        for p, r in rows.items()
-        if r["status"] != "finished" or r["counts"] != {"ERROR": expected[p]}
-    }
-    assert not wrong, list(wrong.items())[:5]
-    with sqlite3.connect(cluster.db) as c:
-        finals = c.execute(
-            "select path, part, count(distinct attempt) from history where state = 'finished' "
-            "and worker != 'reconcile' group by path, part"
-        ).fetchall()
-    return rows, finals
 
 
 def test_redis_restart_mid_run_loses_no_job(cluster, tmp_path, conn):

@@ -6,7 +6,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 
 import fakeredis
@@ -18,16 +17,7 @@ from logjobs.defaults import DONE_KEY, EVENTS_KEY
 from logjobs.jobs import Heartbeat, Reporter
 from logjobs.rqsafe import Job
 
-BIN = os.path.dirname(sys.executable)
-
-
-def grep_count(path, pattern="ERROR"):
-    out = subprocess.run(
-        ["grep", "-a", "-c", "-F", "--", pattern, path],
-        capture_output=True,
-        env={"LC_ALL": "C", "PATH": os.environ["PATH"]},
-    )
-    return int(out.stdout)
+from helpers import BIN, grep_count
 
 
 def test_counts_reach_the_report_like_grep(cluster, tmp_path):

@@ -10,24 +10,7 @@ import pytest
 from logjobs import analysis, queries
 from logjobs.models import db, open_database
 
-APP = b"""\
-2024-05-01 12:00:01,100 INFO api: started
-2024-05-01 12:00:02,200 ERROR api: upstream 10.0.0.7:8080 timed out after 3000 ms
-2024-05-01 12:01:03,300 ERROR api: upstream 10.0.0.9:8080 timed out after 2500 ms
-2024-05-01 12:01:04,400 WARN api: retry 3 of 5
-2024-05-01 12:02:05,500 INFO api: retry after ERROR earlier
-"""
-WEB = b"""\
-2024/05/01 14:00:00 [error] 311#0: *5 open() "/srv/www/favicon.ico" failed (2: No such file or directory), client: 192.168.1.5, server: example.org
-2024/05/01 14:03:00 [error] 311#0: *9 open() "/srv/www/robots.txt" failed (2: No such file or directory), client: 192.168.1.6, server: example.org
-2024/05/01 14:03:30 [warn] 311#0: *9 an upstream response is buffered to a temporary file
-2024-05-01T16:00:00+02:00 FATAL db: cannot open /var/lib/db/q.db: 'disk I/O error'
-"""
-UPSTREAM = "api: upstream <IP> timed out after <NUM> ms"
-OPEN_FAILED = (
-    "<NUM>#<NUM>: *<NUM> open() <STR> failed (<NUM>: No such file or directory), client: <IP>, "
-    "server: example.org"
-)
+from helpers import APP, OPEN_FAILED, UPSTREAM, WEB
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from logjobs import access, rqsafe, scanner
 from logjobs.embedded import free_port
 from logjobs.exceptions import ScanError
 
-BIN = os.path.dirname(sys.executable)
+from helpers import BIN
 
 
 class Mkdir:

@@ -8,9 +8,10 @@ import time
 import pytest
 import redis
 from redis.sentinel import Sentinel
-from test_faults import assert_exactly_once, corpus, final_rows
 
 from logjobs.embedded import RedisServer, find_redis_server, free_port
+
+from helpers import assert_exactly_once, corpus, final_rows
 
 SERVICE = "logjobs"
 

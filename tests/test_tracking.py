@@ -7,10 +7,11 @@ import shutil
 
 import msgspec
 import pytest
-from test_jobs import BIN, grep_count
 
 from logjobs import tracking
 from logjobs.tracking import APPEND, FULL, MOVED, UNCHANGED, Identity, decide
+
+from helpers import BIN, grep_count
 
 
 def lines(first, n, every=3):

@@ -12,7 +12,7 @@ import pytest
 
 from logjobs.rqsafe import WORKER_ENV
 
-from conftest import BIN
+from helpers import BIN
 
 CONF = os.path.join(os.path.dirname(__file__), os.pardir, "conf")
 INSTALLED = "/opt/logjobs/.venv/bin/"  # where the units expect logjobs; the tests' venv stands in

@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -15,7 +14,8 @@ from logjobs import push, watch
 from logjobs.defaults import FILES_KEY
 from logjobs.rqsafe import Job
 
-BIN = os.path.dirname(sys.executable)
+from helpers import BIN
+
 CRON_CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "cron.py")
 
 

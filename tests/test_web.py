@@ -9,7 +9,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -32,7 +31,8 @@ from logjobs.settings import Settings
 from logjobs.web import create_app
 from logjobs.web.security import check_bind
 
-BIN = os.path.dirname(sys.executable)
+from helpers import BIN
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -894,7 +894,7 @@ def test_a_file_name_runs_no_script_on_rq_dashboards_pages(cluster, browser, log
 
 
 def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs):
-    from test_queries import APP, OPEN_FAILED, UPSTREAM, WEB
+    from helpers import APP, OPEN_FAILED, UPSTREAM, WEB
 
     (logs / "api.log").write_bytes(APP)
     (logs / "nginx-error.log").write_bytes(WEB)

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 class StatusDatabase:
     def __init__(self, target):
-        self.target, self.database, self._lock = target, None, threading.Lock()
+        self.target = target
+        self.database = None
+        self._lock = threading.Lock()
 
     def connect(self):
         """This thread's connection, binding the models on first use; NoDatabase if there is
