@@ -27,9 +27,9 @@ def log_lines(rnd, n, dense):
     for _ in range(n):
         level = "ERROR" if rnd.random() < dense else "INFO"
         head = (
-            f"2024-05-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:"
-            f"{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z web-{rnd.randint(1, 9)} "
-            f"app[{rnd.randint(100, 99999)}]: {level} "
+            f"2024-05-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:"
+            f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z "
+            f"web-{rnd.randint(1, 9)} app[{rnd.randint(100, 99999)}]: {level} "
         )
         want = rnd.randint(100, 150) - len(head) - 1
         msg = ""

@@ -14,15 +14,13 @@ Cases (docs/performance.md says what each measures):
   small   2,000 x 8 KB logs end to end (push -> every row final in the status DB), 2 rq workers,
           vs the seed article's Celery task (prefork, 2 processes, Redis broker and result backend)
   big     one 850 MB dense log end to end with 2 workers vs one `grep -c ERROR`
-  kernel  scanner.scan per core, as a --counts-only job calls it, vs `grep -c -F` on the dense and
-  the
-          sparse log (and, for reference, the same scan counting every line too)
+  kernel  scanner.scan per core, as a --counts-only job calls it, vs `grep -c -F` on the dense
+          and the sparse log (and, for reference, the same scan counting every line too)
   memory  peak RSS of a worker, work-horses included, scanning the big logs whole, vs idle
   lag     mirror lag (finished event -> its row in the DB), every event of the small and big runs
   gzip    scanner.scan of a gzip log vs Python's gzip module reading and counting it
-  analysis  scanner.scan with the analysis (levels, top messages, minutes) vs a plain per-line
-  Python
-          loop doing the same with re, on a slice of the dense and the sparse log
+  analysis  scanner.scan with the analysis (levels, top messages, minutes) vs a plain
+          per-line Python loop doing the same with re, on a slice of the dense and the sparse log
 
 Cases 1-6 are issue 5's targets, about counting: their pushes say --counts-only. The analysis that
 scans do by default (issue 6) reads every line in Python; its own case says what it costs.
@@ -320,7 +318,7 @@ class Logjobs:
         db = StatusDB(self.db)
         t0 = time.time()
         # --force: every round scans the same files whole, as the first did (they are unchanged
-        # since).
+        # since then).
         # --counts-only: issue 5's targets are about counting, as grep and the Celery task do.
         push = subprocess.Popen(
             [os.path.join(BIN, "logjobs"), "push", "--force", "--counts-only", *push_args],
@@ -611,8 +609,7 @@ def case_big(ctx):
     split = [] if s.split_bytes is None else ["--split-size", str(s.split_bytes)]
     print(
         f"\n[big] one {s.big_mb} MB dense log (25% of lines hold {PATTERN}), end to end with 2 "
-        f"workers"
-        f"{' (--split-size ' + str(s.split_bytes) + ')' if split else ''} vs one `grep -c "
+        f"workers{' (--split-size ' + str(s.split_bytes) + ')' if split else ''} vs one `grep -c "
         f"{PATTERN}`"
     )
     env = dict(os.environ, LC_ALL="C")
@@ -638,11 +635,9 @@ def case_big(ctx):
     startup = command_seconds(ctx, [os.path.join(BIN, "logjobs"), "push", "--help"])
     floor = command_seconds(ctx, [sys.executable, "-c", "import redis, rq"])
     print(
-        f"  for reference, medians of 5: the `logjobs push` process starting up alone (`logjobs "
-        f"push --help`) "
-        f"{startup:.2f} s; a Python that only imports redis-py and rq, the least any push of RQ "
-        f"jobs pays "
-        f"before it can enqueue, {floor:.2f} s",
+        "  for reference, medians of 5: the `logjobs push` process starting up alone (`logjobs "
+        f"push --help`) {startup:.2f} s; a Python that only imports redis-py and rq, the least any "
+        f"push of RQ jobs pays before it can enqueue, {floor:.2f} s",
         flush=True,
     )
     m, b = median(mine), median(theirs)
@@ -803,8 +798,7 @@ def case_gzip(ctx):
     check("gzip, python gzip", base["count"], z_count)
     print(
         f"  scanner {s_time:.2f} s ({size / s_time:.0f} MB/s, peak {mb(s_rss)})   python gzip "
-        f"{b_time:.2f} s "
-        f"({size / b_time:.0f} MB/s, peak {mb(base['rss'])})   zgrep {z_time:.2f} s "
+        f"{b_time:.2f} s ({size / b_time:.0f} MB/s, peak {mb(base['rss'])})   zgrep {z_time:.2f} s "
         "(for reference)",
         flush=True,
     )
@@ -882,9 +876,8 @@ def case_analysis(ctx):
     s = ctx.size
     limit = s.analysis_mb * MB
     print(
-        f"\n[analysis] scanner.scan with the analysis vs a plain per-line Python loop (re, "
-        f"Counter), on the first "
-        f"{s.analysis_mb} MB of each log, {ctx.kernel_rounds} rounds"
+        "\n[analysis] scanner.scan with the analysis vs a plain per-line Python loop (re, "
+        f"Counter), on the first {s.analysis_mb} MB of each log, {ctx.kernel_rounds} rounds"
     )
     for name in ("dense", "sparse"):
         path = big_log(ctx.corpora, name, s.big_mb, ctx.seed)
@@ -915,10 +908,8 @@ def case_analysis(ctx):
         m_time, b_time, size = median(mine["times"]), median(base["times"]), mine["bytes"] / MB
         print(
             f"  {name}: analysis {m_time:.2f} s ({size / m_time:.0f} MB/s, {mine['templates']} "
-            f"templates + "
-            f"{mine['overflow']} lines over the cap, peak {mb(mine['rss'])})   per-line loop "
-            f"{b_time:.2f} s "
-            f"({size / b_time:.0f} MB/s)",
+            f"templates + {mine['overflow']} lines over the cap, peak {mb(mine['rss'])})   "
+            f"per-line loop {b_time:.2f} s ({size / b_time:.0f} MB/s)",
             flush=True,
         )
         ctx.rows.append(

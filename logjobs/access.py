@@ -127,8 +127,7 @@ def describe_worker_access(warn=log.warning) -> str:
     if not roots.paths:
         warn(
             "logjobs: no allowed roots on this host (set LOGJOBS_ROOTS, or roots in "
-            "LOGJOBS_CONFIG): scans read "
-            "any file this user can read, but %s",
+            "LOGJOBS_CONFIG): scans read any file this user can read, but %s",
             ", ".join(KERNEL_FILESYSTEMS),
         )
         return f"reads {roots}"

@@ -22,15 +22,15 @@ DEFAULT_RETRY_MAX = 3
 DEFAULT_RETRY_INTERVALS = (10, 30, 60)
 #: RQ job timeout (s): a scan that runs longer is killed and retried.
 DEFAULT_JOB_TIMEOUT = 3600
-# : Bounds of the settings: beyond them a value is a mistake (RQ's timer takes no more than 30 days,
-# say).
+#: Bounds of the settings: beyond them a value is a mistake (RQ's timer takes no more than 30 days,
+#: say).
 MAX_RETRIES = 100
 MAX_RETRY_INTERVAL = 7 * 24 * 3600
 MAX_JOB_TIMEOUT = 30 * 24 * 3600
 MAX_SPLIT_BYTES = 1 << 40
 MAX_BATCH_FILES = 100_000
-# : How long RQ keeps a finished job's result, and a failed job (s). The database keeps them for
-# good.
+#: How long RQ keeps a finished job's result, and a failed job (s). The database keeps them for
+#: good.
 DEFAULT_RESULT_TTL = 7 * 24 * 3600
 DEFAULT_FAILURE_TTL = 30 * 24 * 3600
 #: Files enqueued per Redis transaction by `push`.

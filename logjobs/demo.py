@@ -48,8 +48,7 @@ def _message(rng, level, app):
         ip=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}",
         hex=f"{rng.getrandbits(48):012x}",
         app=app,
-        uuid=f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-"
-        f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}",
+        uuid=f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}",
     )
 
 
@@ -171,9 +170,8 @@ def main(argv=None):
         if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays to look at
             shutil.rmtree(logs, ignore_errors=True)
         print(
-            f"demo: {'every file finished' if ok else 'some files did not finish'} in "
-            f"{elapsed:.1f} s; "
-            f"status database: {db}"
+            f"demo: {'every file finished' if ok else 'some files did not finish'} "
+            f"in {elapsed:.1f} s; status database: {db}"
             + ("" if args.dir else " (the sample logs are removed: --dir DIR keeps them)")
         )
         return 0 if ok else 1

@@ -26,11 +26,10 @@ log = logging.getLogger(__name__)
 FORGET_BATCH = 1000
 
 
-# : The owner of RQ's scheduler locks for every keeper. Keepers run only under the mirror's lock, so
-# they : need no locks against one another; with a name of its own, a mirror restarted after a
-# SIGKILL (or a : standby taking over) found its predecessor's locks held for their 60 s, and
-# retries waited as long. : Against any other scheduler (`rq worker --with-scheduler`) the locks
-# still hold.
+#: The owner of RQ's scheduler locks for every keeper. Keepers run only under the mirror's lock, so
+#: they need no locks against one another; with a name of its own, a mirror restarted after a
+#: SIGKILL (or a standby taking over) found its predecessor's locks held for their 60 s, and retries
+#: waited as long. Against any other scheduler (`rq worker --with-scheduler`) the locks still hold.
 SCHEDULER_NAME = "logjobs-mirror"
 
 

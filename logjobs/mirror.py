@@ -43,13 +43,13 @@ from .store import Attempts, DoneFiles, MirrorPresence, ScanRecords
 
 log = logging.getLogger(__name__)
 
-# : Seconds a mirror's lock lasts; renewed after every step, so a dead mirror's lock frees within
-# this.
+#: Seconds a mirror's lock lasts; renewed after every step, so a dead mirror's lock frees within
+#: this.
 LOCK_TIMEOUT = 10
 #: Fields of each rotation index looked at per reconciliation: a sweep's step.
 SWEEP_BATCH = 1000
-# : Seconds a mirror waits (then twice as long, up to the last) after Redis or the database failed
-# it.
+#: Seconds a mirror waits (then twice as long, up to the last) after Redis or the database failed
+#: it.
 BACKOFF_FIRST, BACKOFF_MOST = 1.0, 10.0
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
 _RQ_ENDED = {
@@ -59,8 +59,8 @@ _RQ_ENDED = {
     "queued": QUEUED,
     "scheduled": SCHEDULED,
 }
-# : Those of a job that ended without running: failed by a worker that could not read it, or
-# canceled.
+#: Those of a job that ended without running: failed by a worker that could not read it, or
+#: canceled.
 _ENDED_UNRUN = ("failed", "stopped", "canceled")
 
 
@@ -259,8 +259,7 @@ def _missed(conn, path, index, part, status, attempt):
     elif status is None:
         event.error = (
             "the job vanished from Redis (Redis restarted without persistence, or the job "
-            "expired); "
-            "push the file again"
+            "expired); push the file again"
         )
     elif state == FINISHED:
         return None  # finished without a record of this file: its events are on their way

@@ -31,9 +31,8 @@ def failure_reason(job):
         # in words of its own, or none).
         number = re.search(r"signal (\d+)", lines[-1]) if lines else None
         reason = (
-            f"the work-horse died (killed by "
-            f"{_signal_name(int(number[1])) if number else 'a signal'}, as by "
-            "the OOM killer)"
+            "the work-horse died (killed by "
+            f"{_signal_name(int(number[1])) if number else 'a signal'}, as by the OOM killer)"
         )
         if job.get_status(refresh=False) == FAILED:
             reason += "; no retries left (does this file kill its workers?)"

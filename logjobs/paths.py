@@ -67,8 +67,7 @@ def _existing(path, arg_kind="path"):
     if "\0" in path:
         raise PushRefused(
             f"a {arg_kind} holds a NUL byte, which no file name can: {scanner.printable(path)}; "
-            f"nothing "
-            "was enqueued"
+            "nothing was enqueued"
         )
     try:
         os.lstat(path)
@@ -119,9 +118,8 @@ def _check_name(path):
         path.encode("utf-8")
     except UnicodeEncodeError:
         raise PushRefused(
-            f"file name is not valid UTF-8: {repr(os.fsencode(path))[2:-1]}; rename it (nothing "
-            f"was "
-            "enqueued)"
+            f"file name is not valid UTF-8: {repr(os.fsencode(path))[2:-1]}; rename it "
+            "(nothing was enqueued)"
         ) from None
 
 

@@ -39,8 +39,8 @@ from .exceptions import LogJobsError, one_line
 
 log = logging.getLogger(__name__)
 
-# : The environment a worker needs beyond RQ_REDIS_URL: the one place that lists it (the units in
-# conf/, : `logjobs worker`, selftest, bin/demo and the tests all take it from here).
+#: The environment a worker needs beyond RQ_REDIS_URL: the one place that lists it (the units in
+#: conf/, `logjobs worker`, selftest, bin/demo and the tests all take it from here).
 WORKER_ENV = {"RQ_WORKER_CLASS": f"{__name__}.Worker", "RQ_JOB_CLASS": f"{__name__}.Job"}
 #: Bytes a job's call (function name and arguments) may inflate to: 500 paths of 4 KiB are 2 MB.
 MAX_CALL_BYTES = 16 << 20
@@ -53,9 +53,9 @@ CODE_FIELDS = (
     b"stopped_callback_name",
     b"webhooks",
 )
-# : Seconds an idle worker's command listener waits between looks at whether it must stop (RQ's: 60,
-# : during which a SIGTERMed worker cannot exit: the join of redis-py's PubSubWorkerThread waits for
-# it).
+#: Seconds an idle worker's command listener waits between looks at whether it must stop (RQ's: 60,
+#: during which a SIGTERMed worker cannot exit: the join of redis-py's PubSubWorkerThread waits for
+#: it).
 PUBSUB_WAIT = 1.0
 
 
@@ -446,8 +446,8 @@ def refused_by_plain_worker(exc_string: str) -> bool:
 
 _warned: set = set()
 _warned_lock = threading.Lock()
-# : Keys of things warned about, at most: a reader meeting garbage again and again warns once per
-# thing.
+#: Keys of things warned about, at most: a reader meeting garbage again and again warns once per
+#: thing.
 _WARNED_MAX = 10_000
 
 

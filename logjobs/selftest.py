@@ -55,9 +55,8 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
                 f"on {mirror_host}"
                 if mirror_host
                 else f"none seen in {LOCK_TIMEOUT} s: start `logjobs mirror`; without it nothing "
-                f"reaches the "
-                "database, retries wait, and dead workers' jobs wait for RQ's own 10-minute "
-                "cleanup",
+                "reaches the database, retries wait, and dead workers' jobs wait for RQ's own "
+                "10-minute cleanup",
             )
         )
         paths = []

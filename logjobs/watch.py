@@ -33,12 +33,12 @@ from .paths import expand, links_within
 
 log = logging.getLogger(__name__)
 
-# : Names never pushed, nor looked into: hidden files and folders (editors' swap files, rsync's :
-# `.name.XXXXXX` while it copies) and temporary files. Matched against each name below a watched
-# folder.
+#: Names never pushed, nor looked into: hidden files and folders (editors' swap files, rsync's
+#: `.name.XXXXXX` while it copies) and temporary files. Matched against each name below a watched
+#: folder.
 IGNORED_NAMES = (".*", "*~", "*.swp", "*.tmp", "*.part")
-# : What the observer reports; watchdog asks inotify for these only (not the opens and reads of
-# scans).
+#: What the observer reports; watchdog asks inotify for these only (not the opens and reads of
+#: scans).
 EVENTS = [
     fs.FileCreatedEvent,
     fs.FileModifiedEvent,

@@ -32,8 +32,8 @@ from helpers import BIN
 
 ACL_FILE = Path(__file__).resolve().parent.parent / "conf" / "redis" / "users.acl"
 ROLES = ("logjobs-worker", "logjobs-mirror", "logjobs-push", "logjobs-dashboard")
-# : The test's own administrator, added to its copy of the file: with `user default off` and no
-# admin in : the file, no one could read ACL LOG.
+#: The test's own administrator, added to its copy of the file: with `user default off` and no admin
+#: in the file, no one could read ACL LOG.
 ADMIN = "logjobs-test-admin"
 
 

@@ -29,10 +29,9 @@ def redis_server(tmp_path):
         folder.mkdir()
         conf = folder / "sentinel.conf"
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {master.port} 2\n"
-            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-            f"sentinel failover-timeout {SERVICE} 5000\n"
+            f"port {port}\nbind 127.0.0.1\ndir {folder}\nsentinel monitor {SERVICE} 127.0.0.1 "
+            f"{master.port} 2\nsentinel down-after-milliseconds {SERVICE} 1000\nsentinel "
+            f"failover-timeout {SERVICE} 5000\n"
         )
         proc = subprocess.Popen(
             [find_redis_server(), str(conf), "--sentinel"],

@@ -68,9 +68,8 @@ def serve(settings, host, port):
     shown = f"[{host}]" if ":" in host else host
     print(
         f"logjobs dashboard on http://{shown}:{port}/ (rq-dashboard at {rqdashboard.PREFIX}/, "
-        f"metrics at /metrics; "
-        f"Redis {settings.redacted_redis_url()}, database {redact_url(settings.db)}"
-        f"{', basic auth' if settings.dashboard_user else ''})",
+        f"metrics at /metrics; Redis {settings.redacted_redis_url()}, database "
+        f"{redact_url(settings.db)}{', basic auth' if settings.dashboard_user else ''})",
         file=sys.stderr,
         flush=True,
     )

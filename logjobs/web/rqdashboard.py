@@ -186,9 +186,8 @@ def _policy(response):
         )
         response.headers.setdefault(
             "Content-Security-Policy",
-            f"default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; "
-            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
-            "form-action 'self'",
+            f"default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; style-src 'self' "
+            "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
         )
     return response
 

@@ -24,8 +24,8 @@ from ..exceptions import ConfigError
 
 #: The cookie rq-dashboard's dashboard.js reads its CSRF token from.
 RQ_CSRF_COOKIE = "_csrf_token"
-# : rq-dashboard endpoints that change Redis: POST only (it accepts GET on requeue_all), with a
-# token.
+#: rq-dashboard endpoints that change Redis: POST only (it accepts GET on requeue_all), with a
+#: token.
 RQ_MUTATIONS = {
     "delete_job_view",
     "requeue_job_view",
@@ -147,8 +147,7 @@ def protect(app, settings, host=None):
             if not host_allowed(host_name(request.headers.get("Host", "")), allowed):
                 return Response(
                     f"refused: this dashboard does not answer to the name {request.host!r}; add it "
-                    f"to "
-                    "dashboard_hosts (LOGJOBS_DASHBOARD_HOSTS) if it is this server's\n",
+                    "to dashboard_hosts (LOGJOBS_DASHBOARD_HOSTS) if it is this server's\n",
                     421,
                     {"Content-Type": "text/plain; charset=utf-8"},
                 )
