@@ -13,23 +13,26 @@ Levels. These spellings, in UPPER, Capitalised or lower case, map to LEVELS:
     DEBUG  debug dbg fine
     TRACE  trace finer finest
 A word is the level of its line only where it stands as one:
-  - A text line: after a leading timestamp, the first level word among its next three tokens (the
-    ones
-    before it are host, process, thread, logger...; "-" and "|" separators do not count); without a
-    timestamp, only the first token. Bare or wrapped as [error], [core:error], (error), <error>,
-    level=error, and followed by a blank, ":" or the line end. So `ERROR:root:boom` (Python's
-    default
-    format) is ERROR, `... INFO worker: retry after ERROR` is INFO, `... worker: retry after ERROR`
-    has
-    no level.
-  - A syslog line starting with <PRI>: severity PRI % 8; 0-2 FATAL, 3 ERROR, 4 WARN, 5-6 INFO, 7
-    DEBUG.
-  - A JSON line (starting with "{"): the first "level", "severity", "lvl", "loglevel" or "log.level"
-    key
-    whose value is a level word or a bunyan/pino number 10..60 (TRACE DEBUG INFO WARN ERROR FATAL).
+  - A line of the file's format (see below): the level its format reads, if any.
+  - A text line: after a leading timestamp, the first level word among its next three tokens
+    (the ones before it are host, process, thread, logger...; "-" and "|" separators do not
+    count); without a timestamp, only the first token. Bare or wrapped as [error], [core:error],
+    (error), <error>, level=error, and followed by a blank, ":" or the line end. So
+    `ERROR:root:boom` (Python's default format) is ERROR, `... INFO worker: retry after ERROR` is
+    INFO, `... worker: retry after ERROR` has no level.
+  - A syslog line starting with <PRI>: severity PRI % 8; 0-2 FATAL, 3 ERROR, 4 WARN, 5-6 INFO,
+    7 DEBUG.
+  - A JSON line (starting with "{"): the first "level", "severity", "lvl", "loglevel" or
+    "log.level" key whose value is a level word or a bunyan/pino number 10..60 (TRACE DEBUG INFO
+    WARN ERROR FATAL).
 Stack-trace lines (they start with a blank, or "Caused by:"), access-log lines and lines without a
-word
-where one stands have no level.
+word where one stands have no level.
+
+Formats. An Analyzer given a format (formats.Format, detected from the file's head by the scan)
+reads every line the format fits with it: its time, level and message where the format says, and
+the line templated whatever its level (so `top --level info` has an answer); a line it fits with a
+time but no level counts in `minutes` under NO_LEVEL. Lines it does not fit (a stack trace, a
+line of another format) are read by the generic rules here.
 
 Time. A leading timestamp, maybe after "[", "time=" or "ts=": ISO 8601 / RFC 3339 (T or blank
 between date and time, "-" or "/" in the date, fraction after "." or ",", zone Z, UTC, +hh, +hhmm or
@@ -44,16 +47,19 @@ Minutes are UTC strings "2024-05-01T12:03". Only lines with a level and a timest
 too many (see WIDTHS: past two weeks of minutes, say), every bucket of the Analysis is an hour
 "2024-05-01T12", or a day "2024-05-01": memory and the result stay bounded whatever the span.
 
-Templates. ERROR and FATAL lines, and lines holding one of the scan's patterns (grep -F literals:
-case-sensitive bytes; a pattern holds alternatives separated by "\\n"; an empty one matches every
-line), are grouped by (level, template). The template is the message after the timestamp and level
-(for JSON the "msg", "message", "error" or "err" string; for logfmt the msg= value; for an
-access-log line its method, path and status), cut to TEMPLATE_BYTES, with quoted strings,
-timestamps, URLs, e-mail addresses, IP addresses (with ports), paths, UUIDs, hex ids and numbers
-masked as <STR> <TS> <URL> <EMAIL> <IP> <PATH> <UUID> <HEX> <NUM>. Each keeps its count, the first
+Templates. Every line of the file's format, and, of the other lines, ERROR and FATAL ones and those
+holding one of the scan's patterns (grep -F literals: case-sensitive bytes unless the Analyzer
+ignores case as `grep -i` does, in ASCII; a pattern holds alternatives separated by "\\n"; an empty
+one matches every line), are grouped by (level, template). The template is the message after the
+timestamp and level (for JSON the "msg", "message", "error" or "err" string; for logfmt the msg=
+value; for an access-log line its method, path and status), cut to TEMPLATE_BYTES, with quoted
+strings, timestamps, URLs, e-mail addresses, IP addresses (with ports), paths, UUIDs, hex ids and
+numbers masked as <STR> <TS> <URL> <EMAIL> <IP> <PATH> <UUID> <HEX> <NUM> (a number ending an
+identifier, blk_123 or attempt-7, too; not one inside a word, utf8). Each keeps its count, the first
 line seen as its example, and its counts per minute (of its lines with a timestamp, with a level or
 not). An Analysis keeps the first MAX_TEMPLATES templates in file order; lines of any later template
-only add to `overflow`.
+only add to `overflow`. What `top` shows folds templates alike but for one word, where at least
+FOLD_MIN of them vary in it (a user name, a host): see fold_templates.
 
 Bounds: levels, timestamps and templates look at a line's first LINE_HEAD bytes (patterns at the
 whole line), so memory stays O(piece) whatever the line length. Work is done a chunk of lines at a
@@ -68,9 +74,10 @@ import os
 import re
 from collections import Counter, defaultdict
 from itertools import chain, compress, repeat
-from operator import add, itemgetter
+from operator import add, itemgetter, not_
 from typing import Any
 
+from . import formats
 from .defaults import LEVELS
 
 try:  # SIMD substring search: counts pattern hits several times faster than bytes.count
@@ -80,6 +87,10 @@ except ImportError:  # pragma: no cover
 
 SEVERE = ("ERROR", "FATAL")
 """Levels whose lines are templated whatever the patterns."""
+
+NO_LEVEL = "-"
+"""The level, in `minutes`, of lines a file's format reads a time from but no level (it has
+none)."""
 
 MAX_TEMPLATES = 1000
 """Distinct (level, template) pairs an Analysis keeps; lines of later ones only count in
@@ -159,29 +170,7 @@ _RAW_KEYS = 50_000  # distinct (stamp, zone, word, word) counted before folding 
 NL = b"\n"
 
 
-def _alternation(words) -> bytes:
-    """The words as a trie-shaped alternation, longest first: sre rejects most positions on one
-    byte."""
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for i in range(len(word)):
-            node = node.setdefault(word[i : i + 1], {})
-        node[b""] = {}
-
-    def depth(node):
-        return max((1 + depth(child) for key, child in node.items() if key), default=0)
-
-    def emit(node):
-        alts = [
-            re.escape(key) + emit(child)
-            for key, child in sorted(node.items(), key=lambda kv: -depth(kv[1]))
-            if key
-        ]
-        alts += [b""] * (b"" in node)
-        return alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
-
-    return emit(trie)
+_alternation = formats.alternation
 
 
 # Every quantifier is bounded, so that nothing reads past a line's first LINE_HEAD bytes. Optional
@@ -267,6 +256,14 @@ _MASKS = tuple(
     for trigger, rx, placeholder in (
         (None, rb'"(?:[^"\\\n]|\\.)*"', b"<STR>"),
         (None, rb"'(?<!\w')[^'\n]*'(?!\w)", b"<STR>"),
+        # ctime (Sun Jul 17 03:46:45 2005), and a time in dashes and dots
+        # (2005-06-03-15.42.50.675872)
+        (
+            None,
+            rb"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d{1,9}|)(?: \d{4}|)",
+            b"<TS>",
+        ),
+        (None, rb"\d(?<![\w.]\d)\d{3}-\d\d-\d\d-\d\d\.\d\d\.\d\d(?:\.\d{1,9}|)", b"<TS>"),
         (
             None,
             rb"\d(?:\d{3}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9}|)|)(?:Z|[+-]\d\d:?\d\d|)"
@@ -304,7 +301,14 @@ _MASKS = tuple(
             rb"[0-9a-fA-F](?<![\w-][0-9a-fA-F])(?:(?<=[a-fA-F])|(?=\d*[a-fA-F]))[0-9a-fA-F]{7,}(?![\w-])",
             b"<HEX>",
         ),
-        (None, rb"\d(?<![\w.]\d)\d*(?:\.\d+|)", b"<NUM>"),
+        # A number: on its own, or ending an identifier (blk_-123, attempt_17): not one inside a
+        # word (utf8, x509). (No newline before its minus: messages are masked joined by them,
+        # and one must not read as another's neighbour.)
+        (
+            None,
+            rb"[-\d](?:(?<=[_= \t\r\f\v(:,]-)\d|(?<=\d)(?<![A-Za-z0-9.]\d))\d*(?:\.\d+|)",
+            b"<NUM>",
+        ),
     )
 )
 _PATH_MASKS = _MASKS[-4:]  # UUIDs, hex and numbers: for the path of an access-log line
@@ -331,6 +335,7 @@ class Analysis:
     minutes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     messages: dict[tuple[str | None, str], Message] = dataclasses.field(default_factory=dict)
     overflow: int = 0
+    format: str | None = None  # the name of the format its lines were read with (see formats)
 
     def to_dict(self) -> dict:
         """A JSON-simple dict, which from_dict() reads back."""
@@ -348,6 +353,7 @@ class Analysis:
                 for (level, template), msg in self.messages.items()
             ],
             "overflow": self.overflow,
+            "format": self.format,
         }
 
     @classmethod
@@ -360,6 +366,7 @@ class Analysis:
                 for e in d["messages"]
             },
             d.get("overflow", 0),
+            d.get("format"),
         )
 
     def merge(self, other: "Analysis", max_templates: int = MAX_TEMPLATES) -> "Analysis":
@@ -393,6 +400,7 @@ class Analysis:
             fold(chain(first.minutes.items(), other.minutes.items()), width),
             messages,
             overflow,
+            first.format or other.format,
         )
         while merged.width() > WIDTHS[-1] and not merged._fits():
             merged = merged.coarsened(WIDTHS[WIDTHS.index(merged.width()) + 1])
@@ -421,6 +429,7 @@ class Analysis:
                 for key, msg in self.messages.items()
             },
             self.overflow,
+            self.format,
         )
 
     def _fits(self) -> bool:
@@ -444,23 +453,33 @@ class Analysis:
         With `since` and/or `until` (minutes "2024-05-01T12:03", or datetimes, naive ones taken as
         UTC), counts are those of the lines timestamped in [since, until), and templates without one
         drop out. `levels` keeps the templates of those levels only (None stands for pattern lines
-        without one). Ties keep the order first seen.
+        without one). Templates alike but for one word are folded into one (fold_templates), its
+        example the first one's. Ties keep the order first seen.
         """
         lo, hi = _minute_bound(since), _minute_bound(until)
-        rows: list[dict[str, Any]] = []
-        for (level, template), msg in self.messages.items():
-            if levels is not None and level not in levels:
+        counted: dict[tuple, dict[str, Any]] = {}
+        folded = fold_templates(self.messages)
+        for key, msg in self.messages.items():
+            if levels is not None and key[0] not in levels:
                 continue
             count = (
                 msg.count
                 if lo is None and hi is None
                 else sum(k for m, k in msg.minutes.items() if within(m, lo, hi))
             )
-            if count:
-                rows.append(
-                    {"level": level, "template": template, "count": count, "example": msg.example}
-                )
-        rows.sort(key=lambda row: -int(row["count"]))
+            if not count:
+                continue
+            level, template = folded[key]
+            if (level, template) in counted:
+                counted[level, template]["count"] += count
+            else:
+                counted[level, template] = {
+                    "level": level,
+                    "template": template,
+                    "count": count,
+                    "example": msg.example,
+                }
+        rows = sorted(counted.values(), key=lambda row: -int(row["count"]))
         return rows[:n]
 
 
@@ -478,16 +497,31 @@ class Analyzer:
         max_templates: int = MAX_TEMPLATES,
         last_change: datetime.datetime | None = None,
         examples: bool = True,
+        format: formats.Format | None = None,  # noqa: A002 - the word a user knows
+        ignore_case: bool = False,
     ):
         alts = {alt for p in patterns for alt in os.fsencode(p).split(NL)}
         self._every = b"" in alts
+        self._ignore_case = ignore_case
+        if ignore_case:
+            alts = {alt.lower() for alt in alts}
         self._alts = sorted(alts - {b""})
         self._keep = max(map(len, self._alts), default=1) - 1
         self._hits = (
-            re.compile(b"(?:" + b"|".join(map(re.escape, self._alts)) + rb")[^\n]*")
+            re.compile(
+                b"(?:" + b"|".join(map(re.escape, self._alts)) + rb")[^\n]*",
+                re.IGNORECASE if ignore_case else 0,
+            )
             if self._alts
             else None
         )
+        # The file's format (see formats): its lines are read with it, and templated whatever
+        # their level; the lines it does not fit, and every line of a file without one, by the
+        # generic rules below.
+        self._format = format
+        self._format_lines = 0
+        # (time, zone) of the line before, if it was a two-line record's first line (see formats)
+        self._header: tuple | None = None
         self._year = year if year is not None or last_change is None else last_change.year
         self._latest = last_change + _SYSLOG_SLACK if last_change is not None else None
         self._max = max_templates
@@ -505,6 +539,12 @@ class Analyzer:
         self._tail = b""
         self._minute_of: dict = {}
         self._template_of: dict = {}
+        self._request_of: dict = {}
+        self._shape_of: dict = {}  # message shape -> its template (see _by_shape)
+        self._request_shape_of: dict = {}  # and of access-log requests
+        self._format_minute_of: dict = {}  # (time, zone) a format found -> its minute
+        self._level_of_word: dict = {}  # level word a format found -> its level
+        self._counted_as: dict = {}  # and the level its lines count under in minutes
         self._width = WIDTHS[
             0
         ]  # of the time buckets: coarser once they would be too many (_shrink)
@@ -524,6 +564,13 @@ class Analyzer:
             self._chunk(data, lo, cut)
             lo = cut
         self._grow(data, hi, len(data))
+
+    def follow(self, line: bytes) -> None:
+        """Take `line` as the line before what is fed (a byte range's scan: the line before its
+        start), so that a two-line record cut there still reads its time; nothing of it counts."""
+        if self._format is not None and self._format.header:
+            stamp = self._format.header_stamp(line[:LINE_HEAD])
+            self._header = (stamp[0], b"", stamp[1]) if stamp else None
 
     def finish(self) -> "Analysis":
         """The Analysis of everything fed; a last line without "\\n" counts, as in grep."""
@@ -547,6 +594,7 @@ class Analyzer:
             {m: minutes_by_level[m] for m in sorted(minutes_by_level)},
             self._messages,
             self._overflow,
+            self._format.name if self._format is not None and self._format_lines else None,
         )
 
     # -- one line at a time: the first line of each piece, and lines straddling pieces
@@ -558,10 +606,11 @@ class Analyzer:
         if len(self._head) < LINE_HEAD:
             self._head += data[lo : min(hi, lo + LINE_HEAD - len(self._head))]
         if self._alts and not self._hit:
-            edge = self._tail + data[lo : lo + self._keep]  # where a hit may straddle two pieces
-            self._hit = any(alt in edge or data.find(alt, lo, hi) >= 0 for alt in self._alts)
+            piece = data[lo:hi].lower() if self._ignore_case else data[lo:hi]
+            edge = self._tail + piece[: self._keep]  # where a hit may straddle two pieces
+            self._hit = any(alt in edge or alt in piece for alt in self._alts)
             if self._keep:
-                self._tail = (self._tail + data[max(lo, hi - self._keep) : hi])[-self._keep :]
+                self._tail = (self._tail + piece[-self._keep :])[-self._keep :]
         self._len += hi - lo
 
     def _end_line(self) -> None:
@@ -570,6 +619,22 @@ class Analyzer:
         self._len = 0
         self._hit = False
         self._tail = b""
+        fmt = self._format
+        found = fmt.match(line) if fmt is not None else None
+        header, self._header = self._header, None
+        if fmt is not None and fmt.header and found is None:
+            stamp = fmt.header_stamp(line)  # and the line is read as any other
+            self._header = (stamp[0], b"", stamp[1]) if stamp else None
+        if fmt is not None and found is not None:
+            word, time, zone, message = found
+            if fmt.header:
+                time, _, zone = header or (b"", b"", b"")
+            self._format_lines += 1
+            minute = self._format_minutes([(time, b"", zone)])[0]
+            (level,), (template,) = _format_read(fmt, [word], [message], self._format_templates)
+            self._pairs[minute, level or NO_LEVEL] += 1
+            self._account([_Stream([(level, template)], [minute], [line])])
+            return
         level, stamp, src, template = _classify(line)
         minute = self._minutes_of([stamp])[0]
         if level:
@@ -583,6 +648,9 @@ class Analyzer:
 
     def _chunk(self, data: bytes, lo: int, hi: int) -> None:
         """Analyse the whole lines data[lo:hi] (data[lo - 1] and data[hi - 1] are newlines)."""
+        if self._format is not None:
+            self._chunk_format(data, lo, hi)
+            return
         start = lo - 1
         rows = _TEXT.findall(data, start, hi)
         self._tally(map(_TEXT_KEY, rows))
@@ -656,9 +724,10 @@ class Analyzer:
                 found.append((pos, line))
                 pos += len(line) + 1
         else:
-            hits = sum(_count(data, alt, start, hi) for alt in self._alts)
-            if hits == sum(sum(map(bytes.count, severe, repeat(alt))) for alt in self._alts):
-                return []  # every hit lies in a severe line
+            if not self._ignore_case:
+                hits = sum(_count(data, alt, start, hi) for alt in self._alts)
+                if hits == sum(sum(map(bytes.count, severe, repeat(alt))) for alt in self._alts):
+                    return []  # every hit lies in a severe line
             found = []
             assert self._hits is not None  # there are patterns
             for m in self._hits.finditer(data, start, hi):
@@ -725,6 +794,137 @@ class Analyzer:
                 key_minutes[key, minute[:width]] += n
             self._pairs, self._key_minutes = pairs, key_minutes
 
+    # -- a file's format: every line it fits read by it, the others by the generic rules
+
+    def _chunk_format(self, data: bytes, lo: int, hi: int) -> None:
+        """Analyse the whole lines data[lo:hi] with the file's format: its lines are templated
+        whatever their level; a line it does not fit goes through `_classify`. Python runs per
+        distinct key (word, time, message shape), not per line, but for formats whose lines need
+        more (two-line records, quoted or containers' messages) and lines the format misses."""
+        fmt = self._format
+        assert fmt is not None
+        rows = fmt.bulk.findall(data, lo - 1, hi)
+        get = _FormatRows(fmt)
+        if fmt.header or fmt.inner or fmt.quoted:
+            self._account([self._format_records(rows, get)], data, lo - 1, hi)
+            return
+        fits = list(map(bool, map(get.line, rows)))
+        streams = []
+        fitted = rows if False not in fits else list(compress(rows, fits))
+        if fitted:
+            streams.append(self._format_stream(fitted, get))
+        if len(fitted) < len(rows):
+            others = [
+                self._other_line(row[get.other_at]) for row in compress(rows, map(not_, fits))
+            ]
+            kept = [key is not None for key, _, _ in others]
+            if True in kept:
+                streams.append(_Stream(*map(list, zip(*compress(others, kept)))))
+        if streams:
+            self._account(streams, data, lo - 1, hi)
+
+    def _format_stream(self, rows: list, get: "_FormatRows") -> "_Stream":
+        """The lines a format fits (of one step, not of two-line records), counted and templated:
+        C-level passes over the rows, Python per distinct word, time and message shape."""
+        fmt = self._format
+        assert fmt is not None
+        minutes = self._format_minutes(
+            list(zip(map(get.time, rows), map(get.year, rows), map(get.zone, rows)))
+        )
+        words = list(map(get.level, rows))
+        levels_of, counted_as = self._level_of_word, self._counted_as
+        missing = set(words).difference(levels_of)
+        if missing:
+            levels_of.update((word, fmt.level(word)) for word in missing)
+            counted_as.update((word, levels_of[word] or NO_LEVEL) for word in missing)
+        levels = list(map(levels_of.__getitem__, words))
+        self._pairs.update(zip(minutes, map(counted_as.__getitem__, words)))
+        self._format_lines += len(rows)
+        templates = self._format_templates(list(map(get.message, rows)))
+        return _Stream(list(zip(levels, templates)), minutes, list(map(get.line, rows)))
+
+    def _format_records(self, rows: list, get: "_FormatRows") -> "_Stream":
+        """The lines of one step of a format that needs a look at each: two-line records (a
+        line's time may be the line before's), quoted messages, containers' lines."""
+        fmt = self._format
+        assert fmt is not None
+        stamps: list = []
+        lines: list = []
+        words: list = []
+        messages: list = []
+        fitted: list = []
+        header = self._header
+        for row in rows:
+            line = row[get.line_at]
+            time = row[get.time_at]
+            if row[get.year_at]:
+                time = time + b" " + row[get.year_at]
+            if line:
+                # a two-line record's second line: the time of the first, if that came just before
+                stamps.append(
+                    (time, b"", row[get.zone_at]) if not fmt.header else header or (b"", b"", b"")
+                )
+                words.append(row[get.level_at])
+                messages.append(row[get.message_at])
+                lines.append(line)
+                fitted.append(True)
+                header = None
+            else:  # read by the generic rules: a two-line record's first line too
+                header = (time, b"", row[get.zone_at]) if row[get.header_at] else None
+                lines.append(row[get.header_at] or row[get.other_at])
+                fitted.append(False)
+        self._header = header
+        self._format_lines += len(messages)
+        minutes = iter(self._format_minutes(stamps))
+        levels, found = _format_read(fmt, words, messages, self._format_templates)
+        templates = iter(found)
+        levels_in_order = iter(levels)
+        keys, kept_minutes, kept_lines = [], [], []
+        for is_fitted, line in zip(fitted, lines):
+            if is_fitted:
+                level = next(levels_in_order)
+                minute = next(minutes)
+                self._pairs[minute, level or NO_LEVEL] += 1
+                key = (level, next(templates))
+            else:
+                key, minute, line = self._other_line(line)
+            if key is not None:
+                keys.append(key)
+                kept_minutes.append(minute)
+                kept_lines.append(line)
+        return _Stream(keys, kept_minutes, kept_lines)
+
+    def _other_line(self, line: bytes) -> tuple:
+        """(key or None, minute, line) of a line the file's format does not fit, read by the
+        generic rules: counted, and its key if it is templated (ERROR, FATAL, or a pattern's)."""
+        level, stamp, src, template = _classify(line[:LINE_HEAD])
+        minute = self._minutes_of([stamp])[0]
+        if level:
+            self._pairs[minute, level] += 1
+        hit = self._every or (self._hits is not None and self._hits.search(line) is not None)
+        if level in SEVERE or hit:
+            return (
+                (level, template if template is not None else self._templates([src])[0]),
+                minute,
+                line,
+            )
+        return None, minute, line
+
+    def _format_minutes(self, stamps: list) -> list:
+        """The time bucket of each (time, year, zone) the file's format captured, "" if none."""
+        fmt = self._format
+        assert fmt is not None
+        minutes = _cached(
+            self._format_minute_of,
+            stamps,
+            _MINUTE_CACHE,
+            lambda todo: [
+                fmt.minute(_with_year(t, y), z, self._year, self._latest) for t, y, z in todo
+            ],
+        )
+        width = self._width
+        return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
+
     def _minutes_of(self, stamps: list) -> list:
         """The time bucket (UTC minute, or hour or day: see _shrink) of each (stamp, zone) pair, ""
         if none; parsed once per distinct pair."""
@@ -738,12 +938,57 @@ class Analyzer:
         return minutes if width == WIDTHS[0] else [m[:width] for m in minutes]
 
     def _templates(self, srcs: list) -> list:
-        """The template of each message; masked once per distinct message, all at once. A template
-        is made of a message's first TEMPLATE_BYTES: the cache holds no more of it (long lines would
-        make it hold _TEMPLATE_CACHE of them whole)."""
-        return _cached(
-            self._template_of, [src[:TEMPLATE_BYTES] for src in srcs], _TEMPLATE_CACHE, _mask_all
+        """The template of each message; masked once per distinct shape of message (_by_shape),
+        all at once. A template is made of a message's first TEMPLATE_BYTES: the caches hold no more
+        of it (long lines would make them hold _TEMPLATE_CACHE of them whole)."""
+        return self._by_shape(
+            list(map(_HEAD_OF_MESSAGE, srcs)), _mask_all, self._shape_of, self._template_of
         )
+
+    def _format_templates(self, messages: list) -> list:
+        """The templates of messages the file's format read (as _templates does, or of access-log
+        requests for a format whose messages are those), looked up by their shape."""
+        assert self._format is not None
+        srcs = list(map(_HEAD_OF_MESSAGE, messages))
+        if self._format.request:  # the status, last, is kept: it is in the template
+            return self._by_shape(srcs, _request_all, self._request_shape_of, self._request_of, 3)
+        return self._by_shape(srcs, _mask_all, self._shape_of, self._template_of)
+
+    def _by_shape(self, srcs: list, mask, by_shape: dict, exact: dict, tail: int = 0) -> list:
+        """mask(srcs), one call per distinct *shape* of message: the message with its digits all 1
+        (but for its last `tail` bytes, and the 0 of "0x", the one digit a mask looks at). A
+        message is masked as its shape is, but for the digits the template keeps (a version, v2).
+        So a shape whose template keeps no 1, or keeps the same when its digits are all 2, has the
+        template of every message of that shape. The others fall back to one call per distinct
+        message. `by_shape` and `exact` are the caches of each."""
+        if tail:
+            shapes: list = [_shape(src, _ONES, tail) for src in srcs]
+        else:
+            shapes = list(map(bytes.translate, srcs, repeat(_ONES)))
+            hex_at = list(compress(range(len(srcs)), map(bytes.__contains__, srcs, repeat(b"0x"))))
+            for i in hex_at:
+                shapes[i] = _shape(srcs[i], _ONES)
+
+        def per_shape(todo):
+            first = dict(zip(reversed(shapes), reversed(srcs)))
+            templates = mask([key[0] if key.__class__ is tuple else key for key in todo])
+            for i, template in enumerate(templates):
+                if "1" in template and todo[i].__class__ is not tuple:
+                    twos = _shape(first[todo[i]], _TWOS, tail)
+                    assert twos.__class__ is bytes  # as its shape of ones is
+                    if mask([twos])[0] != template:
+                        templates[i] = _KEEPS_DIGITS
+            return templates
+
+        templates = _cached(by_shape, shapes, _TEMPLATE_CACHE, per_shape)
+        if _KEEPS_DIGITS in templates:
+            at = list(
+                compress(range(len(templates)), map(operator.is_, templates, repeat(_KEEPS_DIGITS)))
+            )
+            found = _cached(exact, [srcs[i] for i in at], _TEMPLATE_CACHE, mask)
+            for i, template in zip(at, found):
+                templates[i] = template
+        return templates
 
     def _account(self, streams: list, data: bytes = b"", start: int = 0, hi: int = 0) -> None:
         """Count the templated lines of one step: streams of lines, each in file order.
@@ -817,12 +1062,38 @@ def _cut(data: bytes, lo: int, hi: int) -> int:
 
 
 def analyse(
-    data: bytes, patterns=(), year: int | None = None, max_templates: int = MAX_TEMPLATES
+    data: bytes,
+    patterns=(),
+    year: int | None = None,
+    max_templates: int = MAX_TEMPLATES,
+    format: formats.Format | None = None,  # noqa: A002
 ) -> Analysis:
     """The Analysis of a whole byte string (handy in tests and at the REPL)."""
-    analyzer = Analyzer(patterns, year, max_templates)
+    analyzer = Analyzer(patterns, year, max_templates, format=format)
     analyzer.feed(data)
     return analyzer.finish()
+
+
+def read_line(
+    line: bytes, fmt: formats.Format | None = None, year: int | None = None, before: bytes = b""
+) -> tuple:
+    """(level, minute, template, whether `fmt` fits it) of one line, as a scan reads it, `before`
+    the line before it; the template whatever its level (a scan without a format templates only
+    ERROR, FATAL and pattern lines)."""
+    found = fmt.match(line) if fmt is not None else None
+    if fmt is not None and found is not None:
+        word, time, zone, message = found
+        if fmt.header:
+            time, zone = fmt.header_stamp(before) or (b"", b"")
+        masks = _request_all if fmt.request else _mask_all
+        (level,), (template,) = _format_read(
+            fmt, [word], [message], lambda srcs: masks([src[:TEMPLATE_BYTES] for src in srcs])
+        )
+        return level, fmt.minute(time, zone, year, None), template, True
+    level, stamp, src, template = _classify(line[:LINE_HEAD])
+    if template is None:
+        template = _mask_all([src[:TEMPLATE_BYTES]])[0]
+    return level, _to_minute(stamp, year), template, False
 
 
 def _classify(line: bytes):
@@ -855,6 +1126,71 @@ def _classify(line: bytes):
     if m := _STAMP_ONLY.match(buf):
         return None, m.groups(b""), buf[m.end() :], None
     return None, (b"", b""), line, None
+
+
+class _FormatRows:
+    """Getters of the fields of a format's `bulk` findall rows."""
+
+    def __init__(self, fmt: formats.Format):
+        at = fmt.bulk_groups
+        (
+            self.header_at,
+            self.line_at,
+            self.time_at,
+            self.year_at,
+            self.zone_at,
+            self.level_at,
+            self.message_at,
+            self.other_at,
+        ) = at
+        self.line, self.time, self.year, self.zone, self.level, self.message = (
+            itemgetter(i) for i in at[1:7]
+        )
+
+
+def _with_year(time: bytes, year: bytes) -> bytes:
+    return time + b" " + year if year else time
+
+
+#: Digits, all alike: a message's shape (see Analyzer._by_shape).
+_ONES = bytes.maketrans(b"0123456789", b"1111111111")
+_TWOS = bytes.maketrans(b"0123456789", b"2222222222")
+#: The template of a shape whose messages keep digits in their templates.
+_KEEPS_DIGITS: Any = object()
+#: A message's first TEMPLATE_BYTES, all its template is made of.
+_HEAD_OF_MESSAGE = itemgetter(slice(0, TEMPLATE_BYTES))
+
+
+def _shape(message: bytes, digits: bytes, tail: int = 0) -> bytes | tuple:
+    """The message with its digits all one (but for its last `tail` bytes, and the 0 of "0x");
+    (message,) for one that holds \x01, the byte that stands in for that 0 meanwhile."""
+    head, end = (message[:-tail], message[-tail:]) if tail else (message, b"")
+    if b"0x" in head:
+        if b"\x01" in head:
+            return (message,)
+        return head.replace(b"0x", b"\x01x").translate(digits).replace(b"\x01x", b"0x") + end
+    return head.translate(digits) + end
+
+
+def _format_read(fmt: formats.Format, words: list, messages: list, templates_of) -> tuple:
+    """(levels, templates) of lines a format fits, from the level words and messages it found in
+    them: its own levels, and its messages templated by `templates_of`; for a format whose message
+    is a log line of its own (a container's), the level and message the generic rules read in it,
+    where the format has no level of its own."""
+    levels = list(map(fmt.level, words))
+    messages = list(map(fmt.clean, messages))
+    if not fmt.inner:
+        return levels, templates_of(messages)
+    given, srcs = [], []
+    for i, message in enumerate(messages):
+        level, _, src, template = _classify(message[:LINE_HEAD])
+        if levels[i] is None:
+            levels[i] = level
+        given.append(template)
+        if template is None:
+            srcs.append(src)
+    masked = iter(templates_of(srcs))
+    return levels, [template if template is not None else next(masked) for template in given]
 
 
 def _match_end(rx, buf: bytes, pos: int) -> int:
@@ -901,20 +1237,44 @@ def _mask_all(srcs: list) -> list:
             if m:
                 src = m[1] if m[1] is not None else m[2]
         texts.append(src)
-    for trigger, rx, placeholder in _MASKS:
+    return [text.decode("utf-8", "replace").strip() for text in _masked(texts, _MASKS)]
+
+
+def _masked(texts: list, masks) -> list:
+    """Each text (none holding a newline) masked; masks without a trigger run once over all of them
+    joined by newlines."""
+    for trigger, rx, placeholder in masks:
         if trigger is None:
             texts = rx.sub(placeholder, NL.join(texts)).split(NL)
         else:
             texts = [rx.sub(placeholder, text) if trigger in text else text for text in texts]
-    return [text.decode("utf-8", "replace").strip() for text in texts]
+    return texts
+
+
+#: An access log's request and status, as a format reads them: `GET /path?query HTTP/1.1" 200`.
+_REQUEST = re.compile(rb'([A-Z]{1,16}) ([^ "?\n]{0,1024})[^"\n]*" (\d{3})')
+
+
+def _request_all(srcs: list) -> list:
+    """The templates of access-log requests: the method, the path with its numbers, ids and hashes
+    masked (its query left out), and the status, as the generic rules template an access-log line;
+    `<STR>` and the status for a request that is no method and path ("-", a probe's garbage)."""
+    found = [_REQUEST.match(src) for src in srcs]
+    paths = _masked([m[2] if m else b"" for m in found], _PATH_MASKS)
+    return [
+        (m[1] + b" " + path + b" " + m[3] if m else b"<STR> " + src[-3:].lstrip(b'" '))
+        .decode("utf-8", "replace")
+        .strip()
+        for m, path, src in zip(found, paths, srcs)
+    ]
 
 
 def _example(line: bytes) -> str:
     return line[: EXAMPLE_CHARS * 4].decode("utf-8", "replace")[:EXAMPLE_CHARS].rstrip("\r\n")
 
 
-# : How far past the file's last change an RFC 3164 stamp may be and still be of that year: its
-# stamps : are local times, the change is in UTC.
+#: How far past the file's last change an RFC 3164 stamp may be and still be of that year: its
+#: stamps are local times, the change is in UTC.
 _SYSLOG_SLACK = datetime.timedelta(days=1)
 
 
@@ -1022,3 +1382,62 @@ def _count(data: bytes, needle: bytes, start: int, hi: int) -> int:
     if _sz is not None:
         return _sz.Str(data).count(needle, start, hi)
     return data.count(needle, start, hi)
+
+
+#: A key=value word varies in its value only.
+_KEY_VALUE = re.compile(r"([\w.-]+=)(.*)")
+VARIABLE = "<*>"
+#: The first words of a template name its event (Drain keeps as many fixed): they never fold.
+FOLD_FROM = 2
+#: Templates fold when at least this many vary in the same word: two ("started", "finished") are
+#: more often two events than one.
+FOLD_MIN = 3
+#: Words of a template, from FOLD_FROM, that may fold: the work stays linear in its length.
+FOLD_WORDS = 64
+
+
+def fold_templates(keys) -> dict:
+    """{(level, template): (level, folded template)} for templates alike but for one word, which
+    varies (a user name, a host): "Invalid user admin from <IP>" and "Invalid user <NUM> from <IP>"
+    fold into "Invalid user <*> from <IP>", "rhost=<IP> user=root" and "rhost=<IP> user=git" into
+    "rhost=<IP> user=<*>", where FOLD_MIN or more templates vary in that word. Each template folds
+    on the word whose fellows are most (ties: the first); a template with none is kept. A function
+    of the set of keys alone, so the templates of a file's parts, or of many files, fold alike
+    whatever their order. Linear in the words: templates alike but for word i share the hashes of
+    the words before it and after it."""
+    keys = list(dict.fromkeys(keys))
+    places = [_fold_places(key) for key in keys]
+    fellows = Counter(shape for found in places for shape, _, _ in found)
+    folded = {}
+    for key, found in zip(keys, places):
+        best = None
+        for shape, i, token in found:
+            if fellows[shape] >= FOLD_MIN and (best is None or fellows[shape] > fellows[best[0]]):
+                best = (shape, i, token)
+        if best is None:
+            folded[key] = key
+        else:
+            tokens = key[1].split()
+            tokens[best[1]] = best[2]
+            folded[key] = (key[0], " ".join(tokens))
+    return folded
+
+
+def _fold_places(key: tuple) -> list:
+    """(shape, index, folded word) of each word of a template that may vary: the shape is what the
+    templates folding on that word share (the words before and after it, as hashes)."""
+    tokens = key[1].split()
+    n = len(tokens)
+    last = min(n, FOLD_FROM + FOLD_WORDS)
+    before = [0] * (last + 1)
+    for i in range(last):
+        before[i + 1] = hash((before[i], tokens[i]))
+    after = [0] * (n + 1)
+    for i in range(n - 1, FOLD_FROM - 1, -1):
+        after[i] = hash((tokens[i], after[i + 1]))
+    places = []
+    for i in range(FOLD_FROM, last):
+        m = _KEY_VALUE.fullmatch(tokens[i])
+        token = m[1] + VARIABLE if m else VARIABLE
+        places.append(((key[0], n, i, before[i], after[i + 1], token), i, token))
+    return places

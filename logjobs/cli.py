@@ -213,6 +213,13 @@ TIMEOUT = click.option(
     type=click.IntRange(*RANGES["job_timeout"]),
     help="Seconds a scan may run [default: 3600].",
 )
+IGNORE_CASE = click.option(
+    "-i",
+    "--ignore-case",
+    is_flag=True,
+    help="A line holds a pattern whatever the case of its ASCII letters (as grep -i under "
+    "LC_ALL=C).",
+)
 COUNTS_ONLY = click.option(
     "--counts-only",
     is_flag=True,
@@ -225,6 +232,7 @@ COUNTS_ONLY = click.option(
 @PRIORITY
 @NODE
 @PATTERNS
+@IGNORE_CASE
 @RETRIES
 @click.option(
     "--retry-intervals", metavar="S,S,...", help="Seconds before each retry [default: 10,30,60]."
@@ -265,6 +273,7 @@ def push(
     priority,
     node,
     patterns,
+    ignore_case,
     retries,
     retry_intervals,
     timeout,
@@ -300,7 +309,7 @@ def push(
     conn = connections.connect(settings.redis_url)
     files = expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
     try:
-        pushed = _push(conn, settings, queue, patterns, files, force=force)
+        pushed = _push(conn, settings, queue, patterns, files, force=force, ignore_case=ignore_case)
     except PushCut as exc:
         fail(f"lost Redis at {redact_url(settings.redis_url)} {exc}")
     if not as_json:
@@ -340,7 +349,7 @@ def _with_flags(settings, **flags):
     return dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
 
 
-def _push(conn, settings, queue, patterns, files, force=False):
+def _push(conn, settings, queue, patterns, files, force=False, ignore_case=False):
     """`push.push` with the settings' retry policy, timeout and batching."""
     return enqueue(
         conn,
@@ -348,6 +357,7 @@ def _push(conn, settings, queue, patterns, files, force=False):
         queue=queue,
         patterns=patterns or DEFAULT_PATTERNS,
         force=force,
+        ignore_case=ignore_case,
         **settings.push_options(),
     )
 
@@ -458,6 +468,7 @@ class Progress:
 @PRIORITY
 @NODE
 @PATTERNS
+@IGNORE_CASE
 @RETRIES
 @TIMEOUT
 @click.option(
@@ -479,7 +490,19 @@ class Progress:
 @click.argument("dirs", nargs=-1, required=True, metavar="DIR...")
 @click.pass_obj
 @one_line_errors
-def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, counts_only, dirs):
+def watch(
+    settings,
+    priority,
+    node,
+    patterns,
+    ignore_case,
+    retries,
+    timeout,
+    debounce,
+    poll,
+    counts_only,
+    dirs,
+):
     """Push the files below each DIR as they are created, written or moved in, until stopped.
 
     It starts by pushing every file there (push skips those unchanged since their last scan), then
@@ -500,7 +523,7 @@ def watch(settings, priority, node, patterns, retries, timeout, debounce, poll, 
     conn = connections.connect(settings.redis_url)
     watcher = Watcher(
         dirs,
-        functools.partial(_push, conn, settings, queue, patterns),
+        functools.partial(_push, conn, settings, queue, patterns, ignore_case=ignore_case),
         roots=settings.roots,
         debounce=debounce,
         poll=poll,
@@ -918,6 +941,60 @@ def selftest(settings, chaos, timeout):
     for check in checks:
         click.echo(f"[{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
     sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+@cli.command()
+@click.option(
+    "--test",
+    "test_file",
+    metavar="FILE",
+    help="Show which format FILE is read with, and how its first lines read.",
+)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="How many lines --test shows.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@one_line_errors
+def formats(settings, test_file, lines, as_json):
+    """The log formats a scan reads lines with: the config file's [format NAME], then the built-in
+    ones.
+
+    A scan picks the one that fits the head of its file; a line it does not fit is read by the
+    generic rules (see docs/cli.md).
+
+    \b
+    Example:
+      logjobs formats
+      logjobs formats --test /var/log/nginx/error.log -n 5
+    """
+    from . import formatprobe
+    from .formats import known as known_formats
+
+    known = known_formats(settings.formats)
+    if test_file is None:
+        rows = [{"name": f.name, "builtin": f.builtin, "title": f.title} for f in known]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            click.echo(f"{row['name']:16} {'' if row['builtin'] else '(config) '}{row['title']}")
+        return
+    doc = formatprobe.probe(test_file, known, lines, settings.roots)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"format: {doc['format'] or 'none fits: the generic rules read every line'}")
+    for line in doc["lines"]:
+        fitted = "" if line["fits"] else "  (generic rules)"
+        click.echo(
+            f"{line['level'] or '-':6} {line['minute'] or '-':16} {line['template']}{fitted}"
+        )
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -2,8 +2,8 @@
 is set.
 
 It runs what a user runs, as separate processes: two `rq worker high default low`, `logjobs mirror`,
-`logjobs push --wait`, then `logjobs report`, `status` and `top`. Exit status 0 when every file
-finished.
+`logjobs push --wait`, then `logjobs report`, `status` and `top` (of the warnings and errors: what
+went wrong). Exit status 0 when every file finished.
 """
 
 import argparse
@@ -166,7 +166,8 @@ def main(argv=None):
         elapsed = time.monotonic() - started
         subprocess.run(logjobs + ["report"], env=env, check=True)
         subprocess.run(logjobs + ["status"], env=env, check=True)
-        subprocess.run(logjobs + ["top", "-n", "8"], env=env, check=True)
+        what_went_wrong = ["--level", "warn", "--level", "error", "--level", "fatal"]
+        subprocess.run(logjobs + ["top", "-n", "8", *what_went_wrong], env=env, check=True)
         if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays to look at
             shutil.rmtree(logs, ignore_errors=True)
         print(

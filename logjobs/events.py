@@ -40,6 +40,7 @@ class Event(wire.Shape, omit_defaults=True):
     parts: _Parts | None = None  # only on the push's event: how many parts the file has
     queue: wire.Text | None = None  # only on the push's event
     patterns: list[str] | None = None  # only on the push's event
+    ignore_case: bool = False  # only on the push's event: its patterns match whatever the case
     # tracking.Identity's fields: on the push's event of part 0, at push time; on the `finished` of
     # a whole file's scan, of the file the scan read. (Events are built with plain dicts there; read
     # back, these and `result` are shapes: wire.plain() makes them dicts again.)
@@ -80,9 +81,9 @@ class Event(wire.Shape, omit_defaults=True):
             raise wire.Invalid("a finished event without its result")
 
 
-# : JSON bytes of events an entry holds at most (one event bigger than that has an entry of its
-# own): : the mirror reads entries a bounded number of bytes at a time, which it can only do by
-# counting them.
+#: JSON bytes of events an entry holds at most (one event bigger than that has an entry of its own):
+#: the mirror reads entries a bounded number of bytes at a time, which it can only do by counting
+#: them.
 ENTRY_BYTES = 64 << 10
 
 
@@ -121,13 +122,13 @@ def read(entry_id, fields):
     return found
 
 
-# : The one consumer name of the mirrors' group: whichever holds the lock re-reads what a dead one
-# left.
+#: The one consumer name of the mirrors' group: whichever holds the lock re-reads what a dead one
+#: left.
 CONSUMER = "mirror"
-# : Bytes of stream entries a step reads, at most (but for an event bigger than an entry may hold):
-# its : memory and its transaction stay bounded however long the backlog (a mirror back after an
-# outage). A : step's rows show when it commits: 1 MB (the events of ~5,000 files counted without
-# the analysis) : shows the first events of a burst sooner than 4 MB did.
+#: Bytes of stream entries a step reads, at most (but for an event bigger than an entry may hold):
+#: its memory and its transaction stay bounded however long the backlog (a mirror back after an
+#: outage). A step's rows show when it commits: 1 MB (the events of ~5,000 files counted without the
+#: analysis) shows the first events of a burst sooner than 4 MB did.
 STEP_BYTES = 1 << 20
 
 

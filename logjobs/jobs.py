@@ -19,7 +19,7 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from . import access, events, scanner, tracking, wire
+from . import access, events, formats, scanner, tracking, wire
 from .defaults import (
     DEFAULT_BEAT_INTERVAL,
     DEFAULT_BEAT_TTL,
@@ -93,6 +93,7 @@ def _scan(task, options):
     examples = (
         options.examples and access.worker_settings().examples
     )  # off on this host: off, whatever the job says
+    mine = access.worker_settings().formats  # this host's own formats, never the job's
     result = scanner.scan(
         task.path,
         options.patterns,
@@ -102,6 +103,8 @@ def _scan(task, options):
         lines=options.analyse,
         roots=roots,
         examples=examples,
+        formats=formats.known(mine),
+        ignore_case=options.ignore_case,
     )
     return result.to_dict(), identity
 

@@ -35,13 +35,13 @@ from .settings import redact_url
 
 db = DatabaseProxy()
 
-# : Per-connection SQLite settings: WAL lets readers (status, report, dashboard) run beside the
-# writer.
+#: Per-connection SQLite settings: WAL lets readers (status, report, dashboard) run beside the
+#: writer.
 SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
 SQLITE_TIMEOUT = 30  # seconds a reader or writer waits for a lock
-# : The writer's transactions take the write lock as they begin, waiting up to SQLITE_TIMEOUT for
-# it. A : transaction begun as a reader (the mirror reads the rows it updates) cannot wait to become
-# a writer : when another connection writes: SQLite fails it at once with "database is locked".
+#: The writer's transactions take the write lock as they begin, waiting up to SQLITE_TIMEOUT for it.
+#: A transaction begun as a reader (the mirror reads the rows it updates) cannot wait to become a
+#: writer when another connection writes: SQLite fails it at once with "database is locked".
 SQLITE_OPTIONS = {"pragmas": SQLITE_PRAGMAS, "timeout": SQLITE_TIMEOUT, "lock_type": "IMMEDIATE"}
 
 
@@ -80,6 +80,8 @@ class Scan(BaseModel):
     # JSON list, one object per part: its job id, state, attempt, the order of the last event
     # applied to it (see events.Event.order: older ones are stale), result, error, times.
     part_states = TextField()
+    ignore_case = BooleanField(default=False)  # its patterns matched whatever the case (grep -i)
+    format = CharField(null=True)  # the log format its lines were read with (see formats)
 
     class Meta:
         table_name = "scans"
@@ -95,6 +97,8 @@ class Scan(BaseModel):
             "queue": self.queue,
             "job_id": self.job_id,
             "patterns": fastjson.loads(self.patterns),
+            "ignore_case": bool(self.ignore_case),
+            "format": self.format,
             "parts": self.parts,
             "lines": self.lines,
             "bytes": self.bytes,
@@ -132,6 +136,8 @@ class Scan(BaseModel):
             cls.enqueued_at,
             cls.started_at,
             cls.ended_at,
+            cls.ignore_case,
+            cls.format,
             *more,
         )
 

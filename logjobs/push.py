@@ -96,12 +96,14 @@ def push(
     force=False,
     analyse=True,
     examples=True,
+    ignore_case=False,
     **sizes,
 ):
     """Enqueue scans of `paths`, skipping files whose scan is still queued or running, and files
     unchanged since their last scan (unless `force`); a grown file is scanned from where its last
     scan ended (see tracking). With `analyse`, scans also find levels, top messages and times (with
-    an example line of each message, unless `examples` is off).
+    an example line of each message, unless `examples` is off). With `ignore_case`, a line holds a
+    pattern whatever the case of its ASCII letters (grep -i).
 
     Small files share a job; big ones are split into ranges scanned in parallel. One Redis
     transaction carries each `batch` of files: their jobs, and the events that tell the mirror.
@@ -123,7 +125,7 @@ def push(
     )
     shared = _Push(
         rq_queue,
-        wire.ScanOptions(list(patterns), analyse, examples),
+        wire.ScanOptions(list(patterns), analyse, examples, ignore_case),
         dict(
             timeout=timeout,
             retry=retry,
@@ -228,6 +230,7 @@ def _jobs(scanning, decisions, idents, shared, plan_options):
                     parts=parts,
                     queue=shared.queue.name,
                     patterns=shared.options.patterns,
+                    ignore_case=shared.options.ignore_case,
                 )
             )
         args = [wire.plain(tasks), wire.plain(shared.options)]
@@ -321,6 +324,7 @@ def _push_events(path, pushes, decision, ident, shared):
         parts=len(pushes) + 1,
         queue=shared.queue.name,
         patterns=shared.options.patterns,
+        ignore_case=shared.options.ignore_case,
         identity=identity,
         base=decision.base,
         since=decision.since,
@@ -343,7 +347,13 @@ def _decide(conn, paths, options, force, latest):
             decisions[p] = tracking.Decision(tracking.FULL, "unreadable")  # its job says why
             continue
         decisions[p] = tracking.decide(
-            p, idents[p], records[p], options.patterns, candidates.get(p), analyse=options.analyse
+            p,
+            idents[p],
+            records[p],
+            options.patterns,
+            candidates.get(p),
+            analyse=options.analyse,
+            ignore_case=options.ignore_case,
         )
         if p in pending and decisions[p].reason == "new":
             decisions[p].reason = "its latest scan is not in the status database yet"

@@ -148,9 +148,9 @@ def messages(
     """(top(...), level_timeline(...)) of the same files, each file's analysis read once (the JSON
     of 100,000 files' analyses takes seconds); the one not asked for is None."""
     totals = {}
-    files = {}
+    files = {}  # {(level, template): the numbers of the files it is in}
     buckets = {}
-    for _, found in _analyses(path_glob, path):
+    for number, (_, found) in enumerate(_analyses(path_glob, path)):
         if with_top:
             for message in found.top(None, since, until, levels):
                 key = (message["level"], message["template"])
@@ -158,19 +158,35 @@ def messages(
                     totals[key]["count"] += message["count"]
                 else:
                     totals[key] = message  # the first file's example
-                files[key] = files.get(key, 0) + 1
+                files.setdefault(key, set()).add(number)
         if with_timeline:
             for bucket, counts in found.minutes.items():
                 if analysis.within(bucket, since, until):
                     _add(buckets.setdefault(bucket, {}), counts)
-    ranked = sorted(
-        totals.items(), key=lambda item: -item[1]["count"]
-    )  # ties: the order first seen
     width = min(map(len, buckets), default=analysis.WIDTHS[0])
     return (
-        [{**message, "files": files[key]} for key, message in ranked[:limit]] if with_top else None,
+        _fold(totals, files)[:limit] if with_top else None,
         analysis.fold(buckets.items(), width) if with_timeline else None,
     )
+
+
+def _fold(totals, files):
+    """Each file's templates fold among themselves (Analysis.top); this folds those of all the
+    files together, so "user <*>" of one file and "user git" of another are one row. Most lines
+    first; ties: the order first seen."""
+    folded = analysis.fold_templates(totals)
+    rows = {}
+    in_files = {}
+    for key, message in totals.items():
+        into = folded[key]
+        if into in rows:
+            rows[into]["count"] += message["count"]
+            in_files[into] |= files[key]
+        else:
+            rows[into] = {**message, "level": into[0], "template": into[1]}
+            in_files[into] = set(files[key])
+    ranked = sorted(rows.items(), key=lambda item: -item[1]["count"])
+    return [{**message, "files": len(in_files[key])} for key, message in ranked]
 
 
 def _add(into, levels):
@@ -179,44 +195,147 @@ def _add(into, levels):
         into[level] = into.get(level, 0) + n
 
 
-# : Chart buckets by unit: how much of a minute key ("YYYY-MM-DDTHH:MM") names the bucket, its
-# length.
-_BUCKETS = (
-    ("minute", 16, datetime.timedelta(minutes=1)),
-    ("hour", 13, datetime.timedelta(hours=1)),
-    ("day", 10, datetime.timedelta(days=1)),
-)
-_BUCKET_FORMAT = {16: "%Y-%m-%dT%H:%M", 13: "%Y-%m-%dT%H", 10: "%Y-%m-%d"}
+#: The formats of time bucket keys, by length: minutes "2024-05-01T12:03", hours, days.
+_KEY_FORMAT = {16: "%Y-%m-%dT%H:%M", 13: "%Y-%m-%dT%H", 10: "%Y-%m-%d"}
+#: Chart units, finest first, with how each labels its buckets.
+CHART_UNITS = ("minute", "hour", "day", "week", "month", "year")
+_LABEL_FORMAT = {
+    "minute": "%Y-%m-%dT%H:%M",
+    "hour": "%Y-%m-%dT%H",
+    "day": "%Y-%m-%d",
+    "week": "%Y-%m-%d",  # its Monday
+    "month": "%Y-%m",
+    "year": "%Y",
+}
+#: At most this share of a chart's lines may lie outside it, dated far from the rest (a line of
+#: 1970, a clock gone wrong): a chart of everything would squeeze the rest into a bar or two.
+OUTLIER_SHARE = 0.01
+#: ... and only when leaving them out narrows the chart's span this many times or more.
+OUTLIER_NARROWING = 10
+#: The level, in a chart's series, of lines with a time and no level (analysis.NO_LEVEL).
+NO_LEVEL_SERIES = "no level"
 
 
 def level_chart(minutes, max_buckets=120):
-    """{minute: {level: n}} as chart data: the finest unit (minute, hour, day) that spans the time
-    in at most `max_buckets` buckets (days beyond that), every bucket in between shown, one series
-    per level. Buckets already coarser than minutes (hours, days) are charted in their unit or a
-    coarser one."""
-    if not minutes:
-        return {"unit": "minute", "labels": [], "series": []}
-    first, last = min(minutes), max(minutes)
-    finest = min(map(len, minutes))
-    for unit, width, step in _BUCKETS:
-        if width > finest:
-            continue
-        start = datetime.datetime.strptime(first[:width], _BUCKET_FORMAT[width])
-        end = datetime.datetime.strptime(last[:width], _BUCKET_FORMAT[width])
-        if (end - start) / step < max_buckets or unit == "day":
+    """{bucket: {level: n}} (analysis time buckets) as chart data: {"unit", "labels", "series":
+    [{"level", "counts"}], "outside": {"lines", "first", "last"} or None}.
+
+    The unit is the finest of CHART_UNITS that spans the time in at most `max_buckets` buckets
+    (or is no finer than the buckets given), every bucket in between shown, one series per level.
+    A few lines dated far from the rest (at most OUTLIER_SHARE of them, where leaving them out
+    narrows the span OUTLIER_NARROWING times) are left out of the bars and counted in "outside",
+    with the first and last of their buckets, for the page to say so."""
+    dated = []
+    for key, levels in minutes.items():
+        moment = _bucket_time(key)
+        if moment is not None:
+            dated.append((moment, key, levels))
+    if not dated:
+        return {"unit": "minute", "labels": [], "series": [], "outside": None}
+    dated.sort(key=lambda item: item[0])
+    lo, hi = _without_outliers(dated)
+    inside, outside = dated[lo:hi], dated[:lo] + dated[hi:]
+    start, end = inside[0][0], inside[-1][0]
+    finest = {16: "minute", 13: "hour", 10: "day"}[min(len(key) for _, key, _ in inside)]
+    for unit in CHART_UNITS[CHART_UNITS.index(finest) :]:
+        if _bucket_index(end, start, unit) < max_buckets or unit == "year":
             break
-    n = int((end - start) / step) + 1
-    labels = [(start + i * step).strftime(_BUCKET_FORMAT[width]) for i in range(n)]
-    index = {label: i for i, label in enumerate(labels)}
-    series = {level: [0] * n for level in analysis.LEVELS}
-    for minute_key, levels in minutes.items():
+    first = _bucket_start(start, unit)
+    n = _bucket_index(end, start, unit) + 1
+    series: dict = {level: [0] * n for level in (*analysis.LEVELS, analysis.NO_LEVEL)}
+    for moment, _, levels in inside:
+        at = _bucket_index(moment, start, unit)
         for level, count in levels.items():
-            series[level][index[minute_key[:width]]] += count
+            if level in series:
+                series[level][at] += count
     return {
         "unit": unit,
-        "labels": labels,
-        "series": [{"level": lv, "counts": c} for lv, c in series.items() if any(c)],
+        "labels": [_label(first, i, unit) for i in range(n)],
+        "series": [
+            {"level": NO_LEVEL_SERIES if level == analysis.NO_LEVEL else level, "counts": counts}
+            for level, counts in series.items()
+            if any(counts)
+        ],
+        "outside": {
+            "lines": sum(n for _, _, levels in outside for n in levels.values()),
+            "first": outside[0][1],
+            "last": outside[-1][1],
+        }
+        if outside
+        else None,
     }
+
+
+def _bucket_time(key):
+    try:
+        return datetime.datetime.strptime(key, _KEY_FORMAT[len(key)])
+    except (KeyError, ValueError):  # not a bucket key: nothing to chart
+        return None
+
+
+def _without_outliers(dated):
+    """[lo, hi): the shortest run of the time-sorted buckets holding all but OUTLIER_SHARE of the
+    lines, if it narrows the span OUTLIER_NARROWING times; else all of them."""
+    weights = [sum(levels.values()) for _, _, levels in dated]
+    total = sum(weights)
+    need = total - int(total * OUTLIER_SHARE)
+    best = (0, len(dated))
+    span = dated[-1][0] - dated[0][0]
+    held, lo = 0, 0
+    for hi, weight in enumerate(weights):
+        held += weight
+        while held - weights[lo] >= need:
+            held -= weights[lo]
+            lo += 1
+        if held >= need and dated[hi][0] - dated[lo][0] < dated[best[1] - 1][0] - dated[best[0]][0]:
+            best = (lo, hi + 1)
+    narrowed = dated[best[1] - 1][0] - dated[best[0]][0]
+    if best != (0, len(dated)) and narrowed * OUTLIER_NARROWING <= span:
+        return best
+    return 0, len(dated)
+
+
+def _bucket_start(moment, unit):
+    if unit == "minute":
+        return moment.replace(second=0, microsecond=0)
+    if unit == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == "week":
+        return day - datetime.timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    if unit == "year":
+        return day.replace(month=1, day=1)
+    return day
+
+
+_STEPS = {
+    "minute": datetime.timedelta(minutes=1),
+    "hour": datetime.timedelta(hours=1),
+    "day": datetime.timedelta(days=1),
+    "week": datetime.timedelta(weeks=1),
+}
+
+
+def _bucket_index(moment, start, unit):
+    """Which bucket of a chart of `unit` starting at `start`'s bucket holds `moment`."""
+    first, this = _bucket_start(start, unit), _bucket_start(moment, unit)
+    if unit in _STEPS:
+        return (this - first) // _STEPS[unit]
+    months = (this.year - first.year) * 12 + this.month - first.month
+    return months if unit == "month" else this.year - first.year
+
+
+def _label(first, i, unit):
+    if unit in _STEPS:
+        moment = first + i * _STEPS[unit]
+    elif unit == "month":
+        years, month = divmod(first.month - 1 + i, 12)
+        moment = first.replace(year=first.year + years, month=month + 1)
+    else:
+        moment = first.replace(year=first.year + i)
+    return moment.strftime(_LABEL_FORMAT[unit])
 
 
 #: A relative time: a number and a unit (s, m, h, d, w) back from now, e.g. `90m` or `2d`.
@@ -281,8 +400,8 @@ def history(path):
 
 #: Upper bounds (s) of the scan duration histogram's buckets.
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
-# : Time units the timeline may count by, with their length (s) and SQLite's strftime form of a
-# bucket.
+#: Time units the timeline may count by, with their length (s) and SQLite's strftime form of a
+#: bucket.
 _UNITS = (
     ("second", 1, "%Y-%m-%d %H:%M:%S"),
     ("minute", 60, "%Y-%m-%d %H:%M:00"),

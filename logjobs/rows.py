@@ -215,6 +215,7 @@ def _record(row):
         analysed=row.analysis is not None,
         counts=fastjson.loads(row.counts),
         lines=row.lines,
+        ignore_case=bool(row.ignore_case),
     )
 
 
@@ -233,6 +234,7 @@ def _reset(row, event, stamp):
         status=QUEUED,
         parts=event.parts,
         patterns=fastjson.dumps(event.patterns or []),
+        ignore_case=event.ignore_case,
         identity=fastjson.dumps(event.identity) if event.identity else None,
         enqueued_at=stamp(event.at),
         updated_at=stamp(event.at),
@@ -311,6 +313,7 @@ def _counted(row, parts):
     row.lines, row.bytes = merged["lines"], merged["bytes"]
     row.compression, row.tail = merged.get("compression"), merged.get("tail", False)
     row.levels = fastjson.dumps(analysis["levels"]) if analysis else None
+    row.format = analysis.get("format") if analysis else None
     row.analysis = fastjson.dumps(analysis) if analysis else None
     # What this scan read: all of it, or (continuing an earlier scan, as part 0) what was new.
     row.scanned = sum(p.result["bytes"] for p in parts if p.result and tuple(p.order) != BASE_ORDER)

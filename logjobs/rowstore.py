@@ -47,6 +47,8 @@ class Row:
     updated_at: object = None
     parts: int = 1
     part_states: str = "[]"
+    ignore_case: bool = False
+    format: str | None = None
 
 
 COLUMNS = [f.name for f in Scan._meta.sorted_fields if f.name != "id"]
@@ -142,8 +144,8 @@ def _select_width(n):
     return 1 << max(n - 1, 0).bit_length()
 
 
-# : The DB-API exception classes Peewee has a class of its own for, by name, as its drivers raise
-# them.
+#: The DB-API exception classes Peewee has a class of its own for, by name, as its drivers raise
+#: them.
 _PEEWEE_ERRORS = {
     name: getattr(peewee, name)
     for name in (

@@ -115,6 +115,8 @@ def scan(
     lines: bool = True,
     roots: Roots = ANYWHERE,
     examples: bool = True,
+    formats: Sequence | None = None,
+    ignore_case: bool = False,
 ) -> ScanResult:
     """Count, per pattern, the lines containing it, in the file or in the lines owned by [start,
     end).
@@ -122,9 +124,12 @@ def scan(
     In a compressed file, `start` skips that many uncompressed bytes (a scan continuing an earlier
     one, which ended at a line end) and `end` must be None: there is no seeking in a stream. With
     `analyse`, the same lines also go through an analysis.Analyzer (levels, top messages, time),
-    which keeps an example line of each message template unless `examples` is off. Without `lines`,
-    the result's `lines` is None: counting every newline is a pass over each byte, slower than the
-    pattern search itself, which grep -c does not make either. A file outside `roots` is refused
+    which keeps an example line of each message template unless `examples` is off, and reads the
+    lines with the one of `formats` (formats.BUILTIN by default) that fits the head of the file.
+    With `ignore_case`, a line holds a pattern whatever the case of its ASCII letters, as with
+    `grep -i` under LC_ALL=C. Without `lines`, the result's `lines` is None: counting every newline
+    is a pass over each byte, slower than the pattern search itself, which grep -c does not make
+    either. A file outside `roots` is refused
     (see access.Roots), where it is opened. Raises ScanError (permanent or not) for every file that
     cannot be read, ValueError for bad arguments.
     """
@@ -144,19 +149,15 @@ def scan(
                 )
             else:
                 pieces = _skip(_decompressed(f, compression, chunk_size, path), start, path)
-            if analyse:  # syslog stamps have no year: the file's last write tells it
-                from logjobs import (
-                    analysis,
-                )  # its regexes take a while to compile: only when asked for
-
-                changed = datetime.datetime(1970, 1, 1) + datetime.timedelta(
-                    seconds=os.fstat(f.fileno()).st_mtime
+            if analyse:
+                analyzer = _analyzer(
+                    f, path, compression, start, patterns, roots, examples, formats, ignore_case
                 )
-                analyzer = analysis.Analyzer(patterns, last_change=changed, examples=examples)
                 pieces = _tee(pieces, analyzer.feed)
-            counts, nlines, nbytes, tail = _count(
-                pieces, [_kernel(p) for p in patterns], chunk_size, lines
-            )
+            if ignore_case:  # grep -i -F under LC_ALL=C: ASCII letters only fold
+                pieces = map(bytes.lower, pieces)
+            kernels = [_kernel(p, ignore_case) for p in patterns]
+            counts, nlines, nbytes, tail = _count(pieces, kernels, chunk_size, lines)
             if compression is None:
                 _still_holds(f, first, size, path)
         except OSError as e:
@@ -171,9 +172,49 @@ def scan(
     )
 
 
-# : The bytes a scan of a plain file reads again at its end, to tell whether it was rewritten
-# meanwhile.
+#: The bytes a scan of a plain file reads again at its end, to tell whether it was rewritten
+#: meanwhile.
 _FIRST_BYTES = 4096
+
+
+def _analyzer(f, path, compression, start, patterns, roots, examples, known_formats, ignore_case):
+    """The Analyzer of a scan of the open file `f` from `start`, reading its lines in the format
+    that fits its head (the file's, whatever range is scanned: every part of a file reads it
+    alike), and told the line before `start` in a plain file (a two-line record cut there)."""
+    from logjobs import (
+        analysis,
+        formats,
+    )  # its regexes take a while to compile: only when asked for
+
+    # Syslog stamps have no year: the file's last write tells it.
+    changed = datetime.datetime(1970, 1, 1) + datetime.timedelta(
+        seconds=os.fstat(f.fileno()).st_mtime
+    )
+    if compression is None:
+        head = os.pread(f.fileno(), formats.DETECT_BYTES, 0)
+    else:
+        head = peek(path, formats.DETECT_BYTES, roots)[2]
+    fmt = formats.detect(head, formats.BUILTIN if known_formats is None else known_formats)
+    analyzer = analysis.Analyzer(
+        patterns, last_change=changed, examples=examples, format=fmt, ignore_case=ignore_case
+    )
+    if start and compression is None and fmt is not None and fmt.header:
+        analyzer.follow(_line_holding(f.fileno(), start - 1, analysis.LINE_HEAD))
+    return analyzer
+
+
+#: How far back from a byte range's start a scan looks for the start of the line before it.
+_LOOK_BACK = 64 << 10
+
+
+def _line_holding(fd: int, pos: int, length: int) -> bytes:
+    """The first `length` bytes of the line of a plain file that holds byte `pos` (b"" if it
+    starts more than _LOOK_BACK bytes before)."""
+    lo = max(0, pos - _LOOK_BACK)
+    newline = os.pread(fd, pos - lo, lo).rfind(NL)
+    if newline < 0 and lo > 0:
+        return b""
+    return os.pread(fd, length, lo + newline + 1).split(NL, 1)[0]
 
 
 def _still_holds(f, first: bytes, size: int, path: str):
@@ -381,15 +422,16 @@ def _count_newlines_by_search() -> bool:
     return best(by_search) < best(by_sum)
 
 
-def _kernel(pattern: str):
-    """The fastest exact line counter for one grep -F pattern (newlines separate alternatives)."""
-    return _new_kernel(pattern, _sz is not None)
+def _kernel(pattern: str, fold: bool = False):
+    """The fastest exact line counter for one grep -F pattern (newlines separate alternatives); with
+    `fold`, of its lower-case form (the data is lower-cased too)."""
+    return _new_kernel(pattern, _sz is not None, fold)
 
 
 @functools.lru_cache(maxsize=256)
-def _new_kernel(pattern: str, simd: bool):
+def _new_kernel(pattern: str, simd: bool, fold: bool = False):
     # Kernels hold no state of a scan: one serves every scan of its pattern in the process.
-    alts = os.fsencode(pattern).split(NL)
+    alts = (os.fsencode(pattern).lower() if fold else os.fsencode(pattern)).split(NL)
     if b"" in alts:
         return _Every()
     if len(alts) == 1 and simd:
@@ -497,8 +539,7 @@ def _skip(pieces: Iterator[bytes], n: int, path: str) -> Iterator[bytes]:
     if n:
         raise ScanError(
             f"{printable(path)}: holds less than was counted of it before it was compressed; push "
-            f"it "
-            "again to scan it whole",
+            "it again to scan it whole",
             permanent=True,
         )
 

@@ -129,6 +129,8 @@ class Settings:
     dashboard_password: str | None = None
     # Host header values the dashboard answers besides its own (see web.security)
     dashboard_hosts: tuple = ()
+    # The user's log formats (formats.Format), from the config file's [format NAME] sections
+    formats: tuple = ()
     config_file: str | None = None
 
     @classmethod
@@ -149,7 +151,7 @@ class Settings:
                     f"{name} is empty (--{name.replace('_', '-')}, {_SOURCES[name][0]} or the "
                     f"config file)"
                 )
-        for name in ("roots", "retry_intervals", "dashboard_hosts"):
+        for name in ("roots", "retry_intervals", "dashboard_hosts", "formats"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(config_file=config_file, **values)
@@ -225,16 +227,40 @@ def _read_config(path):
         raise ConfigError(f"config file {path} is not valid INI: {first_line}") from None
     if not parser.has_section(CONFIG_SECTION):
         raise ConfigError(f"config file {path} has no [{CONFIG_SECTION}] section")
+    values = _formats(parser, path)
     section = parser[CONFIG_SECTION]
     unknown = sorted(set(section) - set(_SOURCES))
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(_SOURCES)}"
         )
-    return {
-        name: _parsed(_SOURCES[name][1], text, f"config file {path}")
+    values.update(
+        (name, _parsed(_SOURCES[name][1], text, f"config file {path}"))
         for name, text in section.items()
+    )
+    return values
+
+
+def _formats(parser, path):
+    """{"formats": the user's formats} from the config file's `[format NAME]` sections, if any."""
+    from . import formats
+
+    sections = {
+        name: dict(parser.items(name, raw=True))
+        for name in parser.sections()
+        if name.split()[0] == "format"
     }
+    if not sections:
+        return {}
+    try:
+        found = formats.from_config(sections)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    names = [f.name for f in formats.BUILTIN] + [f.name for f in found]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise ConfigError(f"config file {path}: a format named {doubled[0]!r} exists already")
+    return {"formats": tuple(found)}
 
 
 def _config_text(path):

@@ -126,7 +126,9 @@ def holds(path, ident, record):
         return False
 
 
-def decide(path, ident, record, patterns, candidate=None, force=False, analyse=True):
+def decide(
+    path, ident, record, patterns, candidate=None, force=False, analyse=True, ignore_case=False
+):
     """The Decision for `path` now `ident`, whose last counted scan left `record` (or None).
 
     `candidate` is (old path, its record) for a file this one may have been before a rename or
@@ -135,11 +137,12 @@ def decide(path, ident, record, patterns, candidate=None, force=False, analyse=T
     """
     if force:
         return Decision(FULL, "forced")
-    if record is not None and _alike(record, patterns, analyse) and _same_file(path, ident, record):
+    alike = (list(patterns), analyse, ignore_case)
+    if record is not None and _alike(record, *alike) and _same_file(path, ident, record):
         return _continued(path, ident, record, None)
     if candidate is not None:
         old_path, old = candidate
-        if _alike(old, patterns, analyse) and _moved(path, ident, old_path, old):
+        if _alike(old, *alike) and _moved(path, ident, old_path, old):
             return _continued(path, ident, old, old_path)
     if record is None:
         return Decision(FULL, "new")
@@ -147,11 +150,19 @@ def decide(path, ident, record, patterns, candidate=None, force=False, analyse=T
         return Decision(FULL, "other patterns than its last scan")
     if record.analysed != analyse:
         return Decision(FULL, ("analysed" if analyse else "counts only") + ", unlike its last scan")
+    if record.ignore_case != ignore_case:
+        return Decision(
+            FULL, "case " + ("ignored" if ignore_case else "heeded") + ", unlike its last scan"
+        )
     return Decision(FULL, "truncated or replaced since its last scan")
 
 
-def _alike(record, patterns, analyse):
-    return record.patterns == list(patterns) and record.analysed == analyse
+def _alike(record, patterns, analyse, ignore_case):
+    return (record.patterns, record.analysed, record.ignore_case) == (
+        patterns,
+        analyse,
+        ignore_case,
+    )
 
 
 def _same_file(path, ident, record):

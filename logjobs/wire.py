@@ -26,6 +26,8 @@ Text = Annotated[str, msgspec.Meta(max_length=1 << 16)]
 #: A time bucket of an analysis: a minute "2024-05-01T12:03", an hour "2024-05-01T12" or a day.
 Bucket = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\d(T\d\d(:\d\d)?)?$")]
 Level = Literal[LEVELS]  # type: ignore[valid-type]
+#: A level in an analysis' minutes: one of LEVELS, or "-" for lines with a time and no level.
+MinuteLevel = Literal[(*LEVELS, "-")]  # type: ignore[valid-type]
 
 
 class Shape(msgspec.Struct, forbid_unknown_fields=False):
@@ -60,9 +62,10 @@ class Analysis(Shape):
     """analysis.Analysis.to_dict()."""
 
     levels: dict[Level, Count] = {}
-    minutes: dict[Bucket, dict[Level, Count]] = {}
+    minutes: dict[Bucket, dict[MinuteLevel, Count]] = {}
     messages: list[Message] = []
     overflow: Count = 0
+    format: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
 class Result(Shape):
@@ -95,6 +98,7 @@ class Record(Identity, frozen=True, kw_only=True):
     tail: bool = False
     analysed: bool = False
     lines: Count | None = None
+    ignore_case: bool = False
 
 
 class Resume(NamedTuple):
@@ -122,6 +126,7 @@ class ScanOptions(Shape, omit_defaults=True):
     patterns: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)]
     analyse: bool = True
     examples: bool = True
+    ignore_case: bool = False
 
 
 State = Literal["queued", "started", "finished", "failed", "scheduled"]

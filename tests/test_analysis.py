@@ -735,3 +735,102 @@ def test_a_100_mb_line_keeps_memory_bounded():
         len(huge[1]) < analysis.TEMPLATE_BYTES and len(huge_msg.example) == analysis.EXAMPLE_CHARS
     )
     assert after == ("ERROR", "after the huge line")
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 1 << 20])
+def test_ignore_case_templates_lines_holding_a_pattern_in_any_case(piece):
+    """A pattern line is one holding the pattern as `grep -i` finds it: ASCII case folded (also
+    where the pattern straddles two pieces), other bytes as they are."""
+    data = (
+        b"2024-05-01T12:00:00Z INFO retry after TimeOut of db\n"
+        b"2024-05-01T12:00:01Z INFO all fine\n"
+        b"2024-05-01T12:00:02Z INFO \xc3\x89T\xc3\x89 timeout\n"
+        b"2024-05-01T12:00:03Z INFO \xc3\xa9t\xc3\xa9 is not \xc3\x89T\xc3\x89 under LC_ALL=C\n"
+    )
+
+    def templates(patterns, ignore_case):
+        analyzer = Analyzer(patterns, ignore_case=ignore_case)
+        for i in range(0, len(data), piece):
+            analyzer.feed(data[i : i + piece])
+        return {key: m.count for key, m in analyzer.finish().messages.items()}
+
+    assert templates(["timeout"], False) == {("INFO", "\u00c9T\u00c9 timeout"): 1}
+    assert templates(["timeout"], True) == {
+        ("INFO", "retry after TimeOut of db"): 1,
+        ("INFO", "\u00c9T\u00c9 timeout"): 1,
+    }
+    assert templates(["\u00e9t\u00e9"], True) == {
+        ("INFO", "\u00e9t\u00e9 is not \u00c9T\u00c9 under LC_ALL=C"): 1
+    }
+
+
+TOKENS = st.sampled_from(
+    [
+        "\t",
+        "0x1f",
+        "00x0",
+        "x",
+        "\x01",
+        "\x01x",
+        "a",
+        "Z",
+        "v2",
+        "x509",
+        "utf8",
+        "0",
+        "7",
+        "42",
+        "007",
+        "-",
+        "_",
+        ".",
+        ":",
+        "/",
+        " ",
+        "  ",
+        "=",
+        ",",
+        "(",
+        ")",
+        "[",
+        "]",
+        '"',
+        "'",
+        "@",
+        "0x",
+        "ff",
+        "deadbeef",
+        "DEADBEEF1",
+        "2024-05-01T12:00:00Z",
+        "12:00:01.5",
+        "Sun Jul 17 03:46:45 2005",
+        "10.0.0.1",
+        "::1",
+        "http://h/1",
+        "a@b.co",
+        "blk_-123",
+        "ERROR",
+        "\u00e9",
+        "GET",
+        "HTTP/1.1",
+        "200",
+        "404",
+    ]
+)
+MESSAGES = st.lists(st.lists(TOKENS, max_size=14).map("".join), min_size=1, max_size=30)
+
+
+@settings(max_examples=500, deadline=None)
+@given(MESSAGES)
+def test_templates_by_shape_are_those_of_each_message(messages):
+    """Templates are looked up by the shape of a message (its digits all 0): exactly the
+    templates masking each message gives, digits kept in a template (v2) included."""
+    srcs = [m.encode() for m in messages]
+    analyzer = Analyzer()
+    for _ in range(2):  # and again, from the caches
+        assert analyzer._templates(srcs) == [analysis._mask_all([src])[0] for src in srcs]
+    requests = [b'GET /%s HTTP/1.1" %s' % (src, src[-3:].rjust(3, b"5")) for src in srcs]
+    fmt = analysis.formats.builtin("clf")
+    requesting = Analyzer(format=fmt)
+    for _ in range(2):
+        assert requesting._format_templates(requests) == analysis._request_all(requests)

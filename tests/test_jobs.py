@@ -423,7 +423,13 @@ def test_a_file_done_is_recorded_without_its_analysis():
         "bytes": 90,
         "compression": None,
         "tail": False,
-        "analysis": {"levels": {"ERROR": 2}, "minutes": {}, "messages": [message], "overflow": 0},
+        "analysis": {
+            "levels": {"ERROR": 2},
+            "minutes": {},
+            "messages": [message],
+            "overflow": 0,
+            "format": None,
+        },
     }
     report.finished("a", 0, result)
     report.flush()

@@ -10,7 +10,7 @@ import pytest
 from logjobs import analysis, queries
 from logjobs.models import db, open_database
 
-from helpers import APP, OPEN_FAILED, UPSTREAM, WEB
+from helpers import APP, OPEN_FAILED, UPSTREAM, WEB, analysed
 
 
 @pytest.fixture
@@ -61,24 +61,30 @@ def test_report_has_levels_and_windows(scanned):
 def test_top_merges_files_and_filters(scanned):
     cluster, logs = scanned
     top = cluster.json("top", "--json")
-    # Most frequent first; ties in the order first seen, files taken in path order.
+    # Most frequent first; ties in the order first seen, files taken in path order. Every line
+    # of a file's format is templated, whatever its level; the last line of nginx's error log is
+    # of no format, so only its level (FATAL) templates it.
     assert [(m["count"], m["files"], m["level"], m["template"]) for m in top] == [
         (4, 2, "ERROR", UPSTREAM),
-        (2, 2, "INFO", "api: retry after ERROR earlier"),
+        (2, 2, "INFO", "started"),
+        (2, 2, "WARN", "retry <NUM> of <NUM>"),
+        (2, 2, "INFO", "retry after ERROR earlier"),
         (2, 1, "ERROR", OPEN_FAILED),
+        (1, 1, "WARN", "an upstream response is buffered to a temporary file"),
         (1, 1, "FATAL", "db: cannot open <PATH>: <STR>"),
     ]
     assert (
         top[0]["example"]
         == "2024-05-01 12:00:02,200 ERROR api: upstream 10.0.0.7:8080 timed out after 3000 ms"
     )
-    assert [m["count"] for m in cluster.json("top", "--json", "--path", "*/nginx/*")] == [2, 1]
+    assert [m["count"] for m in cluster.json("top", "--json", "--path", "*/nginx/*")] == [2, 1, 1]
     since = cluster.json(
         "top", "--json", "--since", "2024-05-01T12:01", "--until", "2024-05-01T14:01"
     )
     assert [(m["count"], m["template"]) for m in since] == [
         (2, UPSTREAM),
-        (2, "api: retry after ERROR earlier"),
+        (2, "retry <NUM> of <NUM>"),
+        (2, "retry after ERROR earlier"),
         (1, OPEN_FAILED),
         (1, "db: cannot open <PATH>: <STR>"),
     ]
@@ -158,7 +164,7 @@ def test_split_file_analysis_equals_one_pass(cluster, tmp_path):
     cluster.run("mirror", "--once", check=True)
     row = cluster.report()[str(path)]
     assert row["parts"] == 2
-    expected = analysis.analyse(data, ["ERROR"])
+    expected = analysed(data)
     assert row["levels"] == expected.levels
     top = cluster.json("top", "--json", "-n", "1000")
     assert [(m["level"], m["template"], m["count"], m["example"]) for m in top] == [
@@ -185,20 +191,20 @@ def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path
         )
         for m in range(60 * 24 * 60)
     )
-    (tmp_path / "long.log").write_bytes(data)
-    (tmp_path / "app.log").write_bytes(APP)
+    logs = tmp_path / "logs"  # not the cluster's own (its Redis server's log is a log too)
+    logs.mkdir()
+    (logs / "long.log").write_bytes(data)
+    (logs / "app.log").write_bytes(APP)
     cluster.worker()
     cluster.worker()
-    doc = cluster.json(
-        "push", "--wait", "--json", "--split-size", str(len(data) // 3), str(tmp_path)
-    )
-    assert {d["path"]: d["parts"] for d in doc["enqueued"]}[str(tmp_path / "long.log")] == 2
+    doc = cluster.json("push", "--wait", "--json", "--split-size", str(len(data) // 3), str(logs))
+    assert {d["path"]: d["parts"] for d in doc["enqueued"]}[str(logs / "long.log")] == 2
     cluster.run("mirror", "--once", check=True)
-    expected = analysis.analyse(data, ["ERROR"])
+    expected = analysed(data)
     assert expected.width() == 13
     rows = {row["path"]: row for row in cluster.json("report", "--json")}
     assert (
-        rows[str(tmp_path / "long.log")]["levels"]
+        rows[str(logs / "long.log")]["levels"]
         == expected.levels
         == {"INFO": 74_057, "ERROR": 12_343}
     )
@@ -206,9 +212,7 @@ def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path
         "report", "--json", "--since", "2024-02-01T10:30", "--until", "2024-02-01T12:00"
     )
     assert {r["path"]: r["levels"] for r in window} == {  # whole hours: 10:00 to 12:00
-        str(tmp_path / "long.log"): queries._window(
-            expected.minutes, "2024-02-01T10", "2024-02-01T12"
-        )
+        str(logs / "long.log"): queries._window(expected.minutes, "2024-02-01T10", "2024-02-01T12")
     }
     assert sum(window[0]["levels"].values()) == 120
     open_database(cluster.db)
@@ -229,9 +233,10 @@ def test_a_log_spanning_months_is_analysed_in_hours_end_to_end(cluster, tmp_path
             "ERROR": 9,
             "INFO": 51,
         }
-        chart = queries.level_chart(everything)
+        chart = queries.level_chart(everything)  # Jan 1 to May 1: 122 days, 18 weeks
         assert (
-            chart["unit"] == "day"
+            chart["unit"] == "week"
+            and len(chart["labels"]) == 18
             and sum(map(sum, (s["counts"] for s in chart["series"]))) == 86_400 + 5
         )
     finally:
@@ -283,3 +288,39 @@ def test_level_chart_picks_a_unit_and_fills_gaps():
         "2024-05-01T12",
     ]
     assert hours["series"] == [{"level": "ERROR", "counts": [1, 0, 2]}]
+
+
+@pytest.mark.parametrize(
+    "first, last, unit, bars, label",
+    [
+        ("2024-01-01T00:00", "2024-05-01T00:00", "week", 18, "2024-01-01"),  # a Monday
+        ("2024-01-03T00:00", "2024-12-31T23:59", "week", 53, "2024-01-01"),
+        ("2020-02-10T05:00", "2024-05-01T00:00", "month", 52, "2020-02"),
+        ("2005-06-03T15:42", "2026-12-07T00:00", "year", 22, "2005"),
+    ],
+)
+def test_level_chart_has_a_readable_number_of_bars_for_any_span(first, last, unit, bars, label):
+    chart = queries.level_chart({first: {"INFO": 2}, last: {"ERROR": 1, "-": 4}})
+    assert (chart["unit"], len(chart["labels"]), chart["labels"][0]) == (unit, bars, label)
+    assert chart["series"] == [
+        {"level": "INFO", "counts": [2] + [0] * (bars - 1)},
+        {"level": "ERROR", "counts": [0] * (bars - 1) + [1]},
+        {"level": "no level", "counts": [0] * (bars - 1) + [4]},
+    ]
+    assert chart["outside"] is None  # no few lines far from the rest here: each end is a third
+
+
+def test_level_chart_leaves_out_a_few_lines_dated_far_from_the_rest():
+    minutes = {f"2024-05-{day:02d}T12:00": {"INFO": 50, "ERROR": 1} for day in range(1, 29)}
+    minutes["1970-01-01T00:00"] = {"ERROR": 1}  # a clock that was not set
+    minutes["2099-12-31T23"] = {"WARN": 2}
+    chart = queries.level_chart(minutes)
+    assert (chart["unit"], len(chart["labels"])) == ("day", 28)
+    assert chart["outside"] == {"lines": 3, "first": "1970-01-01T00:00", "last": "2099-12-31T23"}
+    assert sum(sum(s["counts"]) for s in chart["series"]) == 28 * 51
+    # Many lines far away are no outliers: they are charted (and so, then, are the two of 2099,
+    # which would narrow the span less than OUTLIER_NARROWING times).
+    minutes["1970-01-01T00:00"] = {"ERROR": 100}
+    chart = queries.level_chart(minutes)
+    assert (chart["unit"], chart["labels"][0], chart["labels"][-1]) == ("year", "1970", "2099")
+    assert chart["outside"] is None

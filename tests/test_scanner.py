@@ -357,6 +357,63 @@ def test_any_partition_any_chunk_size_is_exact(tmp_path_factory, data, chunk_siz
         )
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from(
+            [
+                b"a",
+                b"A",
+                b"Err",
+                b"eRR",
+                b"\n",
+                b"\r\n",
+                b"\x00",
+                b"\xc3\x89",
+                b"\xc3\xa9",
+                b"[",
+                b"{",
+            ]
+        ),
+        max_size=80,
+    ).map(b"".join),
+    patterns=st.lists(
+        st.sampled_from(["a", "A", "err", "ERR", "aA", "\u00e9", "\u00c9", "[", "E\nr"]),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
+    cut=st.integers(0, 80),
+    analyse=st.booleans(),
+)
+def test_ignore_case_counts_as_grep_i_does(tmp_path_factory, data, patterns, cut, analyse):
+    """-i: exactly `LC_ALL=C grep -c -i -F`: ASCII letters fold, other bytes (UTF-8's É and é)
+    are compared as they are; over byte ranges too, and with the analysis on."""
+    folder = tmp_path_factory.mktemp("i")
+    path = folder / "f.log"
+    path.write_bytes(data)
+    expected = {}
+    for pattern in patterns:
+        out = subprocess.run(
+            ["grep", "-a", "-c", "-i", "-F", "--", pattern, str(path)],
+            capture_output=True,
+            env={"LC_ALL": "C", "PATH": os.environ["PATH"]},
+        )
+        expected[pattern] = int(out.stdout)
+    for kern in KERNELS:
+        with kernel(kern):
+            whole = scan(str(path), patterns, analyse=analyse, ignore_case=True)
+            parts = merge(
+                scan(str(path), patterns, s, e, analyse=analyse, ignore_case=True)
+                for s, e in ((0, min(cut, len(data))), (min(cut, len(data)), None))
+            )
+        assert whole.counts == expected
+        assert parts.counts == expected
+    gz = folder / "f.log.gz"
+    gz.write_bytes(gzip.compress(data))
+    assert scan(str(gz), patterns, ignore_case=True).counts == expected
+
+
 def test_range_owns_lines_by_first_byte(tmp_path):
     p = tmp_path / "f.log"
     p.write_bytes(b"ERROR one\nERROR two\nthree\n")  # lines start at 0, 10, 20
@@ -478,9 +535,8 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     code = (
-        "import sys; from logjobs.scanner import scan; from logjobs.exceptions import ScanError\n"
-        "try: scan(sys.argv[1], ['x'])\n"
-        "except ScanError as e: print(e.permanent, e)"
+        "import sys; from logjobs.scanner import scan; from logjobs.exceptions import "
+        "ScanError\ntry: scan(sys.argv[1], ['x'])\nexcept ScanError as e: print(e.permanent, e)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(fifo)],
@@ -516,10 +572,9 @@ def test_unreadable_file():
         pytest.skip("no setuid on this platform")
     code = (
         "import os, sys; from logjobs.scanner import scan; from logjobs.exceptions import "
-        "ScanError\n"
-        "if os.getuid() == 0: os.setuid(65534)\n"  # root reads anything; nobody must be refused
-        "try: scan(sys.argv[1], ['x'])\n"
-        "except ScanError as e: print(e.permanent, e)"
+        # root reads anything; nobody must be refused
+        "ScanError\nif os.getuid() == 0: os.setuid(65534)\n"
+        "try: scan(sys.argv[1], ['x'])\nexcept ScanError as e: print(e.permanent, e)"
     )
     with tempfile.TemporaryDirectory() as d:
         os.chmod(d, 0o755)  # the file itself is what nobody may not read

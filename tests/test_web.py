@@ -20,7 +20,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from rq.registry import FailedJobRegistry
 
-from logjobs import events, queries
+from logjobs import analysis, events, queries
 from logjobs.defaults import FILES_KEY, QUEUES
 from logjobs.embedded import free_port
 from logjobs.exceptions import ConfigError
@@ -125,6 +125,46 @@ def csrf_field(html):
 
 
 # -- pages ---------------------------------------------------------------------------------------
+
+
+def test_a_files_page_shows_its_format_and_what_its_chart_leaves_out(tmp_path):
+    """The file's log format, and lines dated far from the rest named under the chart (a clock
+    that was not set), not charted."""
+    data = (
+        b"".join(
+            b"2024-05-%02d 12:00:00,000 %s [main] app: job %d done\n"
+            % (day, b"ERROR" if day % 3 == 0 else b"INFO", day)
+            for day in range(1, 29)
+            for _ in range(20)
+        )
+        + b"1970-01-01 00:00:00,000 INFO [main] app: clock not set\n"
+    )
+    fmt = analysis.formats.detect(data, analysis.formats.BUILTIN)
+    found = analysis.analyse(data, ["ERROR"], format=fmt).to_dict()
+    t0 = time.time() - 60
+    path = tmp_path / "status.db"
+    seed(
+        path,
+        [
+            pushed(t0, "j-a", "/l/a.log", "high"),
+            ev(t0, "j-a", "/l/a.log", "started", 1, 1.0, worker="w1"),
+            ev(
+                t0,
+                "j-a",
+                "/l/a.log",
+                "finished",
+                1,
+                1.5,
+                worker="w1",
+                result={**result(ERROR=180), "analysis": found},
+            ),
+        ],
+    )
+    html = app_for(path).test_client().get("/file?path=/l/a.log").get_data(as_text=True)
+    assert re.search(r'id="format"><code>log4j</code>', html)
+    chart = json.loads(re.search(r'id="levels-data">(.*?)</script>', html)[1])
+    assert (chart["unit"], len(chart["labels"])) == ("day", 28)
+    assert "Not in the chart: 1 line dated far from the rest, 1970-01-01 00:00." in html
 
 
 def test_pages_show_the_database(seeded):
@@ -911,10 +951,13 @@ def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs)
     browser.find_element("link text", "Messages").click()
     page.wait(lambda: page.table("#messages tbody tr"))
     rows = page.table("#messages tbody tr")
-    assert [r[:3] for r in rows] == [
+    assert [r[:3] for r in rows] == [  # every line of a format, whatever its level
         ["2", "1", "ERROR"],
         ["2", "1", "ERROR"],
         ["1", "1", "INFO"],
+        ["1", "1", "WARN"],
+        ["1", "1", "INFO"],
+        ["1", "1", "WARN"],
         ["1", "1", "FATAL"],
     ]
     assert rows[0][3].startswith(UPSTREAM) and rows[1][3].startswith(OPEN_FAILED)
@@ -935,7 +978,10 @@ def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs)
     browser.find_element("name", "since").send_keys("2024-05-01T14:01")
     browser.find_element("css selector", "#message-filters button").click()
     page.wait(lambda: "since=" in browser.current_url)
-    assert [r[:3] for r in page.table("#messages tbody tr")] == [["1", "1", "ERROR"]]
+    assert [r[:3] for r in page.table("#messages tbody tr")] == [
+        ["1", "1", "ERROR"],
+        ["1", "1", "WARN"],
+    ]
     browser.find_element("name", "since").clear()
     browser.find_element("name", "since").send_keys("last week")
     browser.find_element("css selector", "#message-filters button").click()
@@ -945,8 +991,11 @@ def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs)
     # A file's page: its lines per level, its top messages, its chart.
     page.open("/file?path=" + str(logs / "api.log"))
     assert browser.find_element("id", "levels").text == "INFO=2 WARN=1 ERROR=2"
+    assert browser.find_element("id", "format").text == "log4j"
     assert [r[:3] for r in page.table("#messages tbody tr")] == [
         ["2", "1", "ERROR"],
+        ["1", "1", "INFO"],
+        ["1", "1", "WARN"],
         ["1", "1", "INFO"],
     ]
     assert (
