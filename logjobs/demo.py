@@ -7,16 +7,19 @@ went wrong). Exit status 0 when every file finished.
 """
 
 import argparse
+import functools
 import gzip
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+from .children import killed_with_parent, stops_with_parent
 from .embedded import RedisServer
 from .models import open_database
 from .queries import status
@@ -127,9 +130,11 @@ def main(argv=None):
     print(f"demo: generating sample logs in {logs}")
     shutil.rmtree(logs, ignore_errors=True)
     write_corpus(logs, big_mb=args.big_mb)
+    # SIGTERM ends the demo as Ctrl-C does: through the `finally` that stops what it started.
+    signal.signal(signal.SIGTERM, _interrupted)
     server = None
     if not os.environ.get("LOGJOBS_REDIS_URL"):
-        server = RedisServer(os.path.join(work, "redis")).start()
+        server = RedisServer(os.path.join(work, "redis"), die_with_parent=True).start()
         print(f"demo: started a private redis-server at {server.url}")
     url = os.environ.get("LOGJOBS_REDIS_URL") or server.url
     env = dict(
@@ -137,6 +142,8 @@ def main(argv=None):
     )
     logjobs = [sys.executable, "-m", "logjobs"]
     procs = []
+    # Its commands too stop with it, however it stops (they might otherwise wait on for workers).
+    subprocess_run = functools.partial(subprocess.run, preexec_fn=stops_with_parent)
     try:
         for name in ("demo-1", "demo-2"):
             procs.append(
@@ -150,24 +157,24 @@ def main(argv=None):
             )
         procs.append(_spawn(logjobs + ["mirror"], env, os.path.join(work, "mirror.log")))
         started = time.monotonic()
-        subprocess.run(
+        subprocess_run(
             logjobs + ["push", "--priority", "high", os.path.join(logs, "billing")],
             env=env,
             check=True,
         )
-        subprocess.run(
+        subprocess_run(
             logjobs + ["push", "--priority", "low", os.path.join(logs, "archive")],
             env=env,
             check=True,
         )
         rest = [os.path.join(logs, name) for name in ("api", "web", "big.log")]
-        pushed = subprocess.run(logjobs + ["push", "--wait", *rest], env=env)
+        pushed = subprocess_run(logjobs + ["push", "--wait", *rest], env=env)
         ok = _settle(env, db, logjobs) and pushed.returncode == 0
         elapsed = time.monotonic() - started
-        subprocess.run(logjobs + ["report"], env=env, check=True)
-        subprocess.run(logjobs + ["status"], env=env, check=True)
+        subprocess_run(logjobs + ["report"], env=env, check=True)
+        subprocess_run(logjobs + ["status"], env=env, check=True)
         what_went_wrong = ["--level", "warn", "--level", "error", "--level", "fatal"]
-        subprocess.run(logjobs + ["top", "-n", "8", *what_went_wrong], env=env, check=True)
+        subprocess_run(logjobs + ["top", "-n", "8", *what_went_wrong], env=env, check=True)
         if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays to look at
             shutil.rmtree(logs, ignore_errors=True)
         print(
@@ -177,12 +184,41 @@ def main(argv=None):
         )
         return 0 if ok else 1
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-        if server is not None:
-            server.stop()
+        try:
+            _stop(procs)
+        finally:
+            if server is not None:
+                server.stop()
+
+
+#: Seconds the demo's workers and mirror have to stop after SIGTERM, before SIGKILL.
+STOP_GRACE = 10
+
+
+def _stop(procs):
+    """Stop the processes and whatever they started (each leads a process group: a worker and its
+    work-horse): SIGTERM, then SIGKILL for what still runs after STOP_GRACE seconds."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"demo: {' '.join(map(str, proc.args))} ran on past SIGTERM: killed")
+        _signal_group(proc, signal.SIGKILL)  # its leftovers too (a work-horse outliving it)
+        proc.wait()
+
+
+def _signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _settle(env, db, logjobs, timeout=120):
@@ -190,7 +226,11 @@ def _settle(env, db, logjobs, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         subprocess.run(
-            logjobs + ["mirror", "--once"], env=env, check=True, stdout=subprocess.DEVNULL
+            logjobs + ["mirror", "--once"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=stops_with_parent,
         )
         database = open_database(db, create=False)
         with database.connection_context():
@@ -205,9 +245,17 @@ def _settle(env, db, logjobs, timeout=120):
 
 
 def _spawn(args, env, log):
+    """A child of the demo's, leading a process group of its own, and killed by the kernel should
+    the demo die without stopping it (a SIGKILL): a worker's work-horse goes with it."""
     with open(log, "ab") as out:
         return subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=killed_with_parent,
         )
 
 

@@ -13,6 +13,7 @@ import time
 
 import redis
 
+from .children import stops_with_parent
 from .exceptions import LogJobsError
 
 
@@ -48,13 +49,22 @@ class RedisServer:
     """
 
     def __init__(
-        self, directory, port=None, persist=True, host="127.0.0.1", also_bind=(), extra=()
+        self,
+        directory,
+        port=None,
+        persist=True,
+        host="127.0.0.1",
+        also_bind=(),
+        extra=(),
+        die_with_parent=False,
     ):
         self.directory = str(directory)
         self.persist = persist
         self.host = host
         self.also_bind = tuple(also_bind)
         self.extra = tuple(extra)  # more redis-server arguments, e.g. ("--replicaof", host, port)
+        # stopped by the kernel if the process that started it dies, even of a SIGKILL (Linux)
+        self.die_with_parent = die_with_parent
         self.port = port or free_port()
         self.process = None
 
@@ -86,7 +96,11 @@ class RedisServer:
             *self.extra,
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=stops_with_parent if self.die_with_parent else None,
         )
         client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ import base64
 import logging
 import os
 import re
+import signal
 import threading
 import zlib
 
@@ -34,6 +35,7 @@ from rq.scheduler import RQScheduler
 from rq.utils import current_timestamp
 
 from . import fastjson
+from .children import dies_with_parent
 from .defaults import JOB_FUNCTIONS
 from .exceptions import LogJobsError, one_line
 
@@ -283,8 +285,9 @@ class Queue(RQQueue):
 
 
 class Worker(rq.Worker):
-    """RQ's forking Worker on logjobs' classes, which says at start where it may read, and stops
-    within PUBSUB_WAIT seconds of a SIGTERM when idle."""
+    """RQ's forking Worker on logjobs' classes, which says at start where it may read, stops
+    within PUBSUB_WAIT seconds of a SIGTERM when idle, and whose work-horse dies with it (a worker
+    SIGKILLed left its horse scanning on, its events racing the recovery of its job)."""
 
     job_class = Job
     queue_class = Queue
@@ -312,6 +315,14 @@ class Worker(rq.Worker):
             if worker is not None:
                 workers.append(worker)
         return workers
+
+    def fork_work_horse(self, job, queue):
+        self._worker_pid = os.getpid()
+        super().fork_work_horse(job, queue)
+
+    def main_work_horse(self, job, queue):
+        dies_with_parent(signal.SIGKILL, parent=self._worker_pid)
+        super().main_work_horse(job, queue)
 
     @classmethod
     def count(cls, connection=None, queue=None):
