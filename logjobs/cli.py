@@ -327,6 +327,8 @@ def push(
                 else ""
             )
         )
+    if pushed.job_ids:
+        _warn_if_nothing_runs(conn, queue, settings.redis_url)
     outcome = _wait(conn, pushed, quiet=as_json) if wait else None
     if as_json:
         doc = {
@@ -342,6 +344,31 @@ def push(
         click.echo(json.dumps(doc, indent=2))
     if outcome is not None and any(o["status"] != "finished" for o in outcome):
         sys.exit(1)
+
+
+def _warn_if_nothing_runs(conn, queue, url):
+    """Say so (on stderr, and go on) when no live worker reads `queue`, or no mirror runs: what was
+    pushed would only wait. Workers register in Redis as they start; a mirror marks each cycle."""
+    from .rqsafe import Queue, Worker
+    from .store import MirrorPresence
+
+    try:
+        workers = Worker.all(queue=Queue(queue, connection=conn))
+        mirror = MirrorPresence.alive(conn)
+    except redis.RedisError:
+        return  # the push went through; a look that fails now says nothing worth a warning
+    if not workers:
+        click.echo(
+            f"logjobs: warning: no worker reads queue {queue} at {redact_url(url)}: its jobs wait "
+            "until one starts (`rq worker high default low`, as README.md shows)",
+            err=True,
+        )
+    if mirror is None:
+        click.echo(
+            "logjobs: warning: no `logjobs mirror` is running: the status database (report, "
+            "status, the dashboard) shows nothing of this push until one runs",
+            err=True,
+        )
 
 
 def _with_flags(settings, **flags):
@@ -401,11 +428,7 @@ def _wait(conn, pushed, quiet):
         click.echo(f"finished {done}, failed {len(outcome) - done}")
         for o in outcome:
             if o["status"] != "finished":
-                error = o["error"] or ""  # most reasons name the file first: once is enough
-                click.echo(
-                    f"  failed: {o['path']}: "
-                    f"{error.removeprefix(scanner.printable(o['path']) + ': ')}"
-                )
+                click.echo(f"  failed: {o['path']}: {o['error'] or ''}")
     return outcome
 
 
@@ -533,13 +556,21 @@ def watch(
         signal.signal(sig, lambda *_: stop.set())
     watcher.start()
     click.echo(f"watching {' '.join(watcher.dirs)} ({watcher.method}), pushing into {queue}")
+    _warn_if_nothing_runs(conn, queue, settings.redis_url)
     watcher.run(stop, on_push=lambda pushed: click.echo(_pushed_line(queue, pushed)))
+
+
+#: Files a line of `watch` names, at most.
+WATCH_NAMES = 3
 
 
 def _pushed_line(queue, pushed):
     unchanged, skipped = len(pushed.unchanged), len(pushed.skipped)
+    names = [scanner.printable(path) for path in itertools.islice(pushed.files, WATCH_NAMES)]
+    more = len(pushed.files) - len(names)
+    named = f" ({', '.join(names)}{f' and {more} more' if more else ''})" if names else ""
     return (
-        f"pushed {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
+        f"pushed {len(pushed.files)} file(s){named} into {queue} as {len(pushed.job_ids)} job(s)"
         + (f"; {unchanged} unchanged" if unchanged else "")
         + (f"; {skipped} still queued or running, pushed again later" if skipped else "")
     )
@@ -594,7 +625,9 @@ def mirror(settings, once):
 def status(settings, as_json, watch, interval):
     """Job counts by state and by queue, and the workers seen, from the status database.
 
-    Live facts come from Redis when it answers: jobs waiting per queue, workers alive.
+    Live facts come from Redis when it answers: jobs waiting per queue, workers alive. When it
+    does not (down, or refusing the credentials), the database's counts are still shown, and the
+    exit status is 2.
 
     \b
     Example:
@@ -605,6 +638,8 @@ def status(settings, as_json, watch, interval):
     if not watch:
         doc = _status(settings)
         click.echo(json.dumps(doc, indent=2) if as_json else _format_status(doc))
+        if "redis_error" in doc:
+            sys.exit(EXIT_REFUSED)
         return
     previous, tty = None, sys.stdout.isatty()
     try:
@@ -649,7 +684,7 @@ def _status(settings):
 
 def _format_status(doc):
     lines = [
-        "jobs:    "
+        "files:   "
         + "  ".join(f"{k} {v}" for k, v in doc["jobs"].items())
         + f"  (total {doc['total']})",
         "queues:  " + "  ".join(f"{k} {v}" for k, v in doc["queues"].items()),
@@ -689,29 +724,41 @@ SINCE = click.option(
 UNTIL = click.option("--until", type=Minute(), help="Only lines stamped before TIME.")
 
 
+PATH_GLOB = click.option(
+    "--path",
+    "path_glob",
+    metavar="GLOB",
+    help="Only files whose absolute path matches GLOB ('*' spans '/').",
+)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only the files whose scan failed.")
+@PATH_GLOB
 @SINCE
 @UNTIL
 @click.pass_obj
 @one_line_errors
-def report(settings, as_json, failed_only, since, until):
+def report(settings, as_json, failed_only, path_glob, since, until):
     """One row per pushed file: status, counts per pattern, lines per level, attempts, error.
 
     With --since/--until, `levels` counts only the lines stamped in that window, and files without
     such lines are left out; pattern counts stay those of the whole file.
 
+    Without --json, a last line totals the files by status, and their counts and levels.
+
     \b
     Example:
       logjobs report
+      logjobs report --path '/var/log/nginx/*' --failed
       logjobs report --failed --json | jq -r '.[] | "\\(.path): \\(.error)"'
       logjobs report --since 6h --json | jq '.[] | {path, errors: .levels.ERROR}'
     """
     from . import queries
 
     with _database(settings):
-        rows = queries.report(failed_only, since, until)  # read as they are written
+        rows = queries.report(failed_only, since, until, path_glob)  # read as they are written
         if as_json:
             _echo_json_list(rows)
             return
@@ -719,7 +766,12 @@ def report(settings, as_json, failed_only, since, until):
         if first is None:
             filters = [
                 f
-                for f, on in (("--failed", failed_only), ("--since", since), ("--until", until))
+                for f, on in (
+                    ("--failed", failed_only),
+                    ("--path", path_glob),
+                    ("--since", since),
+                    ("--until", until),
+                )
                 if on
             ]
             click.echo(
@@ -740,27 +792,69 @@ def _echo_json_list(items):
     click.echo("[]" if opening == "[" else "\n]")
 
 
+#: Rows of `report` its column widths are taken from (the rest stream through at those widths).
+REPORT_SAMPLE = 1000
+#: A COUNTS or LEVELS column is never wider than this (a longer value pushes PATH along).
+REPORT_COLUMN_MAX = 60
+
+
 def _echo_report(rows):
+    """The rows as columns, then their totals. Columns fit the first REPORT_SAMPLE rows: a report
+    of a million files still holds only those at once."""
     width = shutil.get_terminal_size((120, 20)).columns
-    click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':24} {'LEVELS':28} PATH")
-    for row in rows:
+    totals = _ReportTotals()
+    sample = list(itertools.islice(rows, REPORT_SAMPLE))
+    cells = [_report_cells(row) for row in sample]
+    count_w = min(REPORT_COLUMN_MAX, max([6, *(len(c[0]) for c in cells)]))
+    level_w = min(REPORT_COLUMN_MAX, max([6, *(len(c[1]) for c in cells)]))
+    click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':{count_w}} {'LEVELS':{level_w}} PATH")
+    for row in itertools.chain(sample, rows):
+        totals.add(row)
+        counts, levels = _report_cells(row)
         # One line per row: a pattern or a name holding a newline is shown escaped.
-        counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in row["counts"].items()) or "-"
-        levels = " ".join(f"{lv}={n}" for lv, n in row["levels"].items()) or "-"
-        path = scanner.printable(row["path"])
-        line = f"{row['status']:9} {row['attempts']:>5} {counts:24} {levels:28} {path}"
+        line = (
+            f"{row['status']:9} {row['attempts']:>5} {counts:{count_w}} {levels:{level_w}} "
+            f"{scanner.printable(row['path'])}"
+        )
         if row["error"]:
             line += f"  ({row['error']})"
         click.echo(line[: max(width, 80)] if sys.stdout.isatty() else line)
+    click.echo(totals.line())
+
+
+def _report_cells(row):
+    counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in row["counts"].items()) or "-"
+    levels = " ".join(f"{lv}={n}" for lv, n in row["levels"].items()) or "-"
+    return counts, levels
+
+
+class _ReportTotals:
+    """What `report` sums up: files by status, counts per pattern, lines per level."""
+
+    def __init__(self):
+        self.statuses, self.counts, self.levels = {}, {}, {}
+
+    def add(self, row):
+        self.statuses[row["status"]] = self.statuses.get(row["status"], 0) + 1
+        for key, n in row["counts"].items():
+            self.counts[key] = self.counts.get(key, 0) + n
+        for key, n in row["levels"].items():
+            self.levels[key] = self.levels.get(key, 0) + n
+
+    def line(self):
+        files = sum(self.statuses.values())
+        by_status = " ".join(f"{status} {n}" for status, n in sorted(self.statuses.items()))
+        counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in self.counts.items())
+        levels = " ".join(f"{lv}={self.levels[lv]}" for lv in LEVELS if lv in self.levels)
+        return (
+            f"total: {files} file(s) ({by_status})"
+            + (f"; counts {counts}" if counts else "")
+            + (f"; levels {levels}" if levels else "")
+        )
 
 
 @cli.command()
-@click.option(
-    "--path",
-    "path_glob",
-    metavar="GLOB",
-    help="Only files whose absolute path matches GLOB ('*' spans '/').",
-)
+@PATH_GLOB
 @SINCE
 @UNTIL
 @click.option(
@@ -843,18 +937,55 @@ def show(settings, key, as_json):
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    for name in ("path", "job_id", "queue", "status", "attempts", "counts", "error", "worker"):
-        value = doc[name]
-        click.echo(
-            f"{name + ':':10} "
-            f"{'-' if value is None else json.dumps(value) if name == 'counts' else value}"
-        )
+    for name, value in _shown(doc):
+        click.echo(f"{name + ':':11} {value}")
+    click.echo("history:")
     for h in doc["history"]:
         click.echo(
             f"  {h['at']}  attempt {h['attempt']}  {h['state']:9} {h['worker'] or ''}"
             + (f"  {h['error']}" if h["error"] else "")
             + ("" if h["applied"] else "  (too late: not applied)")
         )
+
+
+def _shown(doc):
+    """(name, text) of what `show` prints of a file's row."""
+
+    def words(mapping):
+        return " ".join(f"{scanner.printable(k)}={n}" for k, n in mapping.items()) or "-"
+
+    size = doc["bytes"]
+    read = doc["scanned"]
+    return [
+        ("path", scanner.printable(doc["path"])),
+        ("status", doc["status"] + (f" (moved to {doc['moved_to']})" if doc["moved_to"] else "")),
+        ("error", doc["error"] or "-"),
+        (
+            "patterns",
+            " ".join(map(scanner.printable, doc["patterns"]))
+            + (" (case ignored)" if doc["ignore_case"] else ""),
+        ),
+        ("counts", words(doc["counts"])),
+        ("levels", words(doc["levels"])),
+        ("format", doc["format"] or ("none fits" if doc["lines"] is not None else "-")),
+        ("lines", "-" if doc["lines"] is None else str(doc["lines"])),
+        (
+            "bytes",
+            "-"
+            if size is None
+            else f"{size}"
+            + (f" ({doc['compression']})" if doc["compression"] else "")
+            + (f"; this scan read the last {read}" if read is not None and read < size else ""),
+        ),
+        ("ranges", str(doc["ranges"])),
+        ("queue", doc["queue"]),
+        ("job_id", doc["job_id"]),
+        ("attempts", str(doc["attempts"])),
+        ("worker", doc["worker"] or "-"),
+        ("enqueued", doc["enqueued_at"] or "-"),
+        ("started", doc["started_at"] or "-"),
+        ("ended", doc["ended_at"] or "-"),
+    ]
 
 
 def _read(settings, view, *args):

@@ -174,7 +174,9 @@ def _report_failures(job, report, failures):
     state = next_state(job)
     for (path, part), exc in failures.items():
         permanent = isinstance(exc, ScanError) and exc.permanent
-        report.failed(path, part, FAILED if permanent else state, reason(exc), final=permanent)
+        report.failed(
+            path, part, FAILED if permanent else state, file_reason(path, exc), final=permanent
+        )
 
 
 def _leave_if_handed_on(conn, job_id, attempt):
@@ -329,6 +331,12 @@ def next_state(job):
     if not job.retries_left:
         return FAILED
     return SCHEDULED if job.get_retry_interval() else QUEUED
+
+
+def file_reason(path, exc):
+    """The reason a file's row shows for a failed attempt at it: beside its path, so without it
+    (a ScanError's message names its file first)."""
+    return reason(exc).removeprefix(f"{scanner.printable(path)}: ")
 
 
 def reason(exc):

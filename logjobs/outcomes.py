@@ -116,7 +116,10 @@ def outcomes(conn, pushed):
         if path in pushed.decisions and not pushed.decisions[path].scan:
             parts = []  # only renamed: its counts are the record's
         errors = [
-            rec.error if rec else _job_failure(jobs[job_id])
+            # a job's reason names the (first) file it failed on: not again beside this one
+            rec.error
+            if rec
+            else _job_failure(jobs[job_id]).removeprefix(scanner.printable(path) + ": ")
             for job_id, rec in parts
             if not rec or rec.error is not None
         ]

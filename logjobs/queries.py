@@ -14,6 +14,7 @@ from . import analysis, fastjson
 from .defaults import FINAL_STATES, FINISHED, MOVED, QUEUES, RECOVERY_MARK, STARTED, STATES
 from .models import History, Scan, db, isoformat, utc
 from .queues import split_queue_name
+from .rows import ranges as scan_ranges
 from .rqsafe import Queue, Worker
 
 
@@ -71,21 +72,29 @@ def recent_failures(limit=5):
     ]
 
 
-def report(failed_only=False, since=None, until=None):
+def report(failed_only=False, since=None, until=None, path_glob=None):
     """One dict per pushed file, in path order, read from the database as they are taken: a report
     of a million files holds one at a time.
 
     With a time window (`since`/`until`: minute keys, see `minute`), each row's `levels` counts only
-    the lines stamped within it, and files with no such line are left out.
+    the lines stamped within it, and files with no such line are left out. With `path_glob`, only
+    the files whose path matches it (fnmatch: `*` spans `/`).
     """
     windowed = since is not None or until is not None
     query = Scan.reported(*[Scan.analysis] if windowed else []).order_by(Scan.path)
     if failed_only:
         query = query.where(Scan.status == "failed")
+    if path_glob is not None:
+        query = _below(query, path_glob)
+    rows = query.iterator()
+    if path_glob is not None:
+        rows = (row for row in rows if fnmatch.fnmatchcase(row.path, path_glob))
     if not windowed:
-        yield from map(Scan.to_dict, query.iterator())
+        yield from map(Scan.to_dict, rows)
         return
-    for row in query.where(Scan.analysis.is_null(False)).iterator():
+    for row in rows:
+        if row.analysis is None:
+            continue
         levels = _window(
             analysis.Analysis.from_dict(fastjson.loads(row.analysis)).minutes, since, until
         )
@@ -102,6 +111,13 @@ def _window(minutes, since, until):
     return total
 
 
+def _below(query, path_glob):
+    """The query narrowed to the paths that start as the glob does, up to its first wildcard (the
+    path index answers that; fnmatch decides the rest)."""
+    prefix = re.split(r"[*?\[]", path_glob, maxsplit=1)[0]
+    return query.where(Scan.path.startswith(prefix)) if prefix else query
+
+
 def _analyses(path_glob=None, path=None):
     """(path, Analysis) of every file with one, in path order: all, those whose path matches the
     glob, or the one at `path`."""
@@ -112,6 +128,8 @@ def _analyses(path_glob=None, path=None):
     )
     if path is not None:
         query = query.where(Scan.path == path)
+    if path_glob is not None:
+        query = _below(query, path_glob)
     for found, text in query.tuples().iterator():
         if path_glob is None or fnmatch.fnmatchcase(found, path_glob):
             yield found, analysis.Analysis.from_dict(fastjson.loads(text))
@@ -375,7 +393,7 @@ def show(path, job_id=None):
     )
     if row is None:
         return None
-    return dict(row.to_dict(), history=history(row.path))
+    return dict(row.to_dict(), ranges=scan_ranges(row.part_states), history=history(row.path))
 
 
 def history(path):

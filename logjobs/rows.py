@@ -39,6 +39,14 @@ class PartState(msgspec.Struct, omit_defaults=True):
 _PARTS = list[PartState | None]
 
 
+def ranges(part_states: str) -> int:
+    """How many byte ranges a row's latest scan reads: its parts, but for the earlier scan a grown
+    file's scan continues (its part 0)."""
+    return sum(
+        1 for p in wire.decode(part_states, _PARTS) if p is None or tuple(p.order) != BASE_ORDER
+    )
+
+
 def apply(batch, rows=None):
     """Apply events to the rows of the files they concern; call inside a transaction. `rows` reads
     and writes them (rowstore.FastRows by default).
@@ -124,7 +132,9 @@ class _Batch:
             if base is not None:
                 self.parts[path][0] = base
                 self.changed.add(path)
-                self.history.append(_history(event, self.rows[path], base, False, True, self.stamp))
+                if base.state == FAILED:  # why the scan cannot continue; else nothing happened
+                    entry = _history(event, self.rows[path], base, False, True, self.stamp)
+                    self.history.append({**entry, "state": FAILED, "error": base.error})
                 return None
         part = self.parts[path][event.part] = PartState(
             event.job_id, QUEUED, 0, event.order, event.at

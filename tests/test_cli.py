@@ -12,12 +12,14 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
+import redis
 from click.testing import CliRunner
 
 from logjobs import cli as cli_module
 from logjobs.cli import cli
-from logjobs.embedded import free_port
+from logjobs.embedded import find_redis_server, free_port
 from logjobs.rqsafe import Queue
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")
@@ -304,6 +306,101 @@ def test_status_json_shape(cluster, tmp_path):
     assert doc["workers"] and doc["waiting"] == {"high": 0, "default": 0, "low": 0}
 
 
+def test_status_says_so_and_exits_2_when_redis_refuses_or_is_away(cluster, tmp_path):
+    """The database's counts, then the reason Redis gave nothing: exit status 2 (issue 21: it
+    was 0 with wrong credentials)."""
+    cluster.run("mirror", "--once", check=True)
+    port = free_port()
+    locked = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--requirepass", "s3cret", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port, password="s3cret")
+        cluster.wait_for(lambda: _answers(client), what="the locked Redis")
+        for url, said in (
+            (f"redis://:wrong@127.0.0.1:{port}/0", "refused the credentials"),
+            (f"redis://127.0.0.1:{free_port()}/0", "cannot reach Redis"),
+        ):
+            out = cluster.run("--redis-url", url, "status")
+            assert out.returncode == 2, (url, out.stdout, out.stderr)
+            assert out.stdout.startswith("files:   queued 0") and said in out.stdout, out.stdout
+            assert "wrong" not in out.stdout + out.stderr  # the password stays out of sight
+            doc = json.loads(cluster.run("--redis-url", url, "status", "--json").stdout)
+            assert said in doc["redis_error"] and doc["jobs"]["finished"] == 0
+    finally:
+        locked.kill()
+        locked.wait()
+
+
+def _answers(client):
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+def test_a_push_nothing_will_run_says_so(cluster, tmp_path):
+    """No worker on the queue, no mirror: the push stands (exit 0), with a warning for each
+    (issue 21: it said only "enqueued")."""
+    (tmp_path / "a.log").write_text("ERROR\n")
+    out = cluster.run("push", "--priority", "low", str(tmp_path / "a.log"))
+    assert out.returncode == 0 and out.stdout.startswith("enqueued 1 file(s) into low")
+    warnings = out.stderr.splitlines()
+    assert len(warnings) == 2, out.stderr
+    assert warnings[0].startswith("logjobs: warning: no worker reads queue low at redis://")
+    assert warnings[1].startswith("logjobs: warning: no `logjobs mirror` is running")
+    # --json stays one JSON document on stdout.
+    (tmp_path / "b.log").write_text("ERROR\n")
+    doc = json.loads(cluster.run("push", "--json", str(tmp_path / "b.log"), check=True).stdout)
+    assert doc["enqueued"][0]["path"] == str(tmp_path / "b.log")
+    # With a worker reading it and a mirror running: quiet.
+    cluster.worker(name="reader"), cluster.mirror()
+    cluster.wait_for(lambda: _quiet_push(cluster, tmp_path), what="a push without warnings")
+
+
+def _quiet_push(cluster, tmp_path):
+    """True if a push said nothing on stderr (the worker and the mirror may still be starting)."""
+    return cluster.run("push", "--force", str(tmp_path / "a.log"), check=True).stderr == ""
+
+
+def test_show_says_what_a_scan_read(cluster, tmp_path):
+    """`show` in text says all a file's row holds; a scan that continued an earlier one reads as
+    one range and one push (issue 21: "2 byte ranges", and `queued` twice)."""
+    p = tmp_path / "a.log"
+    p.write_bytes(b"2024-05-01 12:00:00,000 ERROR x: y\n" * 1000)
+    cluster.worker(), cluster.mirror()
+    cluster.run("push", "--wait", str(p), check=True)
+    cluster.wait_for(lambda: cluster.report()[str(p)]["status"] == "finished", what="the row")
+    with open(p, "ab") as f:
+        f.write(b"2024-05-01 12:01:00,000 INFO x: z\n" * 400)
+    doc = cluster.json("push", "--wait", "--json", str(p))
+    assert doc["enqueued"][0]["scan"] == "append"
+    cluster.wait_for(lambda: cluster.report()[str(p)]["lines"] == 1400, what="the appended scan")
+    shown = dict(
+        line.split(":", 1)
+        for line in cluster.run("show", str(p), check=True).stdout.splitlines()
+        if not line.startswith(" ") and line != "history:"
+    )
+    assert {
+        k: v.strip()
+        for k, v in shown.items()
+        if k in ("status", "patterns", "counts", "levels", "format", "lines", "bytes", "ranges")
+    } == {
+        "status": "finished",
+        "patterns": "ERROR",
+        "counts": "ERROR=1000",
+        "levels": "INFO=400 ERROR=1000",
+        "format": "log4j",
+        "lines": "1400",
+        "bytes": f"{p.stat().st_size}; this scan read the last 13600",
+        "ranges": "1",
+    }
+    history = cluster.json("show", "--json", str(p))["history"]
+    assert [h["state"] for h in history] == ["queued", "started", "finished"] * 2
+
+
 def test_selftest_with_chaos_passes_on_a_healthy_deployment(cluster):
     cluster.mirror()
     result = cluster.run("selftest", "--chaos", timeout=180)
@@ -427,6 +524,50 @@ def test_demo_runs_end_to_end_on_its_own_redis(tmp_path):
     )
     work = next(tmp_path.glob("logjobs-demo-*"))
     assert (work / "status.db").exists() and not (work / "logs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_a_demo_stopped_midway_leaves_no_process_behind(tmp_path, sig):
+    """Ctrl-C, SIGTERM, even SIGKILL of the demo while its workers scan: nothing it started
+    (redis-server, workers and their work-horses, the mirror, a `push --wait`) lives on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGJOBS_", "RQ_"))}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "logjobs.demo", "--big-mb", "400", "--dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    started, seen = time.monotonic(), set()
+    try:
+        for line in demo.stdout:  # until the big push waits on the workers
+            seen |= {p.pid for p in psutil.Process(demo.pid).children(recursive=True)}
+            if line.startswith("enqueued") and "big.log" not in line and len(seen) >= 4:
+                break
+            assert time.monotonic() - started < 240, "the demo never got to its pushes"
+        time.sleep(1.5)
+        seen |= {p.pid for p in psutil.Process(demo.pid).children(recursive=True)}
+        names = {psutil.Process(pid).name() for pid in seen if psutil.pid_exists(pid)}
+        assert any("redis-server" in n for n in names), names
+        demo.send_signal(sig)
+        demo.wait(60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+
+    def alive():
+        return [
+            pid
+            for pid in seen
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
+
+    deadline = time.monotonic() + 30
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(), [psutil.Process(pid).cmdline() for pid in alive()]
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,27 @@ def test_report_has_levels_and_windows(scanned):
     )
 
 
+def test_report_filters_by_path_and_totals(scanned):
+    cluster, logs = scanned
+    api = cluster.json("report", "--json", "--path", "*/api/*")
+    assert [r["path"] for r in api] == [
+        str(logs / "api" / "app.log"),
+        str(logs / "api" / "app2.log"),
+    ]
+    assert cluster.json("report", "--json", "--path", str(logs / "api" / "app.log")) == api[:1]
+    assert cluster.json("report", "--json", "--path", "*/nowhere/*") == []
+    text = cluster.run("report", "--path", str(logs) + "/*", check=True).stdout.splitlines()
+    header, rows, total = text[0], text[1:-1], text[-1]
+    assert header.split() == ["STATUS", "TRIES", "COUNTS", "LEVELS", "PATH"] and len(rows) == 3
+    # Columns as wide as their longest value: PATH starts where the header says, on every row.
+    at = header.index("PATH")
+    assert all(row[at:].startswith(str(logs)) for row in rows), text
+    assert total == (
+        "total: 3 file(s) (finished 3); counts ERROR=6; levels INFO=4 WARN=3 ERROR=6 FATAL=1"
+    )
+    assert "no file matches --path" in cluster.run("report", "--path", "/x*", check=True).stdout
+
+
 def test_top_merges_files_and_filters(scanned):
     cluster, logs = scanned
     top = cluster.json("top", "--json")

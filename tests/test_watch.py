@@ -59,7 +59,9 @@ class WatchProcess:
         return [
             tuple(map(int, m))
             for m in re.findall(
-                r"^pushed (\d+) file\(s\) into \S+ as (\d+) job\(s\)", self.output(), re.M
+                r"^pushed (\d+) file\(s\)(?: \([^\n]*\))? into \S+ as (\d+) job\(s\)",
+                self.output(),
+                re.M,
             )
         ]
 
@@ -121,6 +123,12 @@ def test_created_appended_renamed_and_deleted_files_are_counted(cluster, tmp_pat
     assert report[str(logs / "a.log")]["counts"] == {"ERROR": 3}
     assert str(logs / ".a.log.swp") not in report and str(logs / "gone.log") not in report
     assert not [r for r in report.values() if r["status"] == "failed"], report
+    # Each push line names what it pushed.
+    pushed = [line for line in watcher.output().splitlines() if line.startswith("pushed ")]
+    assert any(
+        f"({logs / 'new' / 'c.log'}" in line or f", {logs / 'new' / 'c.log'}" in line
+        for line in pushed
+    ), pushed
     watcher.stop()
 
 
