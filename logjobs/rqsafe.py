@@ -21,7 +21,9 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
+import uuid
 import zlib
 
 import rq
@@ -284,6 +286,13 @@ class Queue(RQQueue):
         ]
 
 
+def default_name() -> str:
+    """A worker's name when it is given none: its host and pid, which say where it runs wherever
+    the name shows (RQ's own is a bare random id), and a random tail, since RQ keeps a SIGKILLed
+    worker's name registered for minutes and a new worker with the same pid would be refused it."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class Worker(rq.Worker):
     """RQ's forking Worker on logjobs' classes, which says at start where it may read, stops
     within PUBSUB_WAIT seconds of a SIGTERM when idle, and whose work-horse dies with it (a worker
@@ -294,6 +303,8 @@ class Worker(rq.Worker):
 
     def __init__(self, queues, *args, job_class=None, queue_class=None, serializer=None, **kwargs):
         names = [q.name if isinstance(q, RQQueue) else q for q in rq.utils.ensure_job_list(queues)]
+        if not args and not kwargs.get("name"):
+            kwargs["name"] = default_name()
         super().__init__(
             names, *args, job_class=Job, queue_class=Queue, serializer=Serializer, **kwargs
         )

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import time
 
 import pytest
@@ -148,3 +149,13 @@ def test_an_idle_worker_stops_within_seconds_of_sigterm(cluster, conn):
     worker.send_signal(signal.SIGTERM)
     worker.wait(30)
     assert time.monotonic() - started < 5
+
+
+def test_a_worker_named_by_no_one_is_named_by_its_host_and_pid(cluster, conn):
+    """`rq worker high default low` as README.md starts it: RQ would name it a bare random id,
+    which says nothing on the dashboard or in a file's history about where a scan ran."""
+    worker = cluster.spawn(
+        [os.path.join(BIN, "rq"), "worker", "high", "default", "low"], "plain-worker"
+    )
+    (name,) = cluster.wait_for(lambda: registered(conn), timeout=30, what="the worker to register")
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}-{worker.pid}-[0-9a-f]{{6}}", name)
