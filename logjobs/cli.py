@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import functools
+import glob
 import io
 import itertools
 import json
@@ -986,6 +987,116 @@ def _shown(doc):
         ("started", doc["started_at"] or "-"),
         ("ended", doc["ended_at"] or "-"),
     ]
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="PATH|GLOB|JOB_ID...")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+@one_line_errors
+def cancel(settings, targets, as_json):
+    """Take back scans that have not ended: of files (a directory: every file below it), of files
+    matching a glob ('*' spans '/'), or of jobs.
+
+    A waiting scan will not run, a running one is stopped; a job that also scans other files skips
+    these. Their rows become `canceled`, saying who canceled them; a later push scans them again.
+    Nothing else is touched: a file whose scan ended stays as it ended. Exit status 1 if a target
+    names nothing ever pushed.
+
+    \b
+    Example:
+      logjobs cancel /srv/archive/
+      logjobs cancel '/var/log/**/*.gz' lj-3f2a9c0d1e2b4a5c-0
+    """
+    from . import cancel as taking_back
+
+    conn = connections.connect(settings.redis_url)
+    done = taking_back.cancel(conn, targets, taking_back.who())
+    doc = done.to_dict()
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(
+            f"canceled {len(doc['canceled'])} file(s): {len(doc['queued'])} waiting, "
+            f"{len(doc['stopped'])} running (stopped), {len(doc['skipped'])} in batches that go on"
+        )
+        _echo_some(doc["canceled"])
+        if doc["ended"]:
+            click.echo(f"left as they ended: {len(doc['ended'])} file(s)")
+            _echo_some(doc["ended"])
+    for target in done.unknown:
+        click.echo(f"logjobs: nothing pushed matches {scanner.printable(target)}", err=True)
+    sys.exit(1 if done.unknown else 0)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="PATH|GLOB...")
+@click.pass_obj
+@one_line_errors
+def forget(settings, targets):
+    """Drop files' rows and history from the status database, and what Redis keeps to continue
+    their scans (the next push scans them whole).
+
+    A directory stands for every file below it; a glob's '*' spans '/'. Files still being scanned
+    are left: cancel them first. The mirror drops them; this waits until it has (10 s at most).
+    Exit status 1 if a target names no file in the database.
+
+    \b
+    Example:
+      logjobs forget /tmp/logjobs-selftest-*
+      logjobs forget /var/log/old-app/
+    """
+    from . import events, queries
+    from .cancel import target_glob
+    from .defaults import FINAL_STATES, FORGOTTEN, MOVED
+    from .store import MirrorPresence
+
+    found, unknown = {}, []
+    for target in targets:
+        states = _read(settings, queries.states, target_glob(target))
+        found.update(states)
+        if not states:
+            unknown.append(target)
+    busy = sorted(p for p, status in found.items() if status not in (*FINAL_STATES, MOVED))
+    paths = sorted(p for p, status in found.items() if status in (*FINAL_STATES, MOVED))
+    conn = connections.connect(settings.redis_url)
+    events.emit(conn, *(events.Event("", path, FORGOTTEN) for path in paths))
+    if busy:
+        click.echo(
+            f"logjobs: {len(busy)} file(s) still being scanned, left (`logjobs cancel` them "
+            f"first): {', '.join(map(scanner.printable, busy[:3]))}",
+            err=True,
+        )
+    for target in unknown:
+        name = scanner.printable(target)
+        click.echo(f"logjobs: no file in the database matches {name}", err=True)
+    if paths and MirrorPresence.alive(conn) is None:
+        click.echo(f"asked to forget {len(paths)} file(s): they go once `logjobs mirror` runs")
+    elif paths:
+        # The mirror applies events in order: once the last path's row is gone, so are the rest.
+        deadline = time.monotonic() + FORGET_WAIT
+        while _read(settings, queries.states, glob.escape(paths[-1])):
+            if time.monotonic() > deadline:
+                raise LogJobsError(
+                    f"asked to forget {len(paths)} file(s), but the mirror has not dropped them "
+                    f"in {FORGET_WAIT} s: is it behind? (`logjobs status`)"
+                )
+            time.sleep(0.2)
+        click.echo(f"forgot {len(paths)} file(s)")
+    sys.exit(1 if unknown else 0)
+
+
+#: Seconds `forget` waits for the mirror to drop the rows.
+FORGET_WAIT = 10
+#: Paths a command lists before "and N more".
+LISTED = 10
+
+
+def _echo_some(paths):
+    for path in paths[:LISTED]:
+        click.echo(f"  {scanner.printable(path)}")
+    if len(paths) > LISTED:
+        click.echo(f"  and {len(paths) - LISTED} more")
 
 
 def _read(settings, view, *args):

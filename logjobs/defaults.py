@@ -80,11 +80,14 @@ class State(enum.StrEnum):
     FAILED = "failed"
     # the row of a name whose file was renamed or compressed away: its counts went with it
     MOVED = "moved"
+    CANCELED = "canceled"  # taken back by `logjobs cancel` before it finished
 
 
-QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED = State
+QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED, CANCELED = State
 STATES = tuple(State)
-FINAL_STATES = (FINISHED, FAILED)
+FINAL_STATES = (FINISHED, FAILED, CANCELED)
+#: Not a state: an event that has the mirror drop a file's row and history (`logjobs forget`).
+FORGOTTEN = "forgotten"
 
 # Redis keys. Everything logjobs writes beside RQ's own keys starts with KEY_PREFIX.
 KEY_PREFIX = "logjobs:"
@@ -98,6 +101,7 @@ HANDED_ON_KEY = (
     KEY_PREFIX + "handed-on:"
 )  # + "job id:attempt": the keeper gave the attempt up (a day)
 DONE_KEY = KEY_PREFIX + "done:"  # + job id: hash, path -> JSON result or permanent error
+CANCELED_KEY = KEY_PREFIX + "canceled:"  # + job id: set of the paths `cancel` took back
 ORPHANS_KEY = KEY_PREFIX + "orphans"  # hash: job id -> when first seen queued in no queue
 MIRROR_LOCK_KEY = KEY_PREFIX + "mirror-lock"  # held by the mirror applying a batch
 MIRROR_ALIVE_KEY = (

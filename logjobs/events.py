@@ -16,12 +16,30 @@ import msgspec
 import redis
 
 from . import wire
-from .defaults import EVENTS_GROUP, EVENTS_KEY, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
+from .defaults import (
+    CANCELED,
+    EVENTS_GROUP,
+    EVENTS_KEY,
+    FAILED,
+    FINISHED,
+    FORGOTTEN,
+    QUEUED,
+    SCHEDULED,
+    STARTED,
+)
 
 log = logging.getLogger(__name__)
 
 #: Within one attempt: its start, then a retry wait, then its final outcome.
-_PHASE: dict[str, int] = {STARTED: 1, QUEUED: 2, SCHEDULED: 2, FINISHED: 3, FAILED: 3}
+_PHASE: dict[str, int] = {
+    STARTED: 1,
+    QUEUED: 2,
+    SCHEDULED: 2,
+    FINISHED: 3,
+    FAILED: 3,
+    CANCELED: 3,
+    FORGOTTEN: 3,
+}
 #: The order of a push's event: before every attempt.
 PUSH_ORDER = (0, 0)
 _Attempt = Annotated[int, msgspec.Meta(ge=0, le=1 << 30)]
@@ -79,6 +97,8 @@ class Event(wire.Shape, omit_defaults=True):
             )
         if self.state == FINISHED and self.result is None and not self.is_push:
             raise wire.Invalid("a finished event without its result")
+        if self.state in (CANCELED, FORGOTTEN) and self.is_push:
+            raise wire.Invalid(f"a push event cannot say {self.state}")
 
 
 #: JSON bytes of events an entry holds at most (one event bigger than that has an entry of its own):

@@ -30,13 +30,15 @@ from .defaults import (
     STARTED,
 )
 from .exceptions import ScanError
-from .store import Attempts, DoneFiles, HandedOn, Heartbeats
+from .store import Attempts, CanceledFiles, DoneFiles, HandedOn, Heartbeats
 
 log = logging.getLogger(__name__)
 
 #: Finished files are reported at least this often (s) during a long batch: it bounds how long a
 #: result waits in the job before the mirror can see it.
 FLUSH_INTERVAL = 0.25
+#: Seconds a batch goes on before it asks again which of its files `cancel` took back.
+CANCEL_CHECK = 0.5
 #: Seconds between a work-horse's tries to reach Redis again, with results to send.
 REDIS_RETRY_INTERVAL = 1.0
 #: The dotted path `push` enqueues, and workers import (see defaults.JOB_FUNCTIONS).
@@ -132,12 +134,15 @@ def _run(job, tasks, options):
     attempt = Attempts(conn).next(job.id)
     worker = os.environ.get("RQ_WORKER_ID") or job.worker_name or socket.gethostname()
     done = DoneFiles(conn).finished(job.id)
-    todo = [t for t in tasks if t.path not in done]
+    taken_back = _TakenBack(conn, job.id)
+    todo = [t for t in tasks if t.path not in done and t.path not in taken_back.paths]
     report = Reporter(conn, job.id, attempt, worker)
     report.started(todo)
     failures = {}
     with Heartbeat(conn, job.id, worker, on_beat=report.announce):
         for i, task in enumerate(todo):
+            if taken_back(task.path):
+                continue  # `cancel` said so, and told the mirror
             try:
                 with report.scanning(task.path, task.part):
                     result, identity = _scan(task, options)
@@ -163,7 +168,28 @@ def _run(job, tasks, options):
             else f"{scanner.printable(path)}: {reason(exc)}"
         )
         raise ScanFailed(f"{named}{more}") from exc
-    return {"files": len(tasks), "scanned": len(todo)}
+    return {"files": len(tasks), "scanned": len(todo) - len(taken_back.skipped)}
+
+
+class _TakenBack:
+    """Whether `logjobs cancel` took a file of the job back: asked of Redis at most every
+    CANCEL_CHECK seconds, so a batch of small files costs a round trip, not one per file."""
+
+    def __init__(self, conn, job_id):
+        self.files = CanceledFiles(conn)
+        self.job_id = job_id
+        self.paths = self.files.get(job_id)
+        self.checked = time.monotonic()
+        self.skipped = set()
+
+    def __call__(self, path):
+        if time.monotonic() - self.checked > CANCEL_CHECK:
+            self.paths = self.files.get(self.job_id)
+            self.checked = time.monotonic()
+        if path in self.paths:
+            self.skipped.add(path)
+            return True
+        return False
 
 
 def _report_failures(job, report, failures):

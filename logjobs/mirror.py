@@ -24,6 +24,7 @@ from rq.exceptions import NoSuchJobError
 
 from . import events, wire
 from .defaults import (
+    CANCELED,
     DEFAULT_KEEPER_INTERVAL,
     DEFAULT_MIRROR_BATCH,
     DEFAULT_RECONCILE_INTERVAL,
@@ -54,8 +55,8 @@ BACKOFF_FIRST, BACKOFF_MOST = 1.0, 10.0
 #: RQ statuses of a job whose attempt has ended, other than finished, mapped to the row's state.
 _RQ_ENDED = {
     "failed": FAILED,
-    "stopped": FAILED,
-    "canceled": FAILED,
+    "stopped": CANCELED,
+    "canceled": CANCELED,
     "queued": QUEUED,
     "scheduled": SCHEDULED,
 }

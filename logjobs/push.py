@@ -28,7 +28,7 @@ from .exceptions import PushCut, PushRefused
 from .jobs import SCAN
 from .queues import split_queue_name
 from .rqsafe import IN_FLIGHT, Queue, Worker, statuses
-from .store import LatestJobs, ScanRecords, once
+from .store import CanceledFiles, LatestJobs, ScanRecords, once
 
 
 def new_job_id():
@@ -423,4 +423,11 @@ def _in_flight(conn, paths, latest=None):
     known = (LatestJobs(conn).get(paths) if latest is None else latest).items()
     ids = [job_id for _, job_ids in known for job_id in job_ids]
     running = {job_id for job_id, state in zip(ids, statuses(conn, ids)) if state in IN_FLIGHT}
-    return {p: job_ids for p, job_ids in known if running.intersection(job_ids)}
+    pairs = [(job_id, p) for p, job_ids in known for job_id in running.intersection(job_ids)]
+    # A file `cancel` took back from a job that scans on (a batch) is no longer in flight.
+    taken_back = {pair for pair, no in zip(pairs, CanceledFiles(conn).has(pairs)) if no}
+    return {
+        p: job_ids
+        for p, job_ids in known
+        if any((job_id, p) not in taken_back for job_id in running.intersection(job_ids))
+    }

@@ -118,6 +118,16 @@ def _below(query, path_glob):
     return query.where(Scan.path.startswith(prefix)) if prefix else query
 
 
+def states(path_glob):
+    """{path: status} of the files whose path matches `path_glob` (a plain path matches itself)."""
+    query = _below(Scan.select(Scan.path, Scan.status), path_glob)
+    return {
+        path: status
+        for path, status in query.tuples().iterator()
+        if fnmatch.fnmatchcase(path, path_glob)
+    }
+
+
 def _analyses(path_glob=None, path=None):
     """(path, Analysis) of every file with one, in path order: all, those whose path matches the
     glob, or the one at `path`."""

@@ -5,12 +5,24 @@ part 0), each in a PartState: the last event applied to it (by `order`: events.E
 result or error, its times. A part applies an event only if it is not older than its last one, so
 re-reading, late events from a partitioned worker and two mirrors all end in the same rows. The row
 is then summarised from its parts: failed if one failed, finished when all have, with counts merged.
+A `canceled` event (`logjobs cancel`) ends a part that has not ended; a `forgotten` one (`logjobs
+forget`) drops the file's row and history.
 """
 
 import msgspec
 
 from . import events, fastjson, scanner, tracking, wire
-from .defaults import FAILED, FINAL_STATES, FINISHED, MOVED, QUEUED, SCHEDULED, STARTED
+from .defaults import (
+    CANCELED,
+    FAILED,
+    FINAL_STATES,
+    FINISHED,
+    FORGOTTEN,
+    MOVED,
+    QUEUED,
+    SCHEDULED,
+    STARTED,
+)
 from .models import db, stored_utc
 from .rowstore import FastRows, Row
 
@@ -65,6 +77,7 @@ def apply(batch, rows=None):
     )
     for event in batch:
         applying.apply(event)
+    rows.delete(applying.forgotten)
     for path in applying.changed:
         row = applying.rows[path]
         if row.status != MOVED:
@@ -89,8 +102,12 @@ class _Batch:
         self.changed = set()
         self.history = []
         self.scanned = {}
+        self.forgotten = set()  # paths whose rows and history go, before this batch's are saved
 
     def apply(self, event):
+        if event.state == FORGOTTEN:
+            self._forget(event.path)
+            return
         if event.is_push and event.part and event.part >= len(self.parts.get(event.path, ())):
             # a later part of a push whose first part this database never had (not sent by logjobs)
             return
@@ -116,6 +133,15 @@ class _Batch:
         self.history.append(
             _history(event, self.rows[event.path], part, finished, applied, self.stamp)
         )
+
+    def _forget(self, path):
+        if path not in self.rows:
+            return
+        self.forgotten.add(path)
+        del self.rows[path], self.parts[path]
+        self.changed.discard(path)
+        self.history = [entry for entry in self.history if entry["path"] != path]
+        self.scanned[path] = None  # a later push scans the file whole
 
     def _pushed(self, event):
         """Apply a push's event; its part, or None when it was part 0 of a continued scan (done)."""
@@ -231,6 +257,10 @@ def _record(row):
 
 def _newer(event, part):
     current = tuple(part.order)
+    if event.state == CANCELED:  # takes back what has not ended; what ended stays as it ended
+        return part.state not in FINAL_STATES
+    if part.state == CANCELED and event.state != FINISHED:
+        return event.order > current  # a stopped run's end (RQ's own failure, say) is the cancel's
     # A reconciler's guess yields to any event the job itself sent for the same step.
     return event.order > current if event.worker == RECONCILE else event.order >= current
 
@@ -275,7 +305,7 @@ def _update(part, event):
         part.ended_at = event.at
     elif event.state != STARTED:
         part.error = event.error
-        if event.state == FAILED:
+        if event.state in (FAILED, CANCELED):
             part.ended_at = event.at
 
 
@@ -308,6 +338,8 @@ def _summarise(row, parts, stamp):
 def _status(states, all_known):
     if FAILED in states:
         return FAILED
+    if CANCELED in states:
+        return CANCELED
     if states == {FINISHED} and all_known:
         return FINISHED
     if STARTED in states:

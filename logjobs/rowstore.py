@@ -90,6 +90,10 @@ class FastRows:
             lambda q: q.on_conflict(conflict_target=[Scan.path], preserve=updates),
         )
 
+    def delete(self, paths):
+        """Drop the rows of `paths` and their history (`logjobs forget`: rare, so Peewee's)."""
+        _delete(paths)
+
     def add_history(self, entries):
         """Insert history entries, but for those whose stream id is in already (a step applied
         again)."""
@@ -133,9 +137,20 @@ class PeeweeRows:
                 conflict_target=[Scan.path], update={k: v for k, v in values.items() if k != "path"}
             ).execute()
 
+    def delete(self, paths):
+        _delete(paths)
+
     def add_history(self, entries):
         for entry in entries:
             History.insert(entry).on_conflict_ignore().execute()
+
+
+def _delete(paths):
+    paths = list(paths)
+    for start in range(0, len(paths), SELECT_CHUNK):
+        chunk = paths[start : start + SELECT_CHUNK]
+        History.delete().where(History.path.in_(chunk)).execute()
+        Scan.delete().where(Scan.path.in_(chunk)).execute()
 
 
 def _select_width(n):

@@ -2,8 +2,8 @@
 
 It pushes probe files with known counts into a queue of its own (so no other worker takes them),
 runs its own `rq worker` processes on this host, and with `chaos` SIGKILLs the worker scanning a
-long probe to see the job come back and finish elsewhere, exactly once. The probes' rows stay in
-the status database, under a folder named logjobs-selftest-*.
+long probe to see the job come back and finish elsewhere, exactly once. It then cleans up after
+itself: its jobs, queue and workers go from Redis, and the mirror drops its probes' rows.
 """
 
 import dataclasses
@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 import time
 
-from . import outcomes, push, queues, rqsafe
-from .defaults import DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL
+from . import events, outcomes, push, queues, rqsafe
+from .defaults import DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, FORGOTTEN
 from .exceptions import LogJobsError
 from .mirror import LOCK_TIMEOUT
 from .rqsafe import Queue, Worker, environ_with_worker_classes
@@ -45,7 +45,8 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
     tag = secrets.token_hex(3)
     queue = f"logjobs-selftest-{tag}"
     folder = tempfile.mkdtemp(prefix=f"logjobs-selftest-{tag}-")
-    procs, checks = [], []
+    procs, checks, pushes = [], [], []
+    mirror_host = None
     try:
         mirror_host = _mirror_alive(conn)
         checks.append(
@@ -68,6 +69,7 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
             _worker(redis_url, queue, f"selftest-{tag}-1", "--burst")
         )  # gone when the probes are done
         pushed = push.push(conn, paths, queue=queue, retry_intervals=(1,), any_queue=True)
+        pushes.append(pushed)
         try:
             outcome = outcomes.wait(conn, pushed, poll=0.2, timeout=timeout)
         except LogJobsError as exc:
@@ -90,22 +92,53 @@ def run(conn, redis_url, database_reader=None, chaos=False, timeout=120):
         if database_reader is not None:
             checks.append(_check_rows(database_reader, paths, timeout=15))
         if chaos:
-            checks += _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
+            checks += _chaos(
+                conn, redis_url, queue, folder, tag, procs, pushes, database_reader, timeout
+            )
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        for worker in Worker.all(connection=conn):
-            if worker.name.startswith(f"selftest-{tag}-"):
-                # killed: RQ would list it as alive until its worker_ttl (420 s)
-                worker.register_death()
-        Queue(queue, connection=conn).delete(delete_jobs=False)
+        _clean_up(conn, queue, tag, pushes)
         shutil.rmtree(folder, ignore_errors=True)
+    if database_reader is not None and mirror_host is not None:
+        _wait_forgotten(database_reader, [p for pushed in pushes for p in pushed.files])
     return checks
 
 
-def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout):
+def _clean_up(conn, queue, tag, pushes):
+    """Take the probes' jobs, queue and workers out of Redis, and have the mirror drop their rows
+    (after their other events: it applies them in order)."""
+    for worker in Worker.all(connection=conn):
+        if worker.name.startswith(f"selftest-{tag}-"):
+            # killed: RQ would list it as alive until its worker_ttl (420 s)
+            worker.register_death()
+    job_ids = [job_id for pushed in pushes for job_id in pushed.job_ids]
+    for job in rqsafe.Job.fetch_many(job_ids, connection=conn):
+        if job is not None:
+            job.delete(remove_from_queue=False)
+    Queue(queue, connection=conn).delete(delete_jobs=False)
+    # Its registries (finished, failed, canceled...), list of workers, and its workers' records
+    # (RQ keeps a dead one's for a minute): every key RQ named by it.
+    keys = [
+        *conn.scan_iter(match=f"rq:*:{queue}", count=1000),
+        *conn.scan_iter(match=f"rq:worker:selftest-{tag}-*", count=1000),
+    ]
+    if keys:
+        conn.delete(*keys)
+    paths = [path for pushed in pushes for path in pushed.files]
+    events.emit(conn, *(events.Event("", path, FORGOTTEN) for path in paths))
+
+
+def _wait_forgotten(database_reader, paths, timeout=10):
+    """Until the mirror has dropped the probes' rows (the last one, since it applies in order)."""
+    deadline = time.monotonic() + timeout
+    while paths and database_reader(paths[-1]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _chaos(conn, redis_url, queue, folder, tag, procs, pushes, database_reader, timeout):
     long_probe = os.path.join(folder, "long.log")
     with open(long_probe, "wb") as f:
         f.truncate(64 << 30)  # sparse: minutes of reading zeros, so the kill lands mid-scan
@@ -114,6 +147,7 @@ def _chaos(conn, redis_url, queue, folder, tag, procs, database_reader, timeout)
     pushed = push.push(
         conn, [long_probe], queue=queue, split_bytes=0, retry_intervals=(0,), any_queue=True
     )
+    pushes.append(pushed)
     job_id = pushed.files[long_probe][0]
     deadline = time.monotonic() + 60
     # Mid-scan: the job's own code has counted its attempt and started its heartbeat (RQ says

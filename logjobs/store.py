@@ -7,6 +7,7 @@ Methods that write take `pipe`, a client or a pipeline, so that a caller can joi
 transaction; `conn` is a client.
 """
 
+import fnmatch
 import os
 import secrets
 
@@ -16,6 +17,7 @@ from . import wire
 from .defaults import (
     ATTEMPTS_KEY,
     BEAT_KEY,
+    CANCELED_KEY,
     DEFAULT_FAILURE_TTL,
     DONE_KEY,
     FILES_KEY,
@@ -132,6 +134,15 @@ class LatestJobs:
         ids = self.conn.hmget(FILES_KEY, [_field(p) for p in paths])
         return {p: wire.text(i).split() for p, i in zip(paths, ids) if i}
 
+    def matching(self, glob) -> dict:
+        """{path: [job ids]} for the paths pushed before that match `glob` (fnmatch's, where '*'
+        spans '/'): a pass over every path ever pushed."""
+        return {
+            path: wire.text(ids).split()
+            for key, ids in self.conn.hscan_iter(FILES_KEY, count=1000)
+            if fnmatch.fnmatchcase(path := os.fsdecode(key), glob)
+        }
+
     @staticmethod
     def set(pipe, files):
         """Record {path: [job ids]} as each file's latest scan."""
@@ -180,6 +191,30 @@ class DoneFiles:
         return wire.read(
             raw, wire.Done, f"the record of {printable(path)} done by {job_id}", warn_once
         )
+
+
+class CanceledFiles:
+    """The files of each job that `logjobs cancel` took back: the job (a batch of small files may
+    scan on the others) skips them, and a push does not take them for in flight. Kept as long as
+    DoneFiles."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    @staticmethod
+    def add(pipe, job_id, paths):
+        pipe.sadd(CANCELED_KEY + job_id, *map(_field, paths))
+        pipe.expire(CANCELED_KEY + job_id, DEFAULT_FAILURE_TTL)
+
+    def get(self, job_id) -> set:
+        return {os.fsdecode(k) for k in self.conn.smembers(CANCELED_KEY + job_id)}
+
+    def has(self, pairs) -> list:
+        """Whether each (job id, path) pair was taken back, in one round trip."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id, path in pairs:
+                pipe.sismember(CANCELED_KEY + job_id, _field(path))
+            return [bool(found) for found in pipe.execute()]
 
 
 class Attempts:

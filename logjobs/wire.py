@@ -129,7 +129,7 @@ class ScanOptions(Shape, omit_defaults=True):
     ignore_case: bool = False
 
 
-State = Literal["queued", "started", "finished", "failed", "scheduled"]
+State = Literal["queued", "started", "finished", "failed", "scheduled", "canceled", "forgotten"]
 Part = Annotated[int, msgspec.Meta(ge=0, le=MAX_PARTS)]
 
 

@@ -401,7 +401,7 @@ def test_show_says_what_a_scan_read(cluster, tmp_path):
     assert [h["state"] for h in history] == ["queued", "started", "finished"] * 2
 
 
-def test_selftest_with_chaos_passes_on_a_healthy_deployment(cluster):
+def test_selftest_with_chaos_passes_on_a_healthy_deployment(cluster, conn):
     cluster.mirror()
     result = cluster.run("selftest", "--chaos", timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -413,6 +413,12 @@ def test_selftest_with_chaos_passes_on_a_healthy_deployment(cluster):
         for w in cluster.json("status", "--json")["workers_alive"]
         if w["name"].startswith("selftest-")
     ]
+    # Nor anything else: no probe's row, no queue, registry or job of its own.
+    assert not [r for r in cluster.json("report", "--json") if "logjobs-selftest-" in r["path"]]
+    assert not [q for q in conn.smembers("rq:queues") if b"selftest" in q]
+    assert not list(conn.scan_iter(match="rq:*selftest*"))
+    origins = [conn.hget(key, "origin") or b"" for key in conn.scan_iter(match="rq:job:*")]
+    assert not [origin for origin in origins if b"selftest" in origin]
 
 
 def test_selftest_fails_without_a_mirror(cluster):
