@@ -406,6 +406,44 @@ class Analysis:
             merged = merged.coarsened(WIDTHS[WIDTHS.index(merged.width()) + 1])
         return merged
 
+    def without(self, last: "Analysis") -> "Analysis":
+        """This Analysis less `last`, that of the range that ends it (the last line of a file,
+        which may grow; see scanner.without_partial): counts exact, in this one's time buckets. A
+        template of `last` this one does not keep was in its overflow."""
+        last = last.coarsened(self.width())
+        levels = Counter(self.levels)
+        levels.subtract(last.levels)
+        minutes = {m: Counter(by_level) for m, by_level in self.minutes.items()}
+        for m, by_level in last.minutes.items():
+            minutes.setdefault(m, Counter()).subtract(by_level)
+        messages = {
+            key: Message(msg.count, msg.example, dict(msg.minutes))
+            for key, msg in self.messages.items()
+        }
+        overflow = self.overflow - last.overflow
+        for key, msg in last.messages.items():
+            mine = messages.get(key)
+            if mine is None:
+                overflow -= msg.count
+                continue
+            mine.count -= msg.count
+            mine.minutes = {
+                m: left for m, n in mine.minutes.items() if (left := n - msg.minutes.get(m, 0)) > 0
+            }
+            if mine.count <= 0:
+                del messages[key]
+        return Analysis(
+            {level: levels[level] for level in LEVELS if levels[level] > 0},
+            {
+                m: {level: n for level, n in by_level.items() if n > 0}
+                for m, by_level in minutes.items()
+                if any(n > 0 for n in by_level.values())
+            },
+            messages,
+            max(overflow, 0),
+            self.format,
+        )
+
     def width(self) -> int:
         """The length of its time buckets' keys (see WIDTHS): 16 for minutes, and when it has
         none."""

@@ -96,11 +96,7 @@ def _scan(task, options):
         options.examples and access.worker_settings().examples
     )  # off on this host: off, whatever the job says
     mine = access.worker_settings().formats  # this host's own formats, never the job's
-    result = scanner.scan(
-        task.path,
-        options.patterns,
-        task.start,
-        task.end,
+    how = dict(
         analyse=options.analyse,
         lines=options.analyse,
         roots=roots,
@@ -108,6 +104,11 @@ def _scan(task, options):
         formats=formats.known(mine),
         ignore_case=options.ignore_case,
     )
+    result = scanner.scan(task.path, options.patterns, task.start, task.end, **how)
+    if result.tail and result.compression is None and task.end is None:
+        # Its last line may be written on: the next push starts there, less that line's result.
+        end = task.start + result.bytes
+        result.partial = scanner.last_line(task.path, options.patterns, end, task.start, **how)
     return result.to_dict(), identity
 
 

@@ -146,9 +146,9 @@ def outcomes(conn, pushed):
             )
         else:
             results = [scanner.ScanResult.from_dict(wire.plain(rec.result)) for _, rec in parts]
-            record = pushed.decisions[path].record if path in pushed.decisions else None
-            if record is not None:  # a scan continuing an earlier one adds to its counts
-                results.insert(0, scanner.ScanResult(dict(record.counts), record.lines, record.end))
+            decision = pushed.decisions.get(path)
+            if decision is not None and decision.record is not None:
+                results.insert(0, _base(decision))  # a scan continuing an earlier one adds to it
             merged = scanner.merge(results)
             result.append(
                 {
@@ -160,6 +160,19 @@ def outcomes(conn, pushed):
                 }
             )
     return result
+
+
+def _base(decision):
+    """The counts a continuing scan adds to: its record's, less its last line when the scan reads
+    that line again (it had no newline: see scanner.ScanResult.partial)."""
+    record = decision.record
+    if decision.since >= record.end:
+        return scanner.ScanResult(dict(record.counts), record.lines, record.end)
+    return scanner.ScanResult(
+        {p: n - record.partial_counts.get(p, 0) for p, n in record.counts.items()},
+        None if record.lines is None else record.lines - 1,
+        decision.since,
+    )
 
 
 def _job_failure(job):

@@ -83,7 +83,7 @@ def apply(batch, rows=None):
         if row.status != MOVED:
             _summarise(row, applying.parts[path], applying.stamp)
             if row.status == FINISHED:
-                applying.scanned[path] = _record(row)
+                applying.scanned[path] = _record(row, applying.parts[path])
     rows.save([applying.rows[p] for p in applying.changed])
     rows.add_history(applying.history)
     return applying.scanned
@@ -192,15 +192,11 @@ class _Batch:
                 error=f"the scan this one continues (of {source}) is no longer in the database: "
                 "push the file again",
             )
-        results = [p.result for p in self.parts[source] if p and p.result]
+        result = scanner.merge_dicts([p.result for p in self.parts[source] if p and p.result])
+        if event.since is not None and event.since < result["bytes"]:
+            result = scanner.without_partial(result)  # the scan reads its last line again
         part = PartState(
-            event.base,
-            FINISHED,
-            0,
-            BASE_ORDER,
-            event.at,
-            ended_at=event.at,
-            result=scanner.merge_dicts(results),
+            event.base, FINISHED, 0, BASE_ORDER, event.at, ended_at=event.at, result=result
         )
         if event.moved_from:
             _moved_away(row, event.path, self.stamp(event.at))
@@ -238,15 +234,19 @@ def _history(event, row, part, finished, applied, stamp):
     }
 
 
-def _record(row):
+def _record(row, parts):
     """What push needs to know of a finished scan to continue it (see tracking.decide)."""
     if not row.identity:
         return None
+    ends = [p.result for p in parts if p is not None and p.result and p.result["bytes"]]
+    partial = ends[-1].get("partial") if ends and row.tail else None
     return tracking.record_of(
         wire.decode(row.identity, wire.Identity),
         job_id=row.job_id,
         end=row.bytes,
         tail=bool(row.tail),
+        partial=partial["bytes"] if partial else 0,
+        partial_counts=partial["counts"] if partial else {},
         patterns=fastjson.loads(row.patterns),
         analysed=row.analysis is not None,
         counts=fastjson.loads(row.counts),

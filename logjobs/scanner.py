@@ -78,7 +78,9 @@ class ScanResult:
     """What one scan found: per-pattern line counts, lines and bytes scanned.
 
     `tail` says the scanned bytes end in a line without "\n" (counted, as grep does); a later scan
-    of what was appended cannot simply add to such a result, since that line may have grown.
+    of what was appended cannot simply add to such a result, since that line may have grown. A scan
+    of a plain file that knows that line's own result keeps it as `partial` (see last_line): a
+    later scan then starts at that line, and continues the result without it (without_partial).
     """
 
     counts: dict[str, int]
@@ -87,11 +89,13 @@ class ScanResult:
     compression: str | None = None
     tail: bool = False
     analysis: dict | None = None  # analysis.Analysis.to_dict() of the lines, when asked for
+    partial: dict | None = None  # the to_dict() of the last line's own scan, when `tail`
 
     def to_dict(self) -> dict:
-        return dict(
-            vars(self), counts=dict(self.counts)
-        )  # shallow: asdict() deep-copies, at a cost
+        d = dict(vars(self), counts=dict(self.counts))  # shallow: asdict() deep-copies, at a cost
+        if d["partial"] is None:
+            del d["partial"]  # most results: none
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScanResult":
@@ -102,6 +106,7 @@ class ScanResult:
             d.get("compression"),
             d.get("tail", False),
             d.get("analysis"),
+            d.get("partial"),
         )
 
 
@@ -268,7 +273,9 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
     results = list(results)
     if len(results) == 1:  # the usual case (a file in one part): no need to read its analysis
         r = results[0]
-        return ScanResult(dict(r.counts), r.lines, r.bytes, r.compression, r.tail, r.analysis)
+        return ScanResult(
+            dict(r.counts), r.lines, r.bytes, r.compression, r.tail, r.analysis, r.partial
+        )
     total, analyses = ScanResult({}, 0, 0), []
     for r in results:
         total.compression = r.compression
@@ -278,7 +285,7 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
         total.lines = None if total.lines is None or r.lines is None else total.lines + r.lines
         total.bytes += r.bytes
         if r.bytes:  # an empty range says nothing of where the line before it ends
-            total.tail = r.tail
+            total.tail, total.partial = r.tail, r.partial
     known = [a for a in analyses if a is not None]
     if known and len(known) == len(analyses):
         from logjobs import analysis
@@ -287,6 +294,53 @@ def merge(results: Iterable[ScanResult]) -> ScanResult:
             analysis.Analysis.merge, map(analysis.Analysis.from_dict, known)
         ).to_dict()
     return total
+
+
+def without_partial(result: dict) -> dict:
+    """A result (as to_dict() makes it) less its `partial` last line: the result of the lines
+    before it, where a scan continuing this one takes over (counts exact; its time buckets those of
+    the whole)."""
+    partial = result.get("partial")
+    if partial is None:
+        return result
+    counts = {p: n - partial["counts"].get(p, 0) for p, n in result["counts"].items()}
+    lines = result["lines"]
+    if lines is not None and partial["lines"] is not None:
+        lines -= partial["lines"]
+    out = dict(result, counts=counts, lines=lines, bytes=result["bytes"] - partial["bytes"])
+    out["tail"] = False
+    del out["partial"]
+    if result.get("analysis") is not None and partial.get("analysis") is not None:
+        from logjobs import analysis
+
+        out["analysis"] = (
+            analysis.Analysis.from_dict(result["analysis"])
+            .without(analysis.Analysis.from_dict(partial["analysis"]))
+            .to_dict()
+        )
+    return out
+
+
+def last_line(
+    path, patterns: Sequence[str], end: int, start: int = 0, roots: Roots = ANYWHERE, **options
+) -> dict | None:
+    """The scan (to_dict()) of the last line of [start, end) in a plain file, which has no "\n",
+    with scan()'s `options`. Found by reading back from `end`, a block at a time; None if the line
+    changed meanwhile (the file was rewritten, or that line written on)."""
+    with _open(os.fspath(path), roots) as f:
+        at, pos = start, end
+        try:
+            while pos > start:
+                step = min(DEFAULT_CHUNK_SIZE, pos - start)
+                found = os.pread(f.fileno(), step, pos - step).rfind(NL)
+                if found >= 0:
+                    at = pos - step + found + 1
+                    break
+                pos -= step
+        except OSError as e:
+            raise _os_error(path, e) from None
+    line = scan(path, patterns, at, end, roots=roots, **options)
+    return line.to_dict() if line.tail and line.bytes == end - at else None
 
 
 def merge_dicts(results: Sequence[dict]) -> dict:

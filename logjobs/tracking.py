@@ -216,18 +216,23 @@ def _continued(path, ident, record, moved_from):
             record=record,
             scan=False,
         )
+    since = record.end
     if record.tail:
-        return Decision(FULL, "its last line was still being written at its last scan")
+        if not record.partial or ident.compression is not None:
+            return Decision(FULL, "its last line was still being written at its last scan")
+        since -= record.partial  # from that line on, which its scan counted apart
     if ident.compression is None and ident.size < record.end:
         return Decision(FULL, "truncated since its last scan")
     if ident.compression is not None and moved_from is None:
         # Rewritten in place: its stream is not known to begin with what was counted.
         return Decision(FULL, f"{ident.compression} file changed since its last scan")
     how = f"moved from {moved_from}" if moved_from else "grew since its last scan"
+    if since < record.end:
+        how += ", from its last line, which had no newline"
     return Decision(
         MOVED if moved_from else APPEND,
         how,
-        since=record.end,
+        since=since,
         base=record.job_id,
         moved_from=moved_from,
         record=record,

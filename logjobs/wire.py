@@ -68,7 +68,7 @@ class Analysis(Shape):
     format: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
-class Result(Shape):
+class Result(Shape, omit_defaults=True):
     """scanner.ScanResult.to_dict()."""
 
     counts: dict[str, Count]
@@ -77,6 +77,7 @@ class Result(Shape):
     compression: Literal["gzip", "bzip2", "xz"] | None = None
     tail: bool = False
     analysis: Analysis | None = None
+    partial: "Result | None" = None  # the last line's own result, when `tail`
 
 
 class Done(Shape):
@@ -96,6 +97,8 @@ class Record(Identity, frozen=True, kw_only=True):
     patterns: list[str]
     counts: dict[str, Count]
     tail: bool = False
+    partial: Offset = 0  # with `tail`: the bytes of that last line, where a push continues from
+    partial_counts: dict[str, Count] = {}  # ... and its counts (it is one line)
     analysed: bool = False
     lines: Count | None = None
     ignore_case: bool = False

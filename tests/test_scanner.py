@@ -723,3 +723,87 @@ def test_an_archive_shorter_than_the_scan_it_continues_fails_for_good(tmp_path, 
     with pytest.raises(ScanError, match="holds less than was counted of it") as e:
         scan(str(p), ["ERROR"], start=20)
     assert e.value.permanent
+
+
+# -- a last line without "\n", read again by the next scan -----------------------------------------
+
+LOGHUB = pathlib.Path(__file__).parent / "data" / "loghub"
+
+
+def _without_last_line(path, patterns, **options):
+    """The scan of `path` less its last line, as a push continuing it takes it, and the scan of the
+    lines before that line: they must be alike."""
+    whole = scan(str(path), patterns, **options)
+    assert whole.tail
+    whole.partial = scanner.last_line(str(path), patterns, whole.bytes, **options)
+    assert whole.partial is not None
+    kept = scanner.without_partial(whole.to_dict())
+    before = scan(str(path), patterns, 0, kept["bytes"], **options).to_dict()
+    return kept, before
+
+
+def _alike(kept, before):
+    assert {k: kept[k] for k in ("counts", "lines", "bytes", "tail")} == {
+        k: before[k] for k in ("counts", "lines", "bytes", "tail")
+    }
+    if before.get("analysis") is not None:
+        mine, theirs = kept["analysis"], before["analysis"]
+        assert (mine["levels"], mine["minutes"], mine["overflow"]) == (
+            theirs["levels"],
+            theirs["minutes"],
+            theirs["overflow"],
+        )
+        assert {
+            (m["level"], m["template"]): (m["count"], m["minutes"]) for m in mine["messages"]
+        } == {(m["level"], m["template"]): (m["count"], m["minutes"]) for m in theirs["messages"]}
+
+
+#: The samples that end without "\n" (six of the eight).
+OPEN_ENDED = sorted(
+    path.name for path in LOGHUB.glob("*/*.log") if not path.read_bytes().endswith(b"\n")
+)
+
+
+@pytest.mark.parametrize("name", OPEN_ENDED)
+def test_a_real_log_less_its_open_last_line_is_the_scan_of_the_lines_before(name):
+    (path,) = LOGHUB.glob(f"*/{name}")
+    _alike(*_without_last_line(path, ["ERROR", "error"], analyse=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from(
+            [
+                "2024-05-01 12:00:01 ERROR disk 42 full",
+                "2024-05-01 12:01:07 INFO user 7 logged in",
+                "2024-05-01 13:00:00 WARN slow 3 ms",
+                "ERROR no time 9",
+                "",
+                "\x00\xff bytes",
+                "2023-01-01 00:00:00 FATAL old",
+            ]
+        ),
+        min_size=0,
+        max_size=30,
+    ),
+    last=st.sampled_from(["2024-05-01 12:02:00 ERROR hal", "INFO", "x", "ERROR", "\r"]),
+    analyse=st.booleans(),
+)
+def test_any_log_less_its_open_last_line_is_the_scan_of_the_lines_before(lines, last, analyse):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "a.log"
+        path.write_bytes("".join(line + "\n" for line in lines).encode("latin-1") + last.encode())
+        _alike(*_without_last_line(path, ["ERROR"], analyse=analyse, lines=analyse))
+
+
+def test_a_last_line_written_on_meanwhile_is_not_taken(tmp_path):
+    path = tmp_path / "a.log"
+    path.write_bytes(b"ERROR a\nERROR open")
+    end = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(b" and on")
+    assert scanner.last_line(str(path), ["ERROR"], end) is None
+    with open(path, "ab") as f:
+        f.write(b"\n")
+    assert scanner.last_line(str(path), ["ERROR"], path.stat().st_size) is None  # ended

@@ -82,12 +82,18 @@ def test_decide_a_file_that_grew_while_scanned_and_not_since_is_unchanged(tmp_pa
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).since == rec.end
 
 
-def test_decide_a_last_line_still_open_means_a_full_scan(tmp_path):
+def test_decide_a_last_line_still_open_is_read_again_from_its_start(tmp_path):
     p = tmp_path / "app.log"
     p.write_bytes(lines(0, 10) + b"half a li")
     rec = record_of(p, tail=True)
     with open(p, "ab") as f:
         f.write(b"ne\n")
+    # A record that knows its last line's length: the next scan starts there.
+    known = msgspec.structs.replace(rec, partial=len(b"half a li"))
+    decision = decide(str(p), Identity.of(str(p)), known, ["ERROR"])
+    assert (decision.action, decision.since) == (APPEND, len(lines(0, 10)))
+    assert "from its last line" in decision.reason
+    # One that does not (written by 0.1, or of a split file): the file is scanned whole.
     assert decide(str(p), Identity.of(str(p)), rec, ["ERROR"]).action == FULL
 
 
@@ -185,6 +191,56 @@ def test_append_push_append_push_scans_only_what_is_new(running, tmp_path):
     running.wait_for(
         lambda: running.report()[str(p)]["scanned"] == p.stat().st_size, what="the forced full scan"
     )
+
+
+def test_a_file_without_a_final_newline_is_continued_from_its_last_line(running, tmp_path):
+    """Loghub's samples end so, as does a log caught mid-write: the next push reads that last line
+    again, and what was appended, instead of the whole file; every figure as a whole scan's."""
+    p, whole = tmp_path / "app.log", tmp_path / "whole.log"
+    p.write_bytes(lines(0, 2000) + b"2024-05-01 12:00:00 ERROR half a li")
+    push(running, str(p))
+    settled(running, p)
+    for step, more in enumerate(
+        [b"ne\n" + lines(5000, 10) + b"INFO open", b" still open ERROR", b"\n" + lines(9000, 5)]
+    ):
+        line_start = p.read_bytes().rfind(b"\n") + 1
+        with open(p, "ab") as f:
+            f.write(more)
+        doc = push(running, str(p))
+        assert (doc["enqueued"][0]["scan"], doc["enqueued"][0]["since"]) == ("append", line_start)
+        assert doc["outcome"][0]["counts"] == {"ERROR": grep_count(str(p))}
+        row = running.wait_for(
+            lambda start=line_start: (
+                (r := running.report()[str(p)])["scanned"] == p.stat().st_size - start
+                and r["status"] == "finished"
+                and r
+            ),
+            what=f"append {step} in the report",
+        )
+        shutil.copyfile(p, whole)
+        push(running, "--force", str(whole))
+        expected = settled(running, whole)
+        for key in ("counts", "lines", "bytes", "levels", "format"):
+            assert row[key] == expected[key], (step, key)
+        mine, theirs = (
+            {
+                (m["level"], m["template"]): m["count"]
+                for m in running.json(
+                    "top",
+                    "--json",
+                    "--path",
+                    str(path),
+                    "--level",
+                    "info",
+                    "--level",
+                    "error",
+                    "--limit",
+                    "1000",
+                )
+            }
+            for path in (p, whole)
+        )
+        assert mine == theirs
 
 
 def test_big_appends_are_split_and_counted_once(running, tmp_path):
