@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from . import events, outcomes, push, queues, rqsafe
+from .children import killed_with_parent
 from .defaults import DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, FORGOTTEN
 from .exceptions import LogJobsError
 from .mirror import LOCK_TIMEOUT
@@ -250,6 +251,7 @@ def _worker(redis_url, queue, name, *options):
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=killed_with_parent,  # a selftest killed outright leaves no worker behind
     )
 
 
