@@ -1,10 +1,11 @@
 """`logjobs cancel`: take back scans that have not ended, and nothing else.
 
 A target is a path, a glob ('*' spans '/') or a job id. Each file it names is taken back from its
-latest scan's jobs: a job waiting in its queue (or for a retry) is canceled in RQ, a running one is
-stopped with RQ's stop-job command (its work-horse is killed; RQ never retries a stopped job). A
-job that also scans other files (a batch of small files) is left to scan those: it skips the files
-taken back (store.CanceledFiles). The mirror hears of it by a `canceled` event per part, which ends
+latest scan's jobs: a job waiting in its queue (or for a retry) is canceled in RQ; every job marks
+the files taken back (store.CanceledFiles), which a running one reads at each heartbeat: it stops
+scanning such a file at once, and skips those it has not got to (a batch of small files scans the
+others). No RQ command is sent, so cancel needs no right to publish to workers (see
+conf/redis/users.acl). The mirror hears of it by a `canceled` event per part, which ends
 only parts that have not ended (rows._newer): a file already finished stays finished, and one that
 finishes while it is being canceled is finished. A later push scans the file again as usual.
 """
@@ -16,13 +17,12 @@ import glob
 import os
 import socket
 
-from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from . import events
 from .defaults import CANCELED, JOB_ID_PREFIX
 from .jobs import files_of
-from .rqsafe import ENDED, Job, Serializer, statuses
+from .rqsafe import ENDED, Job, statuses
 from .store import Attempts, CanceledFiles, DoneFiles, LatestJobs
 
 _GLOB = frozenset("*?[")
@@ -34,7 +34,7 @@ class Canceled:
     already (left as they are), and targets that name nothing pushed."""
 
     queued: set[str] = dataclasses.field(default_factory=set)  # their jobs will not run
-    stopped: set[str] = dataclasses.field(default_factory=set)  # their running jobs were stopped
+    stopped: set[str] = dataclasses.field(default_factory=set)  # running: their jobs stop them
     skipped: set[str] = dataclasses.field(default_factory=set)  # their batches skip them
     ended: set[str] = dataclasses.field(default_factory=set)  # but for files also taken back
     unknown: list[str] = dataclasses.field(default_factory=list)
@@ -147,13 +147,10 @@ def _take_back(conn, job_id, status, paths, by, done):
 
 
 def _stop(conn, job) -> bool:
-    """Stop the job if it runs (True), else cancel it in RQ, so that it never runs."""
+    """Cancel the job in RQ, so that it never runs; True if it runs already (it stops at its next
+    heartbeat, having read the mark)."""
     if job.get_status(refresh=True) == "started":
-        try:
-            send_stop_job_command(conn, job.id, serializer=Serializer)
-            return True
-        except (InvalidJobOperation, NoSuchJobError):
-            return False  # ended meanwhile; had it not got to the files, it skipped them
+        return True
     with contextlib.suppress(InvalidJobOperation):  # canceled already
         job.cancel()
     return False

@@ -939,7 +939,7 @@ def show(settings, key, as_json):
         click.echo(json.dumps(doc, indent=2))
         return
     for name, value in _shown(doc):
-        click.echo(f"{name + ':':11} {value}")
+        click.echo(f"{name + ':':10} {value}")
     click.echo("history:")
     for h in doc["history"]:
         click.echo(

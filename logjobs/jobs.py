@@ -11,6 +11,7 @@ budget, so it fails at once instead of burning retries on files that cannot heal
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -140,13 +141,21 @@ def _run(job, tasks, options):
     report = Reporter(conn, job.id, attempt, worker)
     report.started(todo)
     failures = {}
-    with Heartbeat(conn, job.id, worker, on_beat=report.announce):
+
+    def on_beat():
+        report.announce()
+        taken_back.watch(report.current)
+
+    with taken_back.stopping(report), Heartbeat(conn, job.id, worker, on_beat=on_beat):
         for i, task in enumerate(todo):
             if taken_back(task.path):
                 continue  # `cancel` said so, and told the mirror
             try:
                 with report.scanning(task.path, task.part):
                     result, identity = _scan(task, options)
+            except TakenBack:
+                taken_back.skipped.add(task.path)
+                continue
             except JobTimeoutException as exc:
                 # The job's time is up: what it did not get to waits for the retry too.
                 failures.update(((t.path, t.part), exc) for t in todo[i:])
@@ -172,9 +181,20 @@ def _run(job, tasks, options):
     return {"files": len(tasks), "scanned": len(todo) - len(taken_back.skipped)}
 
 
+class TakenBack(BaseException):  # noqa: N818 - not an error: `except Exception` must let it by
+    """Raised in the scan of a file `logjobs cancel` took back, by the signal its job's heartbeat
+    thread sends (see _TakenBack.watch)."""
+
+
+#: The signal a job's heartbeat thread sends its own process to stop a scan taken back (RQ's
+#: work-horse uses SIGALRM for its timeout, SIGRTMIN for its own stop requests).
+STOP_SIGNAL = signal.SIGUSR2
+
+
 class _TakenBack:
     """Whether `logjobs cancel` took a file of the job back: asked of Redis at most every
-    CANCEL_CHECK seconds, so a batch of small files costs a round trip, not one per file."""
+    CANCEL_CHECK seconds, so a batch of small files costs a round trip, not one per file; and, at
+    every heartbeat, of the file being scanned, whose scan then stops."""
 
     def __init__(self, conn, job_id):
         self.files = CanceledFiles(conn)
@@ -182,6 +202,36 @@ class _TakenBack:
         self.paths = self.files.get(job_id)
         self.checked = time.monotonic()
         self.skipped = set()
+        self.stop = None  # (path, part) whose scan to stop
+        self.armed = False
+
+    @contextlib.contextmanager
+    def stopping(self, report):
+        """While in it, STOP_SIGNAL raises TakenBack in the scan of the file `watch` found taken
+        back, if that scan is still the one under way (`report.current`). Only where the job runs
+        in its process's main thread, as in RQ's work-horse: elsewhere scans are not stopped."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def raise_if_still(signum, frame):
+            if self.stop is not None and self.stop == report.current:
+                raise TakenBack(self.stop[0])
+
+        before = signal.signal(STOP_SIGNAL, raise_if_still)
+        self.armed = True
+        try:
+            yield
+        finally:
+            self.armed = False
+            signal.signal(STOP_SIGNAL, before)
+
+    def watch(self, scanning):
+        """In the heartbeat's thread: stop the scan under way, `scanning` ((path, part) or None),
+        if its file was taken back."""
+        if scanning is not None and self.armed and scanning[0] in self.files.get(self.job_id):
+            self.stop = scanning
+            os.kill(os.getpid(), STOP_SIGNAL)
 
     def __call__(self, path):
         if time.monotonic() - self.checked > CANCEL_CHECK:

@@ -350,6 +350,20 @@ def test_every_role_runs_with_its_own_user_and_nothing_more(acl_cluster, acl_red
         check=True,
     )
 
+    # Taking work back, as the push user: a waiting scan canceled, then forgotten.
+    (tmp_path / "node" / "wrong.log").write_text("ERROR w\n")
+    wrong = str(tmp_path / "node" / "wrong.log")
+    run_as(cluster, acl, "logjobs-push", "push", "--node", "web8", wrong, check=True)
+    taken = run_as(cluster, acl, "logjobs-push", "cancel", "--json", wrong, check=True)
+    assert json.loads(taken.stdout)["queued"] == [wrong]
+    assert admin.llen("rq:queue:web8.default") == 0
+    cluster.wait_for(
+        lambda: run_as(cluster, acl, None, "show", wrong).stdout.count("canceled"),
+        what="wrong.log canceled in the database",
+    )
+    gone = run_as(cluster, acl, "logjobs-push", "forget", wrong, check=True)
+    assert "forgot 1 file(s)" in gone.stdout, gone.stdout + gone.stderr
+
     status = run_as(cluster, acl, "logjobs-push", "status", check=True)
     assert "unreachable" not in status.stdout and "workers: 2 alive" in status.stdout, status.stdout
     doc = json.loads(run_as(cluster, acl, "logjobs-push", "status", "--json", check=True).stdout)

@@ -241,8 +241,9 @@ def test_report_text_is_one_line_per_file_whatever_its_name_and_patterns(cluster
     cluster.worker()
     cluster.run("push", "--wait", "--pattern", "x\ny", str(p), check=True)  # grep -F: x or y
     cluster.run("mirror", "--once", check=True)
-    header, row = cluster.run("report", check=True).stdout.splitlines()
+    header, row, totals = cluster.run("report", check=True).stdout.splitlines()
     assert row.startswith("finished") and "'x\\ny'=2" in row and row.endswith(ascii(str(p)))
+    assert totals == "total: 1 file(s) (finished 1); counts 'x\\ny'=2"
 
 
 def test_show_finds_a_file_by_a_relative_name_or_its_job_id(cluster, tmp_path):
@@ -454,7 +455,7 @@ def test_status_watch_prints_plain_lines_off_a_terminal(cluster, tmp_path):
     assert proc.returncode == 0 and len(lines) >= 3
     assert all(
         re.match(
-            r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 moved=0 rate=", line
+            r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 moved=0 canceled=0 rate=", line
         )
         for line in lines
     )
