@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import sys
-import textwrap
 import threading
 import time
 
@@ -637,7 +636,7 @@ def status(settings, as_json, watch, interval):
     """
     if not watch:
         doc = _status(settings)
-        click.echo(json.dumps(doc, indent=2) if as_json else _format_status(doc))
+        click.echo(_dumps(doc) if as_json else _format_status(doc))
         if "redis_error" in doc:
             sys.exit(EXIT_REFUSED)
         return
@@ -672,14 +671,9 @@ def status(settings, as_json, watch, interval):
 
 
 def _status(settings):
-    from . import queries
+    from . import documents
 
-    doc = _read(settings, lambda: dict(queries.status(), recent_failures=queries.recent_failures()))
-    try:
-        doc.update(queries.live(connections.connect(settings.redis_url)))
-    except (LogJobsError, redis.RedisError) as exc:
-        doc["redis_error"] = str(exc)
-    return doc
+    return _read(settings, documents.status, lambda: connections.connect(settings.redis_url))
 
 
 def _format_status(doc):
@@ -785,11 +779,17 @@ def report(settings, as_json, failed_only, path_glob, since, until):
 
 def _echo_json_list(items):
     """Write `json.dumps(list(items), indent=2)`, an item at a time."""
-    opening = "["
-    for item in items:
-        click.echo(opening + "\n" + textwrap.indent(json.dumps(item, indent=2), "  "), nl=False)
-        opening = ","
-    click.echo("[]" if opening == "[" else "\n]")
+    from .documents import json_list
+
+    for piece in json_list(items):
+        click.echo(piece, nl=False)
+    click.echo()
+
+
+def _dumps(doc):
+    from .documents import dumps
+
+    return dumps(doc)
 
 
 #: Rows of `report` its column widths are taken from (the rest stream through at those widths).
@@ -896,7 +896,7 @@ def top(settings, path_glob, since, until, levels, limit, as_json):
         settings, queries.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit
     )
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        click.echo(_dumps(found))
         return
     if not found:
         click.echo(
@@ -935,7 +935,7 @@ def show(settings, key, as_json):
             "`logjobs report` lists them"
         )
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(_dumps(doc))
         return
     for name, value in _shown(doc):
         click.echo(f"{name + ':':11} {value}")
