@@ -31,12 +31,19 @@ def parse_intervals(text):
         raise ConfigError(
             f"retry_intervals must be whole seconds, like '10, 30, 60'; got {text!r}"
         ) from None
+    return check_intervals(values, text)
+
+
+def check_intervals(values, shown=None):
+    """The retry intervals as a tuple, if they are within bounds; `shown` is how the user wrote
+    them."""
+    shown = ", ".join(map(str, values)) if shown is None else shown
     if any(v < 0 for v in values):
-        raise ConfigError(f"retry_intervals cannot be negative; got {text!r}")
+        raise ConfigError(f"retry_intervals cannot be negative; got {shown!r}")
     if len(values) > defaults.MAX_RETRIES or any(v > defaults.MAX_RETRY_INTERVAL for v in values):
         raise ConfigError(
             f"retry_intervals: at most {defaults.MAX_RETRIES} intervals of at most "
-            f"{defaults.MAX_RETRY_INTERVAL} s; got {text!r}"
+            f"{defaults.MAX_RETRY_INTERVAL} s; got {shown!r}"
         )
     return tuple(values)
 
