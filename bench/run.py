@@ -13,7 +13,8 @@ Cases (docs/performance.md says what each measures):
 
   small   2,000 x 8 KB logs end to end (push -> every row final in the status DB), 2 rq workers,
           vs the seed article's Celery task (prefork, 2 processes, Redis broker and result backend)
-  big     one 850 MB dense log end to end with 2 workers vs one `grep -c ERROR`
+  big     one 850 MB dense log end to end with 2 workers vs one `grep -c ERROR`, pushed by the
+          command and through the dashboard's HTTP API
   kernel  scanner.scan per core, as a --counts-only job calls it, vs `grep -c -F` on the dense
           and the sparse log (and, for reference, the same scan counting every line too)
   memory  peak RSS of a worker, work-horses included, scanning the big logs whole, vs idle
@@ -44,13 +45,15 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 try:
     import redis
 
     import logjobs
     from logjobs.defaults import EVENTS_GROUP, EVENTS_KEY, FINAL_STATES
-    from logjobs.embedded import RedisServer
+    from logjobs.embedded import RedisServer, free_port
     from logjobs.rqsafe import environ_with_worker_classes
 except ImportError as exc:  # pragma: no cover
     sys.exit(
@@ -68,6 +71,8 @@ CELERY_REQUIREMENT = "celery[redis]>=5.3,<6"
 CASES = ("small", "big", "kernel", "memory", "lag", "gzip", "analysis")
 POLL = 0.01  # s between looks at the status DB and at processes' memory
 MB = 2**20
+#: The dashboard's API token in the bench (its own Redis and database: no secret to keep).
+API_TOKEN = "logjobs-bench-api-token"
 
 
 @dataclasses.dataclass
@@ -232,12 +237,13 @@ def niced(argv, nice):
 
 
 class Logjobs:
-    """`rq worker high default low` x N and `logjobs mirror` around the bench's private Redis."""
+    """`rq worker high default low` x N and `logjobs mirror` around the bench's private Redis (and
+    `logjobs dashboard`, for pushes through its API)."""
 
     def __init__(self, server, workdir, watch, nice=0):
         self.server, self.workdir, self.watch, self.nice = server, workdir, watch, nice
         self.conn = redis.Redis.from_url(server.url)
-        self.procs, self.db, self.round = [], None, 0
+        self.procs, self.db, self.round, self.api = [], None, 0, None
 
     def env(self):
         env = dict(
@@ -245,13 +251,15 @@ class Logjobs:
             LOGJOBS_REDIS_URL=self.server.url,
             RQ_REDIS_URL=self.server.url,
             LOGJOBS_DB=self.db,
+            LOGJOBS_API_TOKEN=API_TOKEN,
             PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
         )
         env.pop("LOGJOBS_CONFIG", None)
         return env
 
-    def start(self, workers, group="worker"):
-        """A clean Redis and a new status DB, then the workers and the mirror, all ready."""
+    def start(self, workers, group="worker", dashboard=False):
+        """A clean Redis and a new status DB, then the workers and the mirror (and the dashboard),
+        all ready."""
         self.round += 1
         self.conn.flushall()
         self.db = os.path.join(self.workdir, f"status-{self.round}.db")
@@ -274,7 +282,26 @@ class Logjobs:
             60,
             "rq workers and the mirror to start",
         )
+        self.api = self._start_dashboard() if dashboard else None
         return self
+
+    def _start_dashboard(self):
+        """`logjobs dashboard`, answering its API (and so warm, as a service a script calls is):
+        its URL."""
+        port = free_port()
+        proc = self._spawn([os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)], "dash")
+        self.watch.track("dashboard", proc.pid)
+        api = f"http://127.0.0.1:{port}/api/v1"
+
+        def answers():
+            self._check_alive()
+            try:
+                return api_call(api + "/status")[0] == 200
+            except OSError:  # not listening yet
+                return False
+
+        wait_until(answers, 60, "the dashboard's API to answer")
+        return api
 
     def _mirror_ready(self):
         self._check_alive()
@@ -315,17 +342,23 @@ class Logjobs:
     def end_to_end(self, push_args, rows, lags, timeout=600):
         """Time from starting `logjobs push` until the mirror has `rows` final rows in the DB: a
         Run."""
-        db = StatusDB(self.db)
-        t0 = time.time()
         # --force: every round scans the same files whole, as the first did (they are unchanged
         # since then).
         # --counts-only: issue 5's targets are about counting, as grep and the Celery task do.
-        push = subprocess.Popen(
-            [os.path.join(BIN, "logjobs"), "push", "--force", "--counts-only", *push_args],
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        argv = [os.path.join(BIN, "logjobs"), "push", "--force", "--counts-only", *push_args]
+        return self._until_final(lambda: CommandPush(argv, self.env()), rows, lags, timeout)
+
+    def end_to_end_api(self, push, rows, lags, timeout=600):
+        """The same, the push a request to the running dashboard's API: {"paths": [...], ...}
+        with --force and --counts-only, waiting for the outcome as `push --wait` does."""
+        body = dict(push, force=True, counts_only=True, wait=True)
+        return self._until_final(lambda: ApiPush(self.api + "/push", body), rows, lags, timeout)
+
+    def _until_final(self, start, rows, lags, timeout):
+        """Time from `start()`ing a push until the mirror has `rows` final rows in the DB: a Run."""
+        db = StatusDB(self.db)
+        t0 = time.time()
+        push = start()
         while db.final(lags) < rows:
             if time.time() - t0 > timeout:
                 raise RuntimeError(
@@ -334,15 +367,69 @@ class Logjobs:
             self._check_alive()
             time.sleep(POLL)
         elapsed = time.time() - t0
-        if push.wait() != 0:
-            raise RuntimeError(f"logjobs push failed: {push.stderr.read().decode()}")
-        push.stderr.close()
+        answer = push.end()
         try:
             counts, failed = db.totals()
             enqueued, scanned = db.span()
-            return Run(elapsed, counts, failed, enqueued - t0, scanned - t0)
+            return Run(elapsed, counts, failed, enqueued - t0, scanned - t0, answer)
         finally:
             db.close()
+
+
+class CommandPush:
+    """`logjobs push ...` running."""
+
+    def __init__(self, argv, env):
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def end(self):
+        """None, once the command has exited well."""
+        if self.proc.wait() != 0:
+            raise RuntimeError(f"logjobs push failed: {self.proc.stderr.read().decode()}")
+        self.proc.stderr.close()
+
+
+class ApiPush(threading.Thread):
+    """A push through the dashboard's API, as curl would send it, answered once its files are
+    done."""
+
+    def __init__(self, url, body):
+        super().__init__(daemon=True)
+        self.url, self.body, self.started = url, body, time.time()
+        self.answer, self.answered, self.failure = None, None, None
+        self.start()
+
+    def run(self):
+        try:
+            status, doc = api_call(self.url, self.body, timeout=600)
+            if status != 200:
+                raise RuntimeError(f"the API answered {status}: {doc}")
+            self.answer, self.answered = doc, time.time() - self.started
+        except Exception as exc:  # handed to end(), in the bench's thread
+            self.failure = exc
+
+    def end(self):
+        """(seconds until the answer came, the answer's outcome) once it has come."""
+        self.join()
+        if self.failure is not None:
+            raise RuntimeError(f"the push through the API failed: {self.failure}")
+        return self.answered, self.answer["outcome"]
+
+
+def api_call(url, body=None, timeout=10):
+    """(status, JSON answer) of a request to the dashboard's API."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
 
 
 @dataclasses.dataclass
@@ -355,6 +442,7 @@ class Run:
     failed: int
     enqueued: float
     scanned: float
+    answer: tuple | None = None  # through the API: (seconds until it answered, its outcome)
 
     def phases(self):
         return (
@@ -607,31 +695,41 @@ def case_big(ctx):
     s = ctx.size
     path = big_log(ctx.corpora, "dense", s.big_mb, ctx.seed)
     split = [] if s.split_bytes is None else ["--split-size", str(s.split_bytes)]
+    api_split = {} if s.split_bytes is None else {"split_size": s.split_bytes}
     print(
         f"\n[big] one {s.big_mb} MB dense log (25% of lines hold {PATTERN}), end to end with 2 "
         f"workers{' (--split-size ' + str(s.split_bytes) + ')' if split else ''} vs one `grep -c "
-        f"{PATTERN}`"
+        f"{PATTERN}`; pushed by `logjobs push`, and through a running dashboard's API"
     )
     env = dict(os.environ, LC_ALL="C")
-    mine, theirs = [], []
+    mine, api, theirs = [], [], []
     for r in range(s.rounds):
         t0 = time.perf_counter()
         out = subprocess.run(
             ["grep", "-c", PATTERN, path], env=env, capture_output=True, check=True
         ).stdout
         theirs.append(time.perf_counter() - t0)
-        lj = ctx.logjobs.start(workers=2)
-        try:
-            run = lj.end_to_end([*split, path], 1, ctx.lags)
-        finally:
-            lj.stop()
-        check("logjobs, big file", (run.counts, run.failed), (int(out), 0))
-        mine.append(run.seconds)
-        print(
-            f"  round {r + 1}: logjobs {run.seconds:.2f} s [{run.phases()}]   grep "
-            f"{theirs[-1]:.2f} s",
-            flush=True,
-        )
+        line = [f"grep {theirs[-1]:.2f} s"]
+        # Alternate who goes first, so neither always runs on a warmer machine.
+        for how in ("command", "api") if r % 2 == 0 else ("api", "command"):
+            lj = ctx.logjobs.start(workers=2, dashboard=how == "api")
+            try:
+                if how == "api":
+                    run = lj.end_to_end_api({"paths": [path], **api_split}, 1, ctx.lags)
+                else:
+                    run = lj.end_to_end([*split, path], 1, ctx.lags)
+            finally:
+                lj.stop()
+            check(f"logjobs, big file, {how}", (run.counts, run.failed), (int(out), 0))
+            if how == "api":
+                answered, (outcome,) = run.answer
+                check("logjobs, big file, the API's outcome", outcome["counts"][PATTERN], int(out))
+                api.append(run.seconds)
+                line.append(f"api {run.seconds:.2f} s [{run.phases()}; answered at {answered:.2f}]")
+            else:
+                mine.append(run.seconds)
+                line.append(f"logjobs {run.seconds:.2f} s [{run.phases()}]")
+        print(f"  round {r + 1}: " + "   ".join(line), flush=True)
     startup = command_seconds(ctx, [os.path.join(BIN, "logjobs"), "push", "--help"])
     floor = command_seconds(ctx, [sys.executable, "-c", "import redis, rq"])
     print(
@@ -640,7 +738,7 @@ def case_big(ctx):
         f"push of RQ jobs pays before it can enqueue, {floor:.2f} s",
         flush=True,
     )
-    m, b = median(mine), median(theirs)
+    m, a, b = median(mine), median(api), median(theirs)
     ctx.rows.append(
         Row(
             "2",
@@ -650,6 +748,17 @@ def case_big(ctx):
             b / m,
             ">= 1",
             b / m >= 1,
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "2",
+            "  the same, pushed through the API (s)",
+            f"{a:.2f}",
+            f"{b:.2f} grep -c",
+            b / a,
+            ">= 1",
+            b / a >= 1,
         )
     )
     ctx.rows.append(
@@ -978,6 +1087,7 @@ def summary(ctx, title):
         "worker": "rq worker + horses",
         "memory": "rq worker + horses, whole big files",
         "mirror": "logjobs mirror",
+        "dashboard": "logjobs dashboard",
         "celery": "celery worker (+ pool)",
     }
     for group, value in ctx.watch.peak.items():

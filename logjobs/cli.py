@@ -1,7 +1,6 @@
 """The `logjobs` command: parse, call one library function, format. Errors end in one line."""
 
 import contextlib
-import dataclasses
 import functools
 import glob
 import io
@@ -12,7 +11,6 @@ import os
 import shutil
 import signal
 import sys
-import textwrap
 import threading
 import time
 
@@ -23,7 +21,6 @@ from . import __version__, connections, outcomes, queues, scanner
 from .defaults import (
     DEFAULT_DASHBOARD_HOST,
     DEFAULT_DASHBOARD_PORT,
-    DEFAULT_PATTERNS,
     DEFAULT_QUEUE,
     DEFAULT_WATCH_DEBOUNCE,
     LEVELS,
@@ -31,10 +28,9 @@ from .defaults import (
     WATCH_MAX_DELAY_PERIODS,
 )
 from .exceptions import LogJobsError, NoDatabase, PushCut
-from .paths import expand
-from .push import push as enqueue
 from .rqsafe import environ_with_worker_classes
 from .settings import RANGES, Settings, parse_intervals, redact_url
+from .submission import Submission, unattended
 
 #: Exit status of a refusal or an unreachable service (as click uses 2 for usage errors).
 EXIT_REFUSED = 2
@@ -297,25 +293,30 @@ def push(
       find /srv/logs -name '*.gz' | logjobs push --priority low -
       logjobs push --node web1 '/var/log/nginx/*.log'     # run by web1's workers only
     """
-    queue = queues.queue_name(priority, node)
-    settings = _with_flags(
-        settings,
-        retry_max=retries,
-        job_timeout=timeout,
-        split_bytes=split_bytes,
-        batch_files=batch_files,
+    submission = Submission(
+        paths=paths,
+        priority=priority,
+        node=node,
+        patterns=patterns,
+        ignore_case=ignore_case,
+        retries=retries,
         retry_intervals=_parse_intervals(retry_intervals),
-        analysis=False if counts_only else None,
+        timeout=timeout,
+        split_size=split_bytes,
+        batch_files=batch_files,
+        force=force,
+        counts_only=counts_only,
     )
     conn = connections.connect(settings.redis_url)
-    files = expand(paths, roots=settings.roots, stdin=sys.stdin if "-" in paths else None)
     try:
-        pushed = _push(conn, settings, queue, patterns, files, force=force, ignore_case=ignore_case)
+        submitted = submission.push(conn, settings, stdin=sys.stdin if "-" in paths else None)
     except PushCut as exc:
         fail(f"lost Redis at {redact_url(settings.redis_url)} {exc}")
+    pushed = submitted.pushed
     if not as_json:
         click.echo(
-            f"enqueued {len(pushed.files)} file(s) into {queue} as {len(pushed.job_ids)} job(s)"
+            f"enqueued {len(pushed.files)} file(s) into {submitted.queue} as "
+            f"{len(pushed.job_ids)} job(s)"
             + (
                 f"; skipped {len(pushed.skipped)} already queued or running"
                 if pushed.skipped
@@ -329,78 +330,18 @@ def push(
             )
         )
     if pushed.job_ids:
-        _warn_if_nothing_runs(conn, queue, settings.redis_url)
+        _warn_if_nothing_runs(conn, submitted.queue, settings.redis_url)
     outcome = _wait(conn, pushed, quiet=as_json) if wait else None
     if as_json:
-        doc = {
-            "queue": queue,
-            "enqueued": [
-                _enqueued(p, ids, pushed.decisions.get(p)) for p, ids in pushed.files.items()
-            ],
-            "skipped": [{"path": p, "job_id": ids[0]} for p, ids in pushed.skipped.items()],
-            "unchanged": [{"path": p, "reason": r} for p, r in pushed.unchanged.items()],
-        }
-        if outcome is not None:
-            doc["outcome"] = outcome
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(_dumps(submitted.to_dict(outcome)))
     if outcome is not None and any(o["status"] != "finished" for o in outcome):
         sys.exit(1)
 
 
 def _warn_if_nothing_runs(conn, queue, url):
-    """Say so (on stderr, and go on) when no live worker reads `queue`, or no mirror runs: what was
-    pushed would only wait. Workers register in Redis as they start; a mirror marks each cycle."""
-    from .rqsafe import Queue, Worker
-    from .store import MirrorPresence
-
-    try:
-        workers = Worker.all(queue=Queue(queue, connection=conn))
-        mirror = MirrorPresence.alive(conn)
-    except redis.RedisError:
-        return  # the push went through; a look that fails now says nothing worth a warning
-    if not workers:
-        click.echo(
-            f"logjobs: warning: no worker reads queue {queue} at {redact_url(url)}: its jobs wait "
-            "until one starts (`rq worker high default low`, as README.md shows)",
-            err=True,
-        )
-    if mirror is None:
-        click.echo(
-            "logjobs: warning: no `logjobs mirror` is running: the status database (report, "
-            "status, the dashboard) shows nothing of this push until one runs",
-            err=True,
-        )
-
-
-def _with_flags(settings, **flags):
-    """The settings, with the flags that were given laid over them."""
-    return dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
-
-
-def _push(conn, settings, queue, patterns, files, force=False, ignore_case=False):
-    """`push.push` with the settings' retry policy, timeout and batching."""
-    return enqueue(
-        conn,
-        files,
-        queue=queue,
-        patterns=patterns or DEFAULT_PATTERNS,
-        force=force,
-        ignore_case=ignore_case,
-        **settings.push_options(),
-    )
-
-
-def _enqueued(path, ids, decision):
-    doc = {
-        "path": path,
-        "job_id": ids[0],
-        "parts": len(ids) if decision is None or decision.scan else 0,
-    }
-    if decision is not None:
-        doc.update(scan=decision.action, since=decision.since, reason=decision.reason)
-        if decision.moved_from:
-            doc["moved_from"] = decision.moved_from
-    return doc
+    """Say so (on stderr, and go on) when what is pushed into `queue` would only wait."""
+    for reason in unattended(conn, queue, redact_url(url)):
+        click.echo(f"logjobs: warning: {reason}", err=True)
 
 
 def _parse_intervals(text):
@@ -540,14 +481,21 @@ def watch(
     """
     from .watch import Watcher
 
-    queue = queues.queue_name(priority, node)
-    settings = _with_flags(
-        settings, retry_max=retries, job_timeout=timeout, analysis=False if counts_only else None
+    submission = Submission(
+        paths=dirs,
+        priority=priority,
+        node=node,
+        patterns=patterns,
+        ignore_case=ignore_case,
+        retries=retries,
+        timeout=timeout,
+        counts_only=counts_only,
     )
+    queue = submission.queue
     conn = connections.connect(settings.redis_url)
     watcher = Watcher(
         dirs,
-        functools.partial(_push, conn, settings, queue, patterns, ignore_case=ignore_case),
+        functools.partial(submission.enqueue, conn, settings),
         roots=settings.roots,
         debounce=debounce,
         poll=poll,
@@ -638,7 +586,7 @@ def status(settings, as_json, watch, interval):
     """
     if not watch:
         doc = _status(settings)
-        click.echo(json.dumps(doc, indent=2) if as_json else _format_status(doc))
+        click.echo(_dumps(doc) if as_json else _format_status(doc))
         if "redis_error" in doc:
             sys.exit(EXIT_REFUSED)
         return
@@ -673,14 +621,9 @@ def status(settings, as_json, watch, interval):
 
 
 def _status(settings):
-    from . import queries
+    from . import documents
 
-    doc = _read(settings, lambda: dict(queries.status(), recent_failures=queries.recent_failures()))
-    try:
-        doc.update(queries.live(connections.connect(settings.redis_url)))
-    except (LogJobsError, redis.RedisError) as exc:
-        doc["redis_error"] = str(exc)
-    return doc
+    return _read(settings, documents.status, lambda: connections.connect(settings.redis_url))
 
 
 def _format_status(doc):
@@ -786,11 +729,17 @@ def report(settings, as_json, failed_only, path_glob, since, until):
 
 def _echo_json_list(items):
     """Write `json.dumps(list(items), indent=2)`, an item at a time."""
-    opening = "["
-    for item in items:
-        click.echo(opening + "\n" + textwrap.indent(json.dumps(item, indent=2), "  "), nl=False)
-        opening = ","
-    click.echo("[]" if opening == "[" else "\n]")
+    from .documents import json_list
+
+    for piece in json_list(items):
+        click.echo(piece, nl=False)
+    click.echo()
+
+
+def _dumps(doc):
+    from .documents import dumps
+
+    return dumps(doc)
 
 
 #: Rows of `report` its column widths are taken from (the rest stream through at those widths).
@@ -897,7 +846,7 @@ def top(settings, path_glob, since, until, levels, limit, as_json):
         settings, queries.top, path_glob, since, until, [lv.upper() for lv in levels] or None, limit
     )
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        click.echo(_dumps(found))
         return
     if not found:
         click.echo(
@@ -936,7 +885,7 @@ def show(settings, key, as_json):
             "`logjobs report` lists them"
         )
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(_dumps(doc))
         return
     for name, value in _shown(doc):
         click.echo(f"{name + ':':10} {value}")

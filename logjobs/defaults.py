@@ -65,6 +65,9 @@ DEFAULT_WATCH_POLL = 5.0
 
 DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 DEFAULT_DASHBOARD_PORT = 9181
+#: Characters of the dashboard's API token, at least and at most.
+MIN_API_TOKEN = 16
+MAX_API_TOKEN = 4096
 
 #: In the reason the keeper gives a recovered scan; the dashboard counts recoveries by it.
 RECOVERY_MARK = "died or was cut off"

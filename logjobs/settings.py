@@ -31,12 +31,19 @@ def parse_intervals(text):
         raise ConfigError(
             f"retry_intervals must be whole seconds, like '10, 30, 60'; got {text!r}"
         ) from None
+    return check_intervals(values, text)
+
+
+def check_intervals(values, shown=None):
+    """The retry intervals as a tuple, if they are within bounds; `shown` is how the user wrote
+    them."""
+    shown = ", ".join(map(str, values)) if shown is None else shown
     if any(v < 0 for v in values):
-        raise ConfigError(f"retry_intervals cannot be negative; got {text!r}")
+        raise ConfigError(f"retry_intervals cannot be negative; got {shown!r}")
     if len(values) > defaults.MAX_RETRIES or any(v > defaults.MAX_RETRY_INTERVAL for v in values):
         raise ConfigError(
             f"retry_intervals: at most {defaults.MAX_RETRIES} intervals of at most "
-            f"{defaults.MAX_RETRY_INTERVAL} s; got {text!r}"
+            f"{defaults.MAX_RETRY_INTERVAL} s; got {shown!r}"
         )
     return tuple(values)
 
@@ -85,6 +92,26 @@ def _hosts(text):
     return tuple(w.lower() for w in _words(text))
 
 
+#: An API token: what `Authorization: Bearer` may carry (RFC 6750's token68), long enough that it
+#: cannot be guessed. `secrets.token_urlsafe()` makes one of 43 characters.
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def _api_token(text):
+    text = text.strip()
+    if not _TOKEN.fullmatch(text):
+        raise ConfigError(
+            "api_token may hold only letters, digits and - . _ ~ + / (then = signs), as a Bearer "
+            "token does"
+        )
+    if not defaults.MIN_API_TOKEN <= len(text) <= defaults.MAX_API_TOKEN:
+        raise ConfigError(
+            f"api_token must be {defaults.MIN_API_TOKEN} to {defaults.MAX_API_TOKEN} characters "
+            "long; make one with: python3 -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
+    return text
+
+
 #: The ranges of the numeric settings (and of the push options that set them).
 RANGES = {
     "retry_max": (0, defaults.MAX_RETRIES),
@@ -108,6 +135,7 @@ _SOURCES = {
     "dashboard_user": ("LOGJOBS_DASHBOARD_USER", str),
     "dashboard_password": ("LOGJOBS_DASHBOARD_PASSWORD", str),
     "dashboard_hosts": ("LOGJOBS_DASHBOARD_HOSTS", _hosts),
+    "api_token": ("LOGJOBS_API_TOKEN", _api_token),
 }
 
 
@@ -129,6 +157,8 @@ class Settings:
     dashboard_password: str | None = None
     # Host header values the dashboard answers besides its own (see web.security)
     dashboard_hosts: tuple = ()
+    # What `Authorization: Bearer` must carry for the dashboard's HTTP API (see web.security)
+    api_token: str | None = dataclasses.field(default=None, repr=False)
     # The user's log formats (formats.Format), from the config file's [format NAME] sections
     formats: tuple = ()
     config_file: str | None = None

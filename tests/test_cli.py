@@ -455,7 +455,9 @@ def test_status_watch_prints_plain_lines_off_a_terminal(cluster, tmp_path):
     assert proc.returncode == 0 and len(lines) >= 3
     assert all(
         re.match(
-            r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 moved=0 canceled=0 rate=", line
+            r"\d\d:\d\d:\d\d queued=0 scheduled=0 started=0 finished=1 failed=0 moved=0 canceled=0 "
+            r"rate=",
+            line,
         )
         for line in lines
     )

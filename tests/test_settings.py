@@ -96,3 +96,28 @@ def test_the_example_config_file_loads():
     s = Settings.load(config_file=example, environ={})
     assert s.redis_url == "redis://127.0.0.1:6379/0" and s.retry_intervals == (10, 30, 60)
     assert s.roots == ("/var/log", "/srv/logs") and s.split_bytes == 64 << 20
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("short-token", "16 to 4096 characters"),
+        ("a token with blanks in it", "only letters, digits"),
+        ("ünïcode-token-0123456789", "only letters, digits"),
+    ],
+)
+def test_an_api_token_is_long_and_fit_for_a_header(value, message):
+    with pytest.raises(
+        ConfigError, match=f"environment variable LOGJOBS_API_TOKEN: api_token .*{message}"
+    ):
+        Settings.load(environ={"LOGJOBS_API_TOKEN": value})
+
+
+def test_the_api_token_comes_from_the_config_file_or_the_environment_and_is_not_shown(tmp_path):
+    token, other = "t0k3n-for-the-tests-0123456789", "another-token-abcdefghij"
+    ini = tmp_path / "logjobs.ini"
+    ini.write_text(f"[logjobs]\napi_token = {token}\n")
+    assert Settings.load(environ={"LOGJOBS_CONFIG": str(ini)}).api_token == token
+    overridden = Settings.load(config_file=str(ini), environ={"LOGJOBS_API_TOKEN": other})
+    assert overridden.api_token == other
+    assert token not in repr(Settings(api_token=token))

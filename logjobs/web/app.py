@@ -14,7 +14,7 @@ from .. import connections
 from ..defaults import DEFAULT_DASHBOARD_HOST
 from ..exceptions import ConfigError
 from ..settings import Settings, redact_url
-from . import metrics, pages, rqdashboard, security
+from . import api, metrics, pages, rqdashboard, security
 from .database import StatusDatabase
 
 #: Requests served at once; rq-dashboard polls every 2.5 s per open tab.
@@ -51,6 +51,7 @@ def create_app(settings, host=DEFAULT_DASHBOARD_HOST):
     rqdashboard.mount(app, settings, conn)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(metrics.blueprint)
+    api.mount(app)
     return app
 
 
@@ -68,8 +69,9 @@ def serve(settings, host, port):
     shown = f"[{host}]" if ":" in host else host
     print(
         f"logjobs dashboard on http://{shown}:{port}/ (rq-dashboard at {rqdashboard.PREFIX}/, "
-        f"metrics at /metrics; Redis {settings.redacted_redis_url()}, database "
-        f"{redact_url(settings.db)}{', basic auth' if settings.dashboard_user else ''})",
+        f"metrics at /metrics, API at {api.PREFIX}/; Redis {settings.redacted_redis_url()}, "
+        f"database {redact_url(settings.db)}{', basic auth' if settings.dashboard_user else ''}"
+        f"{', API token' if settings.api_token else ''})",
         file=sys.stderr,
         flush=True,
     )

@@ -8,16 +8,21 @@ so the token is also handed to them in that cookie (readable only by same-origin
 Without credentials only requests for this server by a local name are answered (the Host header):
 a page of another site, its name rebound to 127.0.0.1 (DNS rebinding), would otherwise read every
 page and press every button. A client that keeps sending wrong passwords waits longer and longer.
+
+The HTTP API (web.api) also takes the API token, as `Authorization: Bearer`: a browser never sends
+it on its own, so a call made with it needs no CSRF token. Its refusals are JSON.
 """
 
 import base64
+import hashlib
 import hmac
 import ipaddress
+import json
 import socket
 import threading
 import time
 
-from flask import Response, abort, request
+from flask import Response, abort, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
 from ..exceptions import ConfigError
@@ -34,6 +39,10 @@ RQ_MUTATIONS = {
     "compact_queue",
 }
 REALM = "logjobs"
+#: Where the HTTP API is served (web.api): the only URLs the API token opens.
+API_PREFIX = "/api/"
+#: How a request proved who it is (g.logjobs_auth): with the API token, or the basic credentials.
+BY_TOKEN, BY_PASSWORD = "token", "password"
 
 csrf = CSRFProtect()
 
@@ -145,16 +154,15 @@ def protect(app, settings, host=None):
         @app.before_request
         def check_host():
             if not host_allowed(host_name(request.headers.get("Host", "")), allowed):
-                return Response(
+                return refusal(
                     f"refused: this dashboard does not answer to the name {request.host!r}; add it "
-                    "to dashboard_hosts (LOGJOBS_DASHBOARD_HOSTS) if it is this server's\n",
+                    "to dashboard_hosts (LOGJOBS_DASHBOARD_HOSTS) if it is this server's",
                     421,
-                    {"Content-Type": "text/plain; charset=utf-8"},
                 )
             return None
 
-    if settings.dashboard_user:
-        expected = (settings.dashboard_user.encode(), settings.dashboard_password.encode())
+    if settings.dashboard_user or settings.api_token:
+        credentials = Credentials(settings)
         backoff = app.extensions["logjobs.backoff"] = Backoff()
 
         @app.before_request
@@ -162,39 +170,101 @@ def protect(app, settings, host=None):
             client = request.remote_addr or "?"
             wait = backoff.wait(client)
             if wait and "Authorization" in request.headers:
-                return Response(
-                    "too many wrong passwords: try again later\n",
-                    429,
-                    {
-                        "Retry-After": str(int(wait) + 1),
-                        "Content-Type": "text/plain; charset=utf-8",
-                    },
+                wrong = "passwords or tokens" if credentials.token else "passwords"
+                return refusal(
+                    f"too many wrong {wrong}: try again later", 429, {"Retry-After": int(wait) + 1}
                 )
-            if _authorized(expected):
+            if not credentials.needed():
+                return None  # a page, where only an API token is set: open, as without one
+            g.logjobs_auth = credentials.check()
+            if g.logjobs_auth:
                 backoff.succeeded(client)
                 return None
             if "Authorization" in request.headers:
                 backoff.failed(client)
-            return _challenge()
+            return credentials.challenge()
 
     app.before_request(_rq_mutations_by_post_only)
     csrf.init_app(app)  # after the auth check: a stranger gets 401, not a hint about tokens
     app.after_request(_headers)
-    app.register_error_handler(
-        CSRFError,
-        lambda exc: (
-            f"refused: {exc.description}\n",
-            400,
-            {"Content-Type": "text/plain; charset=utf-8"},
-        ),
-    )
+    app.register_error_handler(CSRFError, _csrf_refused)
 
 
-def _authorized(expected):
-    header = request.headers.get("Authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
+def _csrf_refused(exc):
+    hint = " (a script sends Authorization: Bearer <api_token> instead)" if is_api() else ""
+    return refusal(f"refused: {exc.description}{hint}", 400)
+
+
+def is_api():
+    """Is this request for the HTTP API?"""
+    return request.path.startswith(API_PREFIX)
+
+
+def by_token():
+    """Did this request prove itself with the API token (and so needs no CSRF token)?"""
+    return g.get("logjobs_auth") == BY_TOKEN
+
+
+def refusal(text, status, headers=None):
+    """A response saying `text` (one line): `{"error": text}` on the API, plain text elsewhere."""
+    headers = {name: str(value) for name, value in (headers or {}).items()}
+    if is_api():
+        body = json.dumps({"error": text}) + "\n"
+        return Response(body, status, headers, mimetype="application/json")
+    return Response(text + "\n", status, headers, content_type="text/plain; charset=utf-8")
+
+
+class Credentials:
+    """What the settings accept: the dashboard's user and password (basic auth) everywhere, and the
+    API token (Bearer) on the API."""
+
+    def __init__(self, settings):
+        self.password = (
+            (settings.dashboard_user.encode(), settings.dashboard_password.encode())
+            if settings.dashboard_user
+            else None
+        )
+        self.token = _digest(settings.api_token) if settings.api_token else None
+
+    def needed(self):
+        """Must this request prove who it is? Everywhere with a password; on the API with a
+        token."""
+        return bool(self.password or (self.token and is_api()))
+
+    def check(self):
+        """BY_TOKEN or BY_PASSWORD: the credentials this request carries, if they are right here
+        (else None)."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self.token and is_api():
+            # Digests compared: equal lengths, so the time taken does not even say the length.
+            return BY_TOKEN if hmac.compare_digest(_digest(value.strip()), self.token) else None
+        if scheme.lower() == "basic" and self.password:
+            return BY_PASSWORD if _authorized(value, self.password) else None
+        return None
+
+    def challenge(self):
+        """401, naming the schemes that would be accepted here."""
+        schemes = []
+        if self.token and is_api():
+            schemes.append(f'Bearer realm="{REALM}"')
+        if self.password:
+            schemes.append(f'Basic realm="{REALM}", charset="UTF-8"')
+        response = refusal(
+            "authentication required"
+            + (": send Authorization: Bearer <api_token>" if self.token and is_api() else ""),
+            401,
+        )
+        for scheme in schemes:
+            response.headers.add("WWW-Authenticate", scheme)
+        return response
+
+
+def _digest(token):
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def _authorized(encoded, expected):
+    """Are the basic credentials `encoded` (base64 of user:password) the `expected` pair?"""
     try:
         user, sep, password = base64.b64decode(encoded, validate=True).partition(b":")
     except ValueError:
@@ -203,17 +273,6 @@ def _authorized(expected):
     ok_user = hmac.compare_digest(user, expected[0])
     ok_password = hmac.compare_digest(password, expected[1])
     return bool(sep) and ok_user and ok_password
-
-
-def _challenge():
-    return Response(
-        "authentication required\n",
-        401,
-        {
-            "WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"',
-            "Content-Type": "text/plain; charset=utf-8",
-        },
-    )
 
 
 def _rq_mutations_by_post_only():
