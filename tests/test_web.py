@@ -3,6 +3,7 @@ route, and a real headless Chromium following a live pipeline (redis-server, `rq
 mirror`, `logjobs dashboard`)."""
 
 import base64
+import html.parser
 import json
 import os
 import re
@@ -116,6 +117,43 @@ def app_for(db_path, redis_url="redis://127.0.0.1:1/0", **settings):
     return app
 
 
+class _Tables(html.parser.HTMLParser):
+    """The text of each cell of each row of each table, by the table's id."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.table, self.cell = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.table = self.tables.setdefault(dict(attrs).get("id"), [])
+        elif tag == "tr" and self.table is not None:
+            self.table.append([])
+        elif tag in ("td", "th") and self.table is not None:
+            self.cell = ""
+        elif tag == "div" and self.cell is not None:
+            self.cell += " "  # a line of its own
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.table[-1].append(" ".join(self.cell.split()))
+            self.cell = None
+        elif tag == "table":
+            self.table = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def table(page, table_id):
+    """The rows of the table `table_id` of an HTML page, header first: {column: cell text}."""
+    parser = _Tables()
+    parser.feed(page)
+    header, *rows = parser.tables[table_id]
+    return [dict(zip(header, row)) for row in rows]
+
+
 def basic(user=USER, password=PASSWORD):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
@@ -185,9 +223,11 @@ def test_pages_show_the_database(seeded):
         later["unit"] == "hour"
         and {s["state"]: sum(s["counts"]) for s in later["series"]} == per_state
     )
-    assert re.search(
-        r'/l/a\.log</a></td><td>high</td><td class="text-right"[^>]*>6<', page
-    )  # top file: 5 + 1
+    assert table(page, "top")[0] == {  # top file: 5 + 1
+        "file": "/l/a.log",
+        "queue": "high",
+        "lines matched": "6",
+    }
     assert "/l/c.log: not a regular file (FIFO)" in page
 
     files = client.get("/files?queue=default&state=failed").get_data(as_text=True)

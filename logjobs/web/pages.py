@@ -5,6 +5,7 @@ import logging
 
 import redis
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 
 from .. import push, queries, queues
 from ..defaults import FAILED, LEVELS, QUEUES, STATES
@@ -47,6 +48,16 @@ def _filesize(n):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+@blueprint.app_template_filter("slashbreaks")
+def _slashbreaks(path):
+    """A path, escaped, that breaks across lines only after a '/' (<wbr>): each name between them
+    is a span that logjobs.css keeps on one line (a browser would break after its hyphens)."""
+    return Markup("/<wbr>").join(
+        Markup('<span class="name">{}</span>').format(name) if name else ""
+        for name in path.split("/")
+    )
 
 
 @blueprint.app_template_filter("when")
