@@ -435,8 +435,10 @@ def matches(row):
 
 def files(queue=None, state=None, path=None, order="path", limit=50, offset=0):
     """A page of files, filtered by queue, state and a path substring, with the total; in path
-    order, or most recently changed first (`order="recent"`)."""
-    query = Scan.select()
+    order, or most recently changed first (`order="recent"`). One query for the page, one for the
+    total, whatever the page shows of each row: its counts, levels and reason are columns of it,
+    and its analysis (often most of a row) is not read."""
+    query = Scan.reported()
     if queue:
         query = query.where(Scan.queue == queue)
     if state:

@@ -32,7 +32,7 @@ from logjobs.settings import Settings
 from logjobs.web import create_app
 from logjobs.web.security import check_bind
 
-from helpers import BIN
+from helpers import APP, BIN, WEB, analysed
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -92,6 +92,47 @@ def history_of_four_files(t0):
         ),
         # d.log: still waiting.
         pushed(t0, "j-d", "/l/d.log", "low"),
+    ]
+
+
+def finished_with(data, counts):
+    """A finished result with the analysis a scan of `data` makes (its levels among it)."""
+    return {
+        "counts": counts,
+        "lines": data.count(b"\n"),
+        "bytes": len(data),
+        "compression": None,
+        "analysis": analysed(data).to_dict(),
+    }
+
+
+def history_with_levels(t0):
+    """Two files analysed, APP's lines (INFO=2 WARN=1 ERROR=2) and WEB's (WARN=1 ERROR=2 FATAL=1,
+    as test_queries works them out by hand), one failed, one still queued."""
+    batch = []
+    for job_id, path, queue, data, counts in (
+        ("j-app", "/l/api/app.log", "high", APP, {"ERROR": 3, "FATAL": 0}),
+        ("j-web", "/l/nginx/error.log", "default", WEB, {"ERROR": 0, "FATAL": 1}),
+    ):
+        batch += [
+            pushed(t0, job_id, path, queue),
+            ev(t0, job_id, path, "started", 1, 1.0, worker="w1"),
+            ev(
+                t0,
+                job_id,
+                path,
+                "finished",
+                1,
+                1.5,
+                worker="w1",
+                result=finished_with(data, counts),
+            ),
+        ]
+    return batch + [
+        pushed(t0, "j-gone", "/l/gone.log", "default"),
+        ev(t0, "j-gone", "/l/gone.log", "started", 1, 2.0, worker="w2"),
+        ev(t0, "j-gone", "/l/gone.log", "failed", 1, 2.1, worker="w2", error="not a regular file"),
+        pushed(t0, "j-wait", "/l/waiting.log", "low"),
     ]
 
 
@@ -269,6 +310,34 @@ def test_pages_show_the_database(seeded):
     ]
     assert "worker w1 died or was cut off during attempt 1" in file
     assert client.get("/file", query_string={"path": "/nope"}).status_code == 404
+
+
+def test_the_files_page_has_levels_and_compact_cells(tmp_path):
+    """Lines per level as `report` prints them, a dash for no counts or levels, and a failure's
+    reason under its path, not in the matching lines' column."""
+    path = tmp_path / "status.db"
+    seed(path, history_with_levels(time.time() - 60))
+    rows = table(app_for(path).test_client().get("/files").get_data(as_text=True), "files")
+    assert list(rows[0]) == [
+        "file",
+        "state",
+        "queue",
+        "attempts",
+        "matching lines",
+        "levels",
+        "lines",
+        "size",
+        "ended (UTC)",
+    ]
+    by_path = {row["file"].split()[0]: row for row in rows}
+    assert {p: (r["matching lines"], r["levels"]) for p, r in by_path.items()} == {
+        "/l/api/app.log": ("ERROR 3 FATAL 0", "INFO=2 WARN=1 ERROR=2"),
+        "/l/gone.log": ("–", "–"),
+        "/l/nginx/error.log": ("ERROR 0 FATAL 1", "WARN=1 ERROR=2 FATAL=1"),
+        "/l/waiting.log": ("–", "–"),
+    }
+    assert by_path["/l/gone.log"]["file"] == "/l/gone.log not a regular file"
+    assert by_path["/l/api/app.log"]["size"] == f"{len(APP)} B"
 
 
 def test_pages_say_when_there_is_no_database_yet(tmp_path):
