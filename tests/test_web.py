@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -1040,6 +1041,136 @@ def test_a_file_name_runs_no_script_on_rq_dashboards_pages(cluster, browser, log
     time.sleep(1)  # an image's handler would have run by now
     assert browser.title != "pwned"
     assert page.errors() == []
+
+
+#: A file deep in long-named directories: at 1024 px its path wraps, and only after a '/'.
+LONG_PATH = (
+    "/srv/logs/production-cluster-eu-west-1/application-frontend-server-07"
+    "/nginx-access-logs-archive/2024-05-01/access-log-rotated-with-a-long-name.log"
+)
+#: Workers named as RQ names them (32 hex digits), and a job as `push` names it.
+WORKERS = ("5f0c6b1e9d2a4c7f8e3b0a1d2c3e4f5a", "9a8b7c6d5e4f30211234567890abcdef")
+JOB = "lj-0123456789abcdef"
+
+
+def history_of_a_long_named_file(t0):
+    """LONG_PATH taken back from a dead worker, then finished on another: a history as wide as a
+    real cluster's."""
+    return [
+        pushed(t0, JOB, LONG_PATH, "default"),
+        ev(t0, JOB, LONG_PATH, "started", 1, 1.0, worker=WORKERS[0]),
+        ev(
+            t0,
+            JOB,
+            LONG_PATH,
+            "queued",
+            1,
+            9.0,
+            worker=WORKERS[0],
+            error=f"worker {WORKERS[0]} died or was cut off during attempt 1",
+        ),
+        ev(t0, JOB, LONG_PATH, "started", 2, 10.0, worker=WORKERS[1]),
+        ev(
+            t0,
+            JOB,
+            LONG_PATH,
+            "finished",
+            2,
+            12.0,
+            worker=WORKERS[1],
+            result=finished_with(APP * 300, {"ERROR": 600, "FATAL": 0}),
+        ),
+    ]
+
+
+#: The text of each line an element's text is laid out in (arguments[0]: the element).
+LINES_OF = """
+const range = document.createRange(), lines = [];
+let top = null;
+const walker = document.createTreeWalker(arguments[0], NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  for (let i = 0; i < node.length; i++) {
+    range.setStart(node, i);
+    range.setEnd(node, i + 1);
+    const rect = range.getBoundingClientRect();
+    if (top === null || rect.top > top + rect.height / 2) { lines.push(''); top = rect.top; }
+    lines[lines.length - 1] += node.data[i];
+  }
+}
+return lines;
+"""
+#: The cells of a column of the table arguments[0], by its header's text arguments[1].
+COLUMN = """
+const [table, name] = arguments;
+const at = [...table.tHead.rows[0].cells].findIndex(th => th.innerText.trim() === name);
+return [table.tHead.rows[0].cells[at], ...[...table.tBodies[0].rows].map(tr => tr.cells[at])];
+"""
+
+
+def test_browser_at_1024px_paths_break_at_slashes_and_tables_stay_in_the_page(browser, tmp_path):
+    path = tmp_path / "status.db"
+    t0 = time.time() - 60
+    seed(path, history_with_levels(t0) + history_of_a_long_named_file(t0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGJOBS_")}
+    env.update(LOGJOBS_DB=str(path), LOGJOBS_REDIS_URL="redis://127.0.0.1:1/0")  # none needed
+    port = free_port()
+    dash = subprocess.Popen(
+        [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        page = Page(browser, wait_for_http(port, dash))
+        browser.set_window_size(1024, 900)
+        browser.set_window_size(2048 - page.js("return window.innerWidth"), 900)
+        assert page.js("return window.innerWidth") == 1024
+
+        page.open("/files")
+        files = browser.find_element("id", "files")
+        link = browser.find_element("css selector", f'#files tr[data-path="{LONG_PATH}"] a.path')
+        lines = page.js(LINES_OF, link)
+        assert "".join(lines) == LONG_PATH and len(lines) > 1, lines
+        assert [line for line in lines[:-1] if not line.endswith("/")] == [], lines
+        header, *sizes = page.js(COLUMN, files, "size")
+        for cell in sizes:
+            style = [cell.value_of_css_property(p) for p in ("white-space", "text-align")]
+            assert style == ["nowrap", "right"]
+            assert len(page.js(LINES_OF, cell)) <= 1
+        assert "91.7 KiB" in [cell.text for cell in sizes]  # LONG_PATH's
+        # The matching lines' column is as wide as its widest cell, no wider.
+        header, *counts = page.js(COLUMN, files, "matching lines")
+        widest = page.js(
+            "const range = document.createRange(); return Math.max(...arguments[0].map(td => {"
+            "range.selectNodeContents(td); return range.getBoundingClientRect().width; }))",
+            counts,
+        )
+        padding = page.js(
+            "const s = getComputedStyle(arguments[0]);"
+            "return parseFloat(s.paddingLeft) + parseFloat(s.paddingRight)",
+            header,
+        )
+        assert header.rect["width"] <= widest + padding + 1
+        assert page.js("return document.documentElement.scrollWidth") <= page.js(
+            "return document.documentElement.clientWidth"
+        )
+        page.shot("files-1024")
+
+        page.open("/file?path=" + urllib.parse.quote(LONG_PATH))
+        lines = page.js(LINES_OF, browser.find_element("css selector", "h4.path"))
+        assert [line for line in lines[:-1] if not line.endswith("/")] == [], lines
+        assert page.js("return document.documentElement.scrollWidth") <= page.js(
+            "return document.documentElement.clientWidth"
+        )
+        history = browser.find_element("id", "history")
+        assert len(history.find_elements("css selector", "tbody tr")) == 5
+        assert WORKERS[0] in history.text
+        page.shot("file-1024")
+        assert page.errors() == []
+
+    finally:
+        dash.terminate()
+        dash.wait(10)
 
 
 def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs):
