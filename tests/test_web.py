@@ -341,6 +341,50 @@ def test_the_files_page_has_levels_and_compact_cells(tmp_path):
     assert by_path["/l/api/app.log"]["size"] == f"{len(APP)} B"
 
 
+def test_unknown_pages_and_bad_requests_get_the_dashboards_own_page(seeded, tmp_path):
+    client = app_for(seeded).test_client()
+    policy = client.get("/files").headers["Content-Security-Policy"]  # no inline script
+    for url, status, message in (
+        (
+            "/file?path=/nope",
+            404,
+            "no file /nope: it was never pushed, or the mirror has not recorded it yet",
+        ),
+        ("/no/such/page", 404, "no page /no/such/page here"),
+        ("/static/nope.css", 404, "no page /static/nope.css here"),
+        ("/file", 400, "which file? Give its absolute path: /file?path=/var/log/app.log"),
+        ("/file?path=l/a.log", 400, "&#39;l/a.log&#39; is not an absolute path"),
+        ("/retry", 405, "GET is not allowed on /retry (only POST)"),
+    ):
+        reply = client.get(url)
+        page = reply.get_data(as_text=True)
+        assert reply.status_code == status, url
+        assert reply.headers["Content-Security-Policy"] == policy, url
+        # The dashboard's layout, the status, what was wrong, and the way back.
+        assert '<a class="nav-link" href="/files">Files</a>' in page, url
+        assert f'<h4 id="error" data-status="{status}">{status} ' in page, url
+        assert re.search(r'id="error-message">([^<]*)</p>', page)[1].startswith(message), url
+        assert '<a href="/files" id="back">' in page, url
+        assert 'id="live"' not in page, url  # a page that will not change does not reload
+    assert set(client.get("/retry").headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    # What was not found is shown as text.
+    reply = client.get("/file", query_string={"path": "/l/<script>alert(1)</script>.log"})
+    page = reply.get_data(as_text=True)
+    assert reply.status_code == 404 and "<script>alert" not in page
+    assert "no file /l/&lt;script&gt;alert(1)&lt;/script&gt;.log:" in page
+    # The same from the Retry button's form.
+    token = csrf_field(client.get("/failures").get_data(as_text=True))
+    reply = client.post("/retry", data={"csrf_token": token, "path": "/l/gone.log"})
+    assert reply.status_code == 404 and "no file /l/gone.log:" in reply.get_data(as_text=True)
+    reply = client.post("/retry", data={"csrf_token": token})
+    assert reply.status_code == 400 and "which file?" in reply.get_data(as_text=True)
+    # rq-dashboard's routes keep their own answers; an unknown page needs no database.
+    reply = client.get("/rq/1/view/queues")
+    assert reply.status_code == 404 and 'id="error"' not in reply.get_data(as_text=True)
+    reply = app_for(tmp_path / "not-yet.db").test_client().get("/nope")
+    assert reply.status_code == 404 and 'id="error"' in reply.get_data(as_text=True)
+
+
 def test_pages_say_when_there_is_no_database_yet(tmp_path):
     client = app_for(tmp_path / "not-yet.db").test_client()
     reply = client.get("/")
@@ -1168,6 +1212,9 @@ def test_browser_at_1024px_paths_break_at_slashes_and_tables_stay_in_the_page(br
         page.shot("file-1024")
         assert page.errors() == []
 
+        page.open("/file?path=/nope")
+        assert browser.find_element("id", "error").text == "404 Not Found"
+        page.shot("not-found")
     finally:
         dash.terminate()
         dash.wait(10)

@@ -14,7 +14,7 @@ from .. import connections
 from ..defaults import DEFAULT_DASHBOARD_HOST
 from ..exceptions import ConfigError
 from ..settings import Settings, redact_url
-from . import metrics, pages, rqdashboard, security
+from . import errors, metrics, pages, rqdashboard, security
 from .database import StatusDatabase
 
 #: Requests served at once; rq-dashboard polls every 2.5 s per open tab.
@@ -51,6 +51,7 @@ def create_app(settings, host=DEFAULT_DASHBOARD_HOST):
     rqdashboard.mount(app, settings, conn)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(metrics.blueprint)
+    errors.install(app)
     return app
 
 

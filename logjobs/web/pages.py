@@ -26,14 +26,16 @@ def _context():
     return current_app.extensions["logjobs"]
 
 
+#: logjobs' pages run no inline script, so they can forbid it (rq-dashboard's pages cannot).
+POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+)
+
+
 @blueprint.after_request
 def _policy(response):
-    # logjobs' pages run no inline script, so they can forbid it (rq-dashboard's pages cannot).
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-    )
+    response.headers.setdefault("Content-Security-Policy", POLICY)
     return response
 
 
@@ -111,9 +113,10 @@ def failures():
 @blueprint.route("/file")
 def file():
     """One file: its latest scan, and every state change of every scan of it."""
-    row = queries.show(request.args.get("path", ""))
+    path = _path_argument(request.args)
+    row = queries.show(path)
     if row is None:
-        abort(404)
+        abort(404, _unknown(path))
     found, timeline = queries.messages(path=row["path"], limit=10)
     return render_template(
         "file.html", row=row, messages=found, chart=queries.level_chart(timeline)
@@ -146,10 +149,10 @@ def messages():
 def retry():
     """Push a failed file again, into its queue with its patterns (CSRF-checked, like every
     POST)."""
-    path = request.form.get("path", "")
+    path = _path_argument(request.form)
     row = queries.show(path)
     if row is None:
-        abort(404)
+        abort(404, _unknown(path))
     back = redirect(url_for(".file", path=path), code=303)
     if row["status"] != FAILED:
         flash(f"{path} is {row['status']}, not failed: nothing to retry", "warning")
@@ -183,6 +186,25 @@ def retry():
         log.info("retry: %s pushed again into %s as %s", path, row["queue"], pushed.files[path][0])
         flash(f"retrying {path} in {row['queue']} as job {pushed.files[path][0]}", "success")
     return back
+
+
+def _path_argument(args):
+    """The `path` a page is asked about: a 400 unless it is an absolute path, as files are
+    pushed."""
+    path = args.get("path", "")
+    if not path:
+        abort(400, "which file? Give its absolute path: /file?path=/var/log/app.log")
+    if not path.startswith("/"):
+        abort(
+            400,
+            f"{path!r} is not an absolute path: files are known by the path they were "
+            "pushed as, e.g. /var/log/app.log",
+        )
+    return path
+
+
+def _unknown(path):
+    return f"no file {path}: it was never pushed, or the mirror has not recorded it yet"
 
 
 #: Pages of a list asked for at most: past it, the database's offset would overflow (a 500).
