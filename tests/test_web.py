@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq.registry import FailedJobRegistry
 
 from logjobs import analysis, events, queries
-from logjobs.defaults import FILES_KEY, QUEUES
+from logjobs.defaults import FILES_KEY, LEVELS, QUEUES
 from logjobs.embedded import free_port
 from logjobs.exceptions import ConfigError
 from logjobs.models import MODELS, db, open_database, utc
@@ -424,6 +424,23 @@ def test_pages_and_metrics_on_postgresql(postgres_url):
     assert got[("logjobs_recoveries_total", (("queue", "default"),))] == 1
     assert got[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 7
     assert got[("logjobs_scan_duration_seconds_count", (("queue", "default"),))] == 1
+    # Lines per level, summed by PostgreSQL (json_each_text) as reading each file's levels sums
+    # them.
+    seed(url, history_with_levels(time.time() - 60))
+    client = app_for(url).test_client()  # seed() bound the models to a connection of its own
+    assert client.get("/files").status_code == 200
+    got = scrape(client)
+    want = {"TRACE": 0, "DEBUG": 0, "INFO": 2, "WARN": 2, "ERROR": 4, "FATAL": 1}
+    assert {lv: got[("logjobs_lines_by_level", (("level", lv),))] for lv in LEVELS} == want
+    open_database(url, create=False)
+    try:
+        assert (
+            queries.level_totals()
+            == queries._level_totals_read()
+            == {level: n for level, n in want.items() if n}
+        )
+    finally:
+        db.close()
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -498,6 +515,12 @@ def expected_metrics(db_path):
         "SELECT queue, status, COUNT(*) FROM scans GROUP BY queue, status"
     ):
         want[("logjobs_files", (("queue", queue), ("state", state)))] = n
+    for level in LEVELS:
+        want[("logjobs_lines_by_level", (("level", level),))] = 0
+    for level, n in sql.execute(
+        "SELECT j.key, SUM(j.value) FROM scans, json_each(scans.levels) AS j GROUP BY j.key"
+    ):
+        want[("logjobs_lines_by_level", (("level", level),))] = n
     return want
 
 
@@ -551,6 +574,70 @@ def test_metrics_parse_and_match_the_database_as_it_grows(seeded):
     third = scrape(client)
     assert_metrics_match(third, seeded)
     assert third[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 5
+
+
+#: A line of Prometheus' text format, strictly: HELP, TYPE, or a sample with its labels.
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+EXPOSITION_LINE = re.compile(
+    rf"# HELP {_NAME} .+|# TYPE {_NAME} (counter|gauge|histogram|summary|untyped)|"
+    rf'{_NAME}(\{{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")'
+    rf'(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")*\}})? '
+    r"([-+]?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|[-+]?Inf|NaN)"
+)
+
+
+def test_metrics_have_lines_per_level_as_report_totals_them(tmp_path):
+    path = tmp_path / "status.db"
+    seed(path, history_with_levels(time.time() - 60))
+    client = app_for(path).test_client()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert [line for line in text.splitlines() if not EXPOSITION_LINE.fullmatch(line)] == []
+    family = [line for line in text.splitlines() if "logjobs_lines_by_level" in line]
+    assert family[:2] == [
+        "# HELP logjobs_lines_by_level Lines per level in the files' latest scans, as logjobs "
+        "report totals them.",
+        "# TYPE logjobs_lines_by_level gauge",
+    ]
+    got = scrape(client)
+    by_level = {level: got[("logjobs_lines_by_level", (("level", level),))] for level in LEVELS}
+    assert by_level == {"TRACE": 0, "DEBUG": 0, "INFO": 2, "WARN": 2, "ERROR": 4, "FATAL": 1}
+    assert_metrics_match(got, path)
+    # What the database sums is what reading each file's levels sums, and what `report` totals.
+    open_database(str(path), create=False)
+    try:
+        reported = {}
+        for row in queries.report():
+            for level, n in row["levels"].items():
+                reported[level] = reported.get(level, 0) + n
+        assert queries.level_totals() == queries._level_totals_read() == reported
+        assert reported == {level: n for level, n in by_level.items() if n}
+    finally:
+        db.close()
+
+    # A gauge: a file pushed again with fewer lines has fewer, and so has the sum.
+    first_two = b"".join(APP.splitlines(keepends=True)[:2])
+    t1 = time.time()
+    seed(
+        path,
+        [
+            pushed(t1, "j-app2", "/l/api/app.log", "high"),
+            ev(t1, "j-app2", "/l/api/app.log", "started", 1, 0.1, worker="w1"),
+            ev(
+                t1,
+                "j-app2",
+                "/l/api/app.log",
+                "finished",
+                1,
+                0.2,
+                worker="w1",
+                result=finished_with(first_two, {"ERROR": 1, "FATAL": 0}),
+            ),
+        ],
+    )
+    got = scrape(client)
+    by_level = {level: got[("logjobs_lines_by_level", (("level", level),))] for level in LEVELS}
+    assert by_level == {"TRACE": 0, "DEBUG": 0, "INFO": 1, "WARN": 1, "ERROR": 3, "FATAL": 1}
+    assert_metrics_match(got, path)
 
 
 # -- safe by default -----------------------------------------------------------------------------
