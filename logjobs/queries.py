@@ -8,7 +8,7 @@ import heapq
 import re
 import time
 
-from peewee import SQL, SqliteDatabase, fn
+from peewee import SQL, PostgresqlDatabase, SqliteDatabase, fn
 
 from . import analysis, fastjson
 from .defaults import FINAL_STATES, FINISHED, MOVED, QUEUES, RECOVERY_MARK, STARTED, STATES
@@ -445,8 +445,10 @@ def matches(row):
 
 def files(queue=None, state=None, path=None, order="path", limit=50, offset=0):
     """A page of files, filtered by queue, state and a path substring, with the total; in path
-    order, or most recently changed first (`order="recent"`)."""
-    query = Scan.select()
+    order, or most recently changed first (`order="recent"`). One query for the page, one for the
+    total, whatever the page shows of each row: its counts, levels and reason are columns of it,
+    and its analysis (often most of a row) is not read."""
+    query = Scan.reported()
     if queue:
         query = query.where(Scan.queue == queue)
     if state:
@@ -470,6 +472,38 @@ def by_queue():
     ):
         table.setdefault(queue, dict.fromkeys(STATES, 0))[state] = n
     return table
+
+
+def level_totals():
+    """Lines per level over every file's latest scan, as `report`'s totals line adds them up:
+    {level: lines}.
+
+    The database sums them from the `levels` column, a JSON object of at most six numbers per
+    file (the analysis is not read): SQLite's json_each, PostgreSQL's json_each_text. That is
+    still a pass over every row at each call, each one's JSON parsed by the database (about 0.1 s
+    per 100,000 files with SQLite, a third of parsing them here); other databases bring the
+    column here to be parsed (_level_totals_read)."""
+    table = Scan._meta.table_name
+    if isinstance(db.obj, SqliteDatabase):
+        each, value = "json_each(s.levels)", "j.value"
+    elif isinstance(db.obj, PostgresqlDatabase):
+        each, value = "json_each_text(s.levels::json)", "j.value::bigint"
+    else:
+        return _level_totals_read()
+    sql = (
+        f"SELECT j.key, SUM({value}) FROM {table} AS s, {each} AS j "
+        "WHERE s.levels IS NOT NULL GROUP BY j.key"
+    )
+    return {level: int(n) for level, n in db.execute_sql(sql)}
+
+
+def _level_totals_read():
+    """level_totals(), the plain way: each file's levels read and added up here."""
+    totals: dict = {}
+    query = Scan.select(Scan.levels).where(Scan.levels.is_null(False)).tuples()
+    for (text,) in query.iterator():
+        _add(totals, fastjson.loads(text))
+    return totals
 
 
 def top_files(limit=10):

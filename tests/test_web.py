@@ -3,6 +3,7 @@ route, and a real headless Chromium following a live pipeline (redis-server, `rq
 mirror`, `logjobs dashboard`)."""
 
 import base64
+import html.parser
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq.registry import FailedJobRegistry
 
 from logjobs import analysis, events, queries
-from logjobs.defaults import FILES_KEY, QUEUES
+from logjobs.defaults import FILES_KEY, LEVELS, QUEUES
 from logjobs.embedded import free_port
 from logjobs.exceptions import ConfigError
 from logjobs.models import MODELS, db, open_database, utc
@@ -31,7 +33,7 @@ from logjobs.settings import Settings
 from logjobs.web import create_app
 from logjobs.web.security import check_bind
 
-from helpers import BIN
+from helpers import APP, BIN, WEB, analysed
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -94,6 +96,47 @@ def history_of_four_files(t0):
     ]
 
 
+def finished_with(data, counts):
+    """A finished result with the analysis a scan of `data` makes (its levels among it)."""
+    return {
+        "counts": counts,
+        "lines": data.count(b"\n"),
+        "bytes": len(data),
+        "compression": None,
+        "analysis": analysed(data).to_dict(),
+    }
+
+
+def history_with_levels(t0):
+    """Two files analysed, APP's lines (INFO=2 WARN=1 ERROR=2) and WEB's (WARN=1 ERROR=2 FATAL=1,
+    as test_queries works them out by hand), one failed, one still queued."""
+    batch = []
+    for job_id, path, queue, data, counts in (
+        ("j-app", "/l/api/app.log", "high", APP, {"ERROR": 3, "FATAL": 0}),
+        ("j-web", "/l/nginx/error.log", "default", WEB, {"ERROR": 0, "FATAL": 1}),
+    ):
+        batch += [
+            pushed(t0, job_id, path, queue),
+            ev(t0, job_id, path, "started", 1, 1.0, worker="w1"),
+            ev(
+                t0,
+                job_id,
+                path,
+                "finished",
+                1,
+                1.5,
+                worker="w1",
+                result=finished_with(data, counts),
+            ),
+        ]
+    return batch + [
+        pushed(t0, "j-gone", "/l/gone.log", "default"),
+        ev(t0, "j-gone", "/l/gone.log", "started", 1, 2.0, worker="w2"),
+        ev(t0, "j-gone", "/l/gone.log", "failed", 1, 2.1, worker="w2", error="not a regular file"),
+        pushed(t0, "j-wait", "/l/waiting.log", "low"),
+    ]
+
+
 def seed(path, batch):
     database = open_database(str(path))
     for i, event in enumerate(batch):
@@ -114,6 +157,43 @@ def app_for(db_path, redis_url="redis://127.0.0.1:1/0", **settings):
     app = create_app(Settings(db=str(db_path), redis_url=redis_url, **settings))
     app.testing = True
     return app
+
+
+class _Tables(html.parser.HTMLParser):
+    """The text of each cell of each row of each table, by the table's id."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.table, self.cell = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.table = self.tables.setdefault(dict(attrs).get("id"), [])
+        elif tag == "tr" and self.table is not None:
+            self.table.append([])
+        elif tag in ("td", "th") and self.table is not None:
+            self.cell = ""
+        elif tag == "div" and self.cell is not None:
+            self.cell += " "  # a line of its own
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.table[-1].append(" ".join(self.cell.split()))
+            self.cell = None
+        elif tag == "table":
+            self.table = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def table(page, table_id):
+    """The rows of the table `table_id` of an HTML page, header first: {column: cell text}."""
+    parser = _Tables()
+    parser.feed(page)
+    header, *rows = parser.tables[table_id]
+    return [dict(zip(header, row)) for row in rows]
 
 
 def basic(user=USER, password=PASSWORD):
@@ -185,13 +265,23 @@ def test_pages_show_the_database(seeded):
         later["unit"] == "hour"
         and {s["state"]: sum(s["counts"]) for s in later["series"]} == per_state
     )
-    assert re.search(
-        r'/l/a\.log</a></td><td>high</td><td class="text-right"[^>]*>6<', page
-    )  # top file: 5 + 1
+    assert table(page, "top")[0] == {  # top file: 5 + 1
+        "file": "/l/a.log",
+        "queue": "high",
+        "lines matched": "6",
+    }
     assert "/l/c.log: not a regular file (FIFO)" in page
 
     files = client.get("/files?queue=default&state=failed").get_data(as_text=True)
     assert re.findall(r'<tr data-path="([^"]+)"', files) == ["/l/c.log"]
+    # A Cancel button on each row whose scan has not ended (d.log waits), and on its page.
+    everything = client.get("/files").get_data(as_text=True)
+    rows = re.findall(r'<tr data-path="([^"]+)".*?</tr>', everything, re.S)
+    cancel = re.findall(r'<tr data-path="([^"]+)"[^>]*>((?:(?!</tr>).)*)</tr>', everything, re.S)
+    assert [path for path, cells in cancel if 'action="/cancel"' in cells] == ["/l/d.log"]
+    assert len(rows) == 4
+    assert 'action="/cancel"' in client.get("/file?path=/l/d.log").get_data(as_text=True)
+    assert 'action="/cancel"' not in client.get("/file?path=/l/a.log").get_data(as_text=True)
     files = client.get("/files?path=b.lo").get_data(as_text=True)
     assert re.findall(r'<tr data-path="([^"]+)"', files) == ["/l/b.log"]
     assert re.findall(r'<tr data-path="([^"]+)"', client.get("/files").get_data(as_text=True)) == [
@@ -229,6 +319,78 @@ def test_pages_show_the_database(seeded):
     ]
     assert "worker w1 died or was cut off during attempt 1" in file
     assert client.get("/file", query_string={"path": "/nope"}).status_code == 404
+
+
+def test_the_files_page_has_levels_and_compact_cells(tmp_path):
+    """Lines per level as `report` prints them, a dash for no counts or levels, and a failure's
+    reason under its path, not in the matching lines' column."""
+    path = tmp_path / "status.db"
+    seed(path, history_with_levels(time.time() - 60))
+    rows = table(app_for(path).test_client().get("/files").get_data(as_text=True), "files")
+    assert list(rows[0]) == [
+        "file",
+        "state",
+        "queue",
+        "attempts",
+        "matching lines",
+        "levels",
+        "lines",
+        "size",
+        "ended (UTC)",
+    ]
+    by_path = {row["file"].split()[0]: row for row in rows}
+    assert {p: (r["matching lines"], r["levels"]) for p, r in by_path.items()} == {
+        "/l/api/app.log": ("ERROR 3 FATAL 0", "INFO=2 WARN=1 ERROR=2"),
+        "/l/gone.log": ("–", "–"),
+        "/l/nginx/error.log": ("ERROR 0 FATAL 1", "WARN=1 ERROR=2 FATAL=1"),
+        "/l/waiting.log": ("–", "–"),
+    }
+    assert by_path["/l/gone.log"]["file"] == "/l/gone.log not a regular file"
+    assert by_path["/l/api/app.log"]["size"] == f"{len(APP)} B"
+
+
+def test_unknown_pages_and_bad_requests_get_the_dashboards_own_page(seeded, tmp_path):
+    client = app_for(seeded).test_client()
+    policy = client.get("/files").headers["Content-Security-Policy"]  # no inline script
+    for url, status, message in (
+        (
+            "/file?path=/nope",
+            404,
+            "no file /nope: it was never pushed, or the mirror has not recorded it yet",
+        ),
+        ("/no/such/page", 404, "no page /no/such/page here"),
+        ("/static/nope.css", 404, "no page /static/nope.css here"),
+        ("/file", 400, "which file? Give its absolute path: /file?path=/var/log/app.log"),
+        ("/file?path=l/a.log", 400, "&#39;l/a.log&#39; is not an absolute path"),
+        ("/retry", 405, "GET is not allowed on /retry (only POST)"),
+    ):
+        reply = client.get(url)
+        page = reply.get_data(as_text=True)
+        assert reply.status_code == status, url
+        assert reply.headers["Content-Security-Policy"] == policy, url
+        # The dashboard's layout, the status, what was wrong, and the way back.
+        assert '<a class="nav-link" href="/files">Files</a>' in page, url
+        assert f'<h4 id="error" data-status="{status}">{status} ' in page, url
+        assert re.search(r'id="error-message">([^<]*)</p>', page)[1].startswith(message), url
+        assert '<a href="/files" id="back">' in page, url
+        assert 'id="live"' not in page, url  # a page that will not change does not reload
+    assert set(client.get("/retry").headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    # What was not found is shown as text.
+    reply = client.get("/file", query_string={"path": "/l/<script>alert(1)</script>.log"})
+    page = reply.get_data(as_text=True)
+    assert reply.status_code == 404 and "<script>alert" not in page
+    assert "no file /l/&lt;script&gt;alert(1)&lt;/script&gt;.log:" in page
+    # The same from the Retry button's form.
+    token = csrf_field(client.get("/failures").get_data(as_text=True))
+    reply = client.post("/retry", data={"csrf_token": token, "path": "/l/gone.log"})
+    assert reply.status_code == 404 and "no file /l/gone.log:" in reply.get_data(as_text=True)
+    reply = client.post("/retry", data={"csrf_token": token})
+    assert reply.status_code == 400 and "which file?" in reply.get_data(as_text=True)
+    # rq-dashboard's routes keep their own answers; an unknown page needs no database.
+    reply = client.get("/rq/1/view/queues")
+    assert reply.status_code == 404 and 'id="error"' not in reply.get_data(as_text=True)
+    reply = app_for(tmp_path / "not-yet.db").test_client().get("/nope")
+    assert reply.status_code == 404 and 'id="error"' in reply.get_data(as_text=True)
 
 
 def test_pages_say_when_there_is_no_database_yet(tmp_path):
@@ -270,6 +432,23 @@ def test_pages_and_metrics_on_postgresql(postgres_url):
     assert got[("logjobs_recoveries_total", (("queue", "default"),))] == 1
     assert got[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 7
     assert got[("logjobs_scan_duration_seconds_count", (("queue", "default"),))] == 1
+    # Lines per level, summed by PostgreSQL (json_each_text) as reading each file's levels sums
+    # them.
+    seed(url, history_with_levels(time.time() - 60))
+    client = app_for(url).test_client()  # seed() bound the models to a connection of its own
+    assert client.get("/files").status_code == 200
+    got = scrape(client)
+    want = {"TRACE": 0, "DEBUG": 0, "INFO": 2, "WARN": 2, "ERROR": 4, "FATAL": 1}
+    assert {lv: got[("logjobs_lines_by_level", (("level", lv),))] for lv in LEVELS} == want
+    open_database(url, create=False)
+    try:
+        assert (
+            queries.level_totals()
+            == queries._level_totals_read()
+            == {level: n for level, n in want.items() if n}
+        )
+    finally:
+        db.close()
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -344,6 +523,12 @@ def expected_metrics(db_path):
         "SELECT queue, status, COUNT(*) FROM scans GROUP BY queue, status"
     ):
         want[("logjobs_files", (("queue", queue), ("state", state)))] = n
+    for level in LEVELS:
+        want[("logjobs_lines_by_level", (("level", level),))] = 0
+    for level, n in sql.execute(
+        "SELECT j.key, SUM(j.value) FROM scans, json_each(scans.levels) AS j GROUP BY j.key"
+    ):
+        want[("logjobs_lines_by_level", (("level", level),))] = n
     return want
 
 
@@ -399,6 +584,70 @@ def test_metrics_parse_and_match_the_database_as_it_grows(seeded):
     assert third[("logjobs_matched_lines_total", (("pattern", "ERROR"),))] == 5
 
 
+#: A line of Prometheus' text format, strictly: HELP, TYPE, or a sample with its labels.
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+EXPOSITION_LINE = re.compile(
+    rf"# HELP {_NAME} .+|# TYPE {_NAME} (counter|gauge|histogram|summary|untyped)|"
+    rf'{_NAME}(\{{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")'
+    rf'(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")*\}})? '
+    r"([-+]?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|[-+]?Inf|NaN)"
+)
+
+
+def test_metrics_have_lines_per_level_as_report_totals_them(tmp_path):
+    path = tmp_path / "status.db"
+    seed(path, history_with_levels(time.time() - 60))
+    client = app_for(path).test_client()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert [line for line in text.splitlines() if not EXPOSITION_LINE.fullmatch(line)] == []
+    family = [line for line in text.splitlines() if "logjobs_lines_by_level" in line]
+    assert family[:2] == [
+        "# HELP logjobs_lines_by_level Lines per level in the files' latest scans, as logjobs "
+        "report totals them.",
+        "# TYPE logjobs_lines_by_level gauge",
+    ]
+    got = scrape(client)
+    by_level = {level: got[("logjobs_lines_by_level", (("level", level),))] for level in LEVELS}
+    assert by_level == {"TRACE": 0, "DEBUG": 0, "INFO": 2, "WARN": 2, "ERROR": 4, "FATAL": 1}
+    assert_metrics_match(got, path)
+    # What the database sums is what reading each file's levels sums, and what `report` totals.
+    open_database(str(path), create=False)
+    try:
+        reported = {}
+        for row in queries.report():
+            for level, n in row["levels"].items():
+                reported[level] = reported.get(level, 0) + n
+        assert queries.level_totals() == queries._level_totals_read() == reported
+        assert reported == {level: n for level, n in by_level.items() if n}
+    finally:
+        db.close()
+
+    # A gauge: a file pushed again with fewer lines has fewer, and so has the sum.
+    first_two = b"".join(APP.splitlines(keepends=True)[:2])
+    t1 = time.time()
+    seed(
+        path,
+        [
+            pushed(t1, "j-app2", "/l/api/app.log", "high"),
+            ev(t1, "j-app2", "/l/api/app.log", "started", 1, 0.1, worker="w1"),
+            ev(
+                t1,
+                "j-app2",
+                "/l/api/app.log",
+                "finished",
+                1,
+                0.2,
+                worker="w1",
+                result=finished_with(first_two, {"ERROR": 1, "FATAL": 0}),
+            ),
+        ],
+    )
+    got = scrape(client)
+    by_level = {level: got[("logjobs_lines_by_level", (("level", level),))] for level in LEVELS}
+    assert by_level == {"TRACE": 0, "DEBUG": 0, "INFO": 1, "WARN": 1, "ERROR": 3, "FATAL": 1}
+    assert_metrics_match(got, path)
+
+
 # -- safe by default -----------------------------------------------------------------------------
 
 
@@ -443,6 +692,7 @@ def test_the_command_refuses_a_public_address_without_credentials(tmp_path):
 #: Every route that changes something: logjobs' Retry and rq-dashboard's own mutations.
 MUTATIONS = [
     "/retry",
+    "/cancel",
     "/rq/job/j-x/delete",
     "/rq/job/j-x/requeue",
     "/rq/requeue/default",
@@ -593,6 +843,25 @@ def test_every_mutating_route_needs_post_and_a_csrf_token(seeded, redis_server, 
     )
     assert "is finished, not failed: nothing to retry" in reply.get_data(as_text=True)
     assert conn.hget(FILES_KEY, "/l/a.log") is None
+    # Cancel takes the retried scan back, and goes back only to a page of this site.
+    assert Queue("default", connection=conn).count == 1
+    reply = client.post(
+        "/cancel",
+        data={"csrf_token": token, "path": "/l/c.log", "back": "//elsewhere.example/x"},
+        headers=auth,
+    )
+    assert reply.status_code == 303 and reply.headers["Location"].endswith("/file?path=/l/c.log")
+    page = client.get(reply.headers["Location"], headers=auth).get_data(as_text=True)
+    assert "canceled the scan of /l/c.log" in page
+    assert Queue("default", connection=conn).count == 0
+    reply = client.post(
+        "/cancel",
+        data={"csrf_token": token, "path": "/l/c.log", "back": "/files?state=queued"},
+        headers=auth,
+        follow_redirects=True,
+    )
+    assert "its scan has ended, nothing to cancel" in reply.get_data(as_text=True)
+    assert reply.request.path == "/files"
     conn.close()
 
 
@@ -931,6 +1200,139 @@ def test_a_file_name_runs_no_script_on_rq_dashboards_pages(cluster, browser, log
     time.sleep(1)  # an image's handler would have run by now
     assert browser.title != "pwned"
     assert page.errors() == []
+
+
+#: A file deep in long-named directories: at 1024 px its path wraps, and only after a '/'.
+LONG_PATH = (
+    "/srv/logs/production-cluster-eu-west-1/application-frontend-server-07"
+    "/nginx-access-logs-archive/2024-05-01/access-log-rotated-with-a-long-name.log"
+)
+#: Workers named as RQ names them (32 hex digits), and a job as `push` names it.
+WORKERS = ("5f0c6b1e9d2a4c7f8e3b0a1d2c3e4f5a", "9a8b7c6d5e4f30211234567890abcdef")
+JOB = "lj-0123456789abcdef"
+
+
+def history_of_a_long_named_file(t0):
+    """LONG_PATH taken back from a dead worker, then finished on another: a history as wide as a
+    real cluster's."""
+    return [
+        pushed(t0, JOB, LONG_PATH, "default"),
+        ev(t0, JOB, LONG_PATH, "started", 1, 1.0, worker=WORKERS[0]),
+        ev(
+            t0,
+            JOB,
+            LONG_PATH,
+            "queued",
+            1,
+            9.0,
+            worker=WORKERS[0],
+            error=f"worker {WORKERS[0]} died or was cut off during attempt 1",
+        ),
+        ev(t0, JOB, LONG_PATH, "started", 2, 10.0, worker=WORKERS[1]),
+        ev(
+            t0,
+            JOB,
+            LONG_PATH,
+            "finished",
+            2,
+            12.0,
+            worker=WORKERS[1],
+            result=finished_with(APP * 300, {"ERROR": 600, "FATAL": 0}),
+        ),
+    ]
+
+
+#: The text of each line an element's text is laid out in (arguments[0]: the element).
+LINES_OF = """
+const range = document.createRange(), lines = [];
+let top = null;
+const walker = document.createTreeWalker(arguments[0], NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  for (let i = 0; i < node.length; i++) {
+    range.setStart(node, i);
+    range.setEnd(node, i + 1);
+    const rect = range.getBoundingClientRect();
+    if (top === null || rect.top > top + rect.height / 2) { lines.push(''); top = rect.top; }
+    lines[lines.length - 1] += node.data[i];
+  }
+}
+return lines;
+"""
+#: The cells of a column of the table arguments[0], by its header's text arguments[1].
+COLUMN = """
+const [table, name] = arguments;
+const at = [...table.tHead.rows[0].cells].findIndex(th => th.innerText.trim() === name);
+return [table.tHead.rows[0].cells[at], ...[...table.tBodies[0].rows].map(tr => tr.cells[at])];
+"""
+
+
+def test_browser_at_1024px_paths_break_at_slashes_and_tables_stay_in_the_page(browser, tmp_path):
+    path = tmp_path / "status.db"
+    t0 = time.time() - 60
+    seed(path, history_with_levels(t0) + history_of_a_long_named_file(t0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGJOBS_")}
+    env.update(LOGJOBS_DB=str(path), LOGJOBS_REDIS_URL="redis://127.0.0.1:1/0")  # none needed
+    port = free_port()
+    dash = subprocess.Popen(
+        [os.path.join(BIN, "logjobs"), "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        page = Page(browser, wait_for_http(port, dash))
+        browser.set_window_size(1024, 900)
+        browser.set_window_size(2048 - page.js("return window.innerWidth"), 900)
+        assert page.js("return window.innerWidth") == 1024
+
+        page.open("/files")
+        files = browser.find_element("id", "files")
+        link = browser.find_element("css selector", f'#files tr[data-path="{LONG_PATH}"] a.path')
+        lines = page.js(LINES_OF, link)
+        assert "".join(lines) == LONG_PATH and len(lines) > 1, lines
+        assert [line for line in lines[:-1] if not line.endswith("/")] == [], lines
+        header, *sizes = page.js(COLUMN, files, "size")
+        for cell in sizes:
+            style = [cell.value_of_css_property(p) for p in ("white-space", "text-align")]
+            assert style == ["nowrap", "right"]
+            assert len(page.js(LINES_OF, cell)) <= 1
+        assert "91.7 KiB" in [cell.text for cell in sizes]  # LONG_PATH's
+        # The matching lines' column is as wide as its widest cell, no wider.
+        header, *counts = page.js(COLUMN, files, "matching lines")
+        widest = page.js(
+            "const range = document.createRange(); return Math.max(...arguments[0].map(td => {"
+            "range.selectNodeContents(td); return range.getBoundingClientRect().width; }))",
+            counts,
+        )
+        padding = page.js(
+            "const s = getComputedStyle(arguments[0]);"
+            "return parseFloat(s.paddingLeft) + parseFloat(s.paddingRight)",
+            header,
+        )
+        assert header.rect["width"] <= widest + padding + 1
+        assert page.js("return document.documentElement.scrollWidth") <= page.js(
+            "return document.documentElement.clientWidth"
+        )
+        page.shot("files-1024")
+
+        page.open("/file?path=" + urllib.parse.quote(LONG_PATH))
+        lines = page.js(LINES_OF, browser.find_element("css selector", "h4.path"))
+        assert [line for line in lines[:-1] if not line.endswith("/")] == [], lines
+        assert page.js("return document.documentElement.scrollWidth") <= page.js(
+            "return document.documentElement.clientWidth"
+        )
+        history = browser.find_element("id", "history")
+        assert len(history.find_elements("css selector", "tbody tr")) == 5
+        assert WORKERS[0] in history.text
+        page.shot("file-1024")
+        assert page.errors() == []
+
+        page.open("/file?path=/nope")
+        assert browser.find_element("id", "error").text == "404 Not Found"
+        page.shot("not-found")
+    finally:
+        dash.terminate()
+        dash.wait(10)
 
 
 def test_browser_shows_top_messages_and_levels_over_time(cluster, browser, logs):

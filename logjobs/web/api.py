@@ -57,7 +57,7 @@ def mount(app):
     security.csrf.exempt(blueprint)  # checked in _csrf_unless_token instead
     app.extensions["logjobs.api.waiting"] = threading.BoundedSemaphore(MAX_WAITING)
     # A URL under /api/ that no route takes (404), or a method a route does not (405): JSON too.
-    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(HTTPException, http_error)
 
 
 def _context():
@@ -138,14 +138,7 @@ def cancel():
             abort(400, f"{target!r} is neither an absolute path nor a job id")
     ctx = _context()
     connections.ping(ctx.settings.redis_url)
-    return _answer(taking_back.cancel(ctx.redis, targets, _caller()).to_dict())
-
-
-def _caller():
-    """Who a change through the API is made by, for the rows: as the command's user@host."""
-    auth = request.authorization
-    user = "api-token" if security.by_token() else (auth.username if auth else "dashboard")
-    return f"{user}@{request.remote_addr}"
+    return _answer(taking_back.cancel(ctx.redis, targets, security.caller()).to_dict())
 
 
 def _waited(ctx, submitted, warnings):
@@ -339,7 +332,7 @@ def _limit():
 # -- refusals: JSON, one line --------------------------------------------------------------------
 
 
-def _http_error(exc):
+def http_error(exc):
     """An HTTP error as JSON on the API (elsewhere, as it is): its own words when it was given any,
     else what the API has."""
     if not security.is_api():
@@ -393,4 +386,4 @@ def _internal(exc):
     )
 
 
-blueprint.register_error_handler(HTTPException, _http_error)
+blueprint.register_error_handler(HTTPException, http_error)

@@ -14,7 +14,7 @@ from .. import connections
 from ..defaults import DEFAULT_DASHBOARD_HOST
 from ..exceptions import ConfigError
 from ..settings import Settings, redact_url
-from . import api, metrics, pages, rqdashboard, security
+from . import api, errors, metrics, pages, rqdashboard, security
 from .database import StatusDatabase
 
 #: Requests served at once; rq-dashboard polls every 2.5 s per open tab.
@@ -52,6 +52,7 @@ def create_app(settings, host=DEFAULT_DASHBOARD_HOST):
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(metrics.blueprint)
     api.mount(app)
+    errors.install(app)
     return app
 
 

@@ -2,7 +2,9 @@
 
 Counters come from the append-only history table, so they only grow: each scrape reads the rows
 added since the last one and adds them to running totals (a different database starts them over,
-which Prometheus reads as a counter reset). Gauges come from the files' current rows.
+which Prometheus reads as a counter reset). Gauges come from the files' current rows: files by
+queue and state, and lines per level (summed by the database over every file's `levels` JSON: see
+queries.level_totals for its cost).
 """
 
 import threading
@@ -12,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .. import queries
-from ..defaults import FINAL_STATES, QUEUES
+from ..defaults import FINAL_STATES, LEVELS, QUEUES
 from .database import serve_from_database
 
 blueprint = Blueprint("metrics", __name__)
@@ -36,7 +38,7 @@ class HistoryCollector:
                 self.totals = _empty()
             _add(self.totals, fresh)
             families = list(self._families(self.totals))
-        return families + [_files_gauge()]
+        return families + [_files_gauge(), _levels_gauge()]
 
     def _families(self, totals):
         jobs = CounterMetricFamily(
@@ -88,6 +90,20 @@ def _files_gauge():
     for queue, states in queries.by_queue().items():
         for state, n in states.items():
             gauge.add_metric([queue, state], n)
+    return gauge
+
+
+def _levels_gauge():
+    """Lines per level in the files' latest scans: a gauge, not a counter, since a file pushed
+    again replaces its lines (a log rotated, truncated or rewritten has fewer)."""
+    gauge = GaugeMetricFamily(
+        "logjobs_lines_by_level",
+        "Lines per level in the files' latest scans, as logjobs report totals them.",
+        labels=["level"],
+    )
+    totals = queries.level_totals()
+    for level in list(LEVELS) + sorted(set(totals) - set(LEVELS)):
+        gauge.add_metric([level], totals.get(level, 0))
     return gauge
 
 

@@ -5,10 +5,13 @@ import logging
 
 import redis
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 
+from .. import cancel as taking_back
 from .. import push, queries, queues
 from ..defaults import FAILED, LEVELS, QUEUES, STATES
 from ..exceptions import LogJobsError
+from . import security
 from .database import serve_from_database
 
 log = logging.getLogger(__name__)
@@ -25,14 +28,16 @@ def _context():
     return current_app.extensions["logjobs"]
 
 
+#: logjobs' pages run no inline script, so they can forbid it (rq-dashboard's pages cannot).
+POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+)
+
+
 @blueprint.after_request
 def _policy(response):
-    # logjobs' pages run no inline script, so they can forbid it (rq-dashboard's pages cannot).
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-    )
+    response.headers.setdefault("Content-Security-Policy", POLICY)
     return response
 
 
@@ -47,6 +52,16 @@ def _filesize(n):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+@blueprint.app_template_filter("slashbreaks")
+def _slashbreaks(path):
+    """A path, escaped, that breaks across lines only after a '/' (<wbr>): each name between them
+    is a span that logjobs.css keeps on one line (a browser would break after its hyphens)."""
+    return Markup("/<wbr>").join(
+        Markup('<span class="name">{}</span>').format(name) if name else ""
+        for name in path.split("/")
+    )
 
 
 @blueprint.app_template_filter("when")
@@ -100,9 +115,10 @@ def failures():
 @blueprint.route("/file")
 def file():
     """One file: its latest scan, and every state change of every scan of it."""
-    row = queries.show(request.args.get("path", ""))
+    path = _path_argument(request.args)
+    row = queries.show(path)
     if row is None:
-        abort(404)
+        abort(404, _unknown(path))
     found, timeline = queries.messages(path=row["path"], limit=10)
     return render_template(
         "file.html", row=row, messages=found, chart=queries.level_chart(timeline)
@@ -135,10 +151,10 @@ def messages():
 def retry():
     """Push a failed file again, into its queue with its patterns (CSRF-checked, like every
     POST)."""
-    path = request.form.get("path", "")
+    path = _path_argument(request.form)
     row = queries.show(path)
     if row is None:
-        abort(404)
+        abort(404, _unknown(path))
     back = redirect(url_for(".file", path=path), code=303)
     if row["status"] != FAILED:
         flash(f"{path} is {row['status']}, not failed: nothing to retry", "warning")
@@ -172,6 +188,57 @@ def retry():
         log.info("retry: %s pushed again into %s as %s", path, row["queue"], pushed.files[path][0])
         flash(f"retrying {path} in {row['queue']} as job {pushed.files[path][0]}", "success")
     return back
+
+
+@blueprint.route("/cancel", methods=["POST"])
+def cancel():
+    """Take back a file's scan that has not ended, as `logjobs cancel PATH` (CSRF-checked)."""
+    path = _path_argument(request.form)
+    if queries.show(path) is None:
+        abort(404, _unknown(path))
+    back = redirect(_here(request.form.get("back")) or url_for(".file", path=path), code=303)
+    settings = _context().settings
+    try:
+        done = taking_back.cancel(_context().redis, [path], security.caller())
+    except redis.RedisError as exc:
+        flash(
+            f"not canceled: cannot reach Redis at {settings.redacted_redis_url()}: "
+            f"{type(exc).__name__}",
+            "danger",
+        )
+        return back
+    if done.files:
+        log.info("cancel: %s taken back by %s", path, security.caller())
+        flash(f"canceled the scan of {path}", "success")
+    else:
+        flash(f"{path}: its scan has ended, nothing to cancel", "warning")
+    return back
+
+
+def _here(url):
+    """`url` if it is a page of this site (a form's way back), else None: never a way elsewhere."""
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return None
+
+
+def _path_argument(args):
+    """The `path` a page is asked about: a 400 unless it is an absolute path, as files are
+    pushed."""
+    path = args.get("path", "")
+    if not path:
+        abort(400, "which file? Give its absolute path: /file?path=/var/log/app.log")
+    if not path.startswith("/"):
+        abort(
+            400,
+            f"{path!r} is not an absolute path: files are known by the path they were "
+            "pushed as, e.g. /var/log/app.log",
+        )
+    return path
+
+
+def _unknown(path):
+    return f"no file {path}: it was never pushed, or the mirror has not recorded it yet"
 
 
 #: Pages of a list asked for at most: past it, the database's offset would overflow (a 500).

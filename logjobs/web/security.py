@@ -205,6 +205,14 @@ def by_token():
     return g.get("logjobs_auth") == BY_TOKEN
 
 
+def caller():
+    """Who this request acts for, as a row says who canceled: the user (or the API token), and
+    the client's address."""
+    auth = request.authorization
+    user = "api-token" if by_token() else (auth.username if auth else "dashboard")
+    return f"{user}@{request.remote_addr}"
+
+
 def refusal(text, status, headers=None):
     """A response saying `text` (one line): `{"error": text}` on the API, plain text elsewhere."""
     headers = {name: str(value) for name, value in (headers or {}).items()}
