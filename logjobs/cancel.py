@@ -33,21 +33,21 @@ class Canceled:
     """What a cancel did: paths taken back (by how their jobs were), paths whose scan had ended
     already (left as they are), and targets that name nothing pushed."""
 
-    queued: set[str] = dataclasses.field(default_factory=set)  # their jobs will not run
-    stopped: set[str] = dataclasses.field(default_factory=set)  # running: their jobs stop them
-    skipped: set[str] = dataclasses.field(default_factory=set)  # their batches skip them
+    queued: set[str] = dataclasses.field(default_factory=set)  # waiting: not to be scanned
+    stopped: set[str] = dataclasses.field(default_factory=set)  # running jobs stop or skip them
     ended: set[str] = dataclasses.field(default_factory=set)  # but for files also taken back
     unknown: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def files(self) -> set[str]:
-        return self.queued | self.stopped | self.skipped
+        return self.queued | self.stopped
 
     def to_dict(self):
         """As `cancel --json` prints it."""
         return {
             "canceled": sorted(self.files),
-            **{name: sorted(getattr(self, name)) for name in ("queued", "stopped", "skipped")},
+            "queued": sorted(self.queued),
+            "stopped": sorted(self.stopped),
             "ended": sorted(self.ended - self.files),
             "unknown": self.unknown,
         }
@@ -124,7 +124,8 @@ def _take_back(conn, job_id, status, paths, by, done):
     left = [(path, part) for path, part in parts if path not in ended]
     if not left:
         return
-    others = {path for path, _ in files_of(job)} - ended - paths
+    # Files of the job left to scan: not ended, not taken back now, nor by an earlier cancel.
+    others = {path for path, _ in files_of(job)} - ended - paths - CanceledFiles(conn).get(job_id)
     attempt = Attempts(conn).get(job_id)
     with conn.pipeline(transaction=True) as pipe:
         # First: should the job start (or go on) meanwhile, it skips them.
@@ -137,20 +138,8 @@ def _take_back(conn, job_id, status, paths, by, done):
             ),
         )
         pipe.execute()
-    names = [path for path, _ in left]
-    if others:
-        done.skipped.update(names)
-    elif _stop(conn, job):
-        done.stopped.update(names)
-    else:
-        done.queued.update(names)
-
-
-def _stop(conn, job) -> bool:
-    """Cancel the job in RQ, so that it never runs; True if it runs already (it stops at its next
-    heartbeat, having read the mark)."""
-    if job.get_status(refresh=True) == "started":
-        return True
-    with contextlib.suppress(InvalidJobOperation):  # canceled already
-        job.cancel()
-    return False
+    running = job.get_status(refresh=True) == "started"
+    if not others and not running:  # nothing of it is left to run
+        with contextlib.suppress(InvalidJobOperation):  # canceled already
+            job.cancel()
+    (done.stopped if running else done.queued).update(path for path, _ in left)

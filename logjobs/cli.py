@@ -967,7 +967,7 @@ def cancel(settings, targets, as_json):
     else:
         click.echo(
             f"canceled {len(doc['canceled'])} file(s): {len(doc['queued'])} waiting, "
-            f"{len(doc['stopped'])} running (stopped), {len(doc['skipped'])} in batches that go on"
+            f"{len(doc['stopped'])} in running jobs (stopped, or skipped)"
         )
         _echo_some(doc["canceled"])
         if doc["ended"]:
@@ -988,7 +988,7 @@ def forget(settings, targets):
 
     A directory stands for every file below it; a glob's '*' spans '/'. Files still being scanned
     are left: cancel them first. The mirror drops them; this waits until it has (10 s at most).
-    Exit status 1 if a target names no file in the database.
+    Exit status 1 if a target names no file in the database, or a file was left.
 
     \b
     Example:
@@ -1032,7 +1032,7 @@ def forget(settings, targets):
                 )
             time.sleep(0.2)
         click.echo(f"forgot {len(paths)} file(s)")
-    sys.exit(1 if unknown else 0)
+    sys.exit(1 if unknown or busy else 0)
 
 
 #: Seconds `forget` waits for the mirror to drop the rows.

@@ -19,12 +19,15 @@ import sys
 import tempfile
 import time
 
+import redis
+
 from .children import killed_with_parent, stops_with_parent
 from .embedded import RedisServer
 from .models import open_database
 from .queries import status
 from .queues import rq_command
 from .rqsafe import environ_with_worker_classes
+from .store import MirrorPresence
 
 #: What the apps log, by level: message formats whose {fields} vary from line to line.
 MESSAGES = {
@@ -116,6 +119,15 @@ def write_corpus(root, seed=7, small=300, big_mb=160):
 
 
 def main(argv=None):
+    """Run the demo; its exit status (130 when interrupted, with no traceback)."""
+    try:
+        return _demo(argv)
+    except KeyboardInterrupt:
+        print("demo: interrupted; stopped its Redis, workers and mirror", file=sys.stderr)
+        return 130
+
+
+def _demo(argv):
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--dir", help="Keep the logs, database and Redis data here (default: a temporary folder)."
@@ -156,6 +168,7 @@ def main(argv=None):
                 )
             )
         procs.append(_spawn(logjobs + ["mirror"], env, os.path.join(work, "mirror.log")))
+        _wait_for_mirror(url)  # else the first push says that no mirror runs
         started = time.monotonic()
         subprocess_run(
             logjobs + ["push", "--priority", "high", os.path.join(logs, "billing")],
@@ -175,8 +188,6 @@ def main(argv=None):
         subprocess_run(logjobs + ["status"], env=env, check=True)
         what_went_wrong = ["--level", "warn", "--level", "error", "--level", "fatal"]
         subprocess_run(logjobs + ["top", "-n", "8", *what_went_wrong], env=env, check=True)
-        if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays to look at
-            shutil.rmtree(logs, ignore_errors=True)
         print(
             f"demo: {'every file finished' if ok else 'some files did not finish'} "
             f"in {elapsed:.1f} s; status database: {db}"
@@ -184,11 +195,16 @@ def main(argv=None):
         )
         return 0 if ok else 1
     finally:
+        # Stopping takes seconds at most (STOP_GRACE): a second Ctrl-C must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             _stop(procs)
         finally:
             if server is not None:
                 server.stop()
+            if not args.dir:  # a temporary folder: the logs (170 MB) go, the database stays
+                shutil.rmtree(logs, ignore_errors=True)
 
 
 #: Seconds the demo's workers and mirror have to stop after SIGTERM, before SIGKILL.
@@ -215,6 +231,17 @@ def _signal_group(proc, sig):
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _wait_for_mirror(url, timeout=10):
+    """Until the mirror marks itself alive in Redis (or `timeout` seconds pass)."""
+    conn = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while MirrorPresence.alive(conn) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        conn.close()
 
 
 def _interrupted(signum, frame):

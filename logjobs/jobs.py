@@ -178,7 +178,9 @@ def _run(job, tasks, options):
             else f"{scanner.printable(path)}: {reason(exc)}"
         )
         raise ScanFailed(f"{named}{more}") from exc
-    return {"files": len(tasks), "scanned": len(todo) - len(taken_back.skipped)}
+    # A job whose files were all taken back ends `finished` in RQ: its result says so.
+    scanned = len(todo) - len(taken_back.skipped)
+    return {"files": len(tasks), "scanned": scanned, "canceled": len(taken_back.skipped)}
 
 
 class TakenBack(BaseException):  # noqa: N818 - not an error: `except Exception` must let it by

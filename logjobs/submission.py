@@ -226,9 +226,15 @@ def unattended(conn, queue, shown_url):
         return []  # the push went through; a look that fails now says nothing worth a warning
     reasons = []
     if not workers:
+        node, _ = queues.split_queue_name(queue)
+        start = (
+            f"`logjobs worker --node {node}` on {node}"
+            if node
+            else "`rq worker high default low`, as README.md shows"
+        )
         reasons.append(
             f"no worker reads queue {queue} at {shown_url}: its jobs wait until one starts "
-            "(`rq worker high default low`, as README.md shows)"
+            f"({start})"
         )
     if mirror is None:
         reasons.append(

@@ -85,7 +85,7 @@ def test_a_batch_skips_the_files_taken_back_and_scans_the_rest(cluster, tmp_path
     jobs = collections.Counter(row["job_id"] for row in cluster.report().values())
     assert all(n >= 3 for n in jobs.values()), jobs  # each with files not canceled
     done = cluster.json("cancel", "--json", paths[1], paths[4])
-    assert done["skipped"] == sorted([paths[1], paths[4]]), done
+    assert done["queued"] == sorted([paths[1], paths[4]]), done
     cluster.worker()
     cluster.wait_for(
         lambda: all(r["status"] in ("finished", "canceled") for r in cluster.report().values()),
@@ -101,6 +101,23 @@ def test_a_batch_skips_the_files_taken_back_and_scans_the_rest(cluster, tmp_path
     # Taken back from a job that ran on, they are not in flight: a push takes them.
     out = cluster.run("push", "--wait", paths[1], check=True)
     assert "finished 1" in out.stdout
+
+
+def test_a_waiting_batch_taken_back_a_file_at_a_time_leaves_its_queue(cluster, tmp_path, conn):
+    paths = _files(tmp_path, 6)
+    cluster.run("push", "--node", "nowhere", *paths, check=True)  # no worker reads its queues
+    jobs = {path: row["job_id"] for path, row in cluster.report().items()}
+    assert len(set(jobs.values())) < len(paths)  # batches of several files
+    queue = "rq:queue:nowhere.default"
+    left = set(paths)
+    for path in paths:
+        done = cluster.json("cancel", "--json", path)
+        assert done["queued"] == [path]
+        left.discard(path)
+        # A job leaves its queue once nothing of it is left to scan.
+        assert conn.llen(queue) == len({jobs[p] for p in left}), path
+    assert {conn.hget(f"rq:job:{j}", "status") for j in jobs.values()} == {b"canceled"}
+    assert {r["status"] for r in cluster.report().values()} == {"canceled"}
 
 
 def test_globs_directories_and_job_ids_and_what_stays(cluster, tmp_path):
@@ -157,7 +174,7 @@ def test_forget_leaves_a_file_being_scanned(cluster, tmp_path):
     cluster.run("push", path, check=True)
     cluster.run("mirror", "--once", check=True)
     out = cluster.run("forget", path)
-    assert out.returncode == 0 and "still being scanned" in out.stderr
+    assert out.returncode == 1 and "still being scanned" in out.stderr
     assert path in cluster.report()
 
 

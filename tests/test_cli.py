@@ -261,7 +261,7 @@ def test_show_finds_a_file_by_a_relative_name_or_its_job_id(cluster, tmp_path):
     assert by_name.stdout == cluster.run("show", job_id, check=True).stdout
     lines = by_name.stdout.splitlines()
     assert lines[0] == f"path:      {tmp_path / 'a.log'}"
-    assert 'counts:    {"ERROR": 2}' in lines and "error:     -" in lines
+    assert "counts:    ERROR=2" in lines and "error:     -" in lines
     # A report that filters every row out says so, not that nothing was pushed.
     assert cluster.run("report", "--failed", check=True).stdout == "no file matches --failed\n"
 
@@ -352,6 +352,11 @@ def test_a_push_nothing_will_run_says_so(cluster, tmp_path):
     assert len(warnings) == 2, out.stderr
     assert warnings[0].startswith("logjobs: warning: no worker reads queue low at redis://")
     assert warnings[1].startswith("logjobs: warning: no `logjobs mirror` is running")
+    assert "(`rq worker high default low`, as README.md shows)" in warnings[0]
+    # A node's queue: the worker to start is that node's.
+    (tmp_path / "n.log").write_text("ERROR\n")
+    out = cluster.run("push", "--node", "web3", str(tmp_path / "n.log"))
+    assert "(`logjobs worker --node web3` on web3)" in out.stderr, out.stderr
     # --json stays one JSON document on stdout.
     (tmp_path / "b.log").write_text("ERROR\n")
     doc = json.loads(cluster.run("push", "--json", str(tmp_path / "b.log"), check=True).stdout)
@@ -560,11 +565,15 @@ def test_a_demo_stopped_midway_leaves_no_process_behind(tmp_path, sig):
         names = {psutil.Process(pid).name() for pid in seen if psutil.pid_exists(pid)}
         assert any("redis-server" in n for n in names), names
         demo.send_signal(sig)
+        rest = demo.stdout.read()
         demo.wait(60)
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+    if sig != signal.SIGKILL:  # said in a line, not a traceback
+        assert demo.returncode == 130 and "Traceback" not in rest, rest
+        assert "demo: interrupted; stopped its Redis, workers and mirror" in rest
 
     def alive():
         return [

@@ -427,6 +427,7 @@ def test_pages_and_metrics_on_postgresql(postgres_url):
         "started": 4,
         "finished": 2,
         "failed": 1,
+        "canceled": 0,
     }
     got = scrape(client)
     assert got[("logjobs_recoveries_total", (("queue", "default"),))] == 1
