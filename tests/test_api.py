@@ -61,9 +61,13 @@ def refusal(reply, status, *fragments):
 
 def test_the_token_opens_the_api_and_only_the_api(seeded):
     client = app_for(seeded, NO_REDIS, api_token=TOKEN).test_client()
-    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, basic()):
+    for headers, said in (
+        ({}, "authentication required: send Authorization: Bearer"),
+        ({"Authorization": "Bearer wrong-token-0123456789"}, "the API token is not this"),
+        (basic(), "authentication required: send Authorization: Bearer"),  # no password here
+    ):
         reply = client.get("/api/v1/report", headers=headers)
-        refusal(reply, 401, "authentication required", "Bearer")
+        refusal(reply, 401, said)
         assert reply.headers.getlist("WWW-Authenticate") == ['Bearer realm="logjobs"']
         client.application.extensions["logjobs.backoff"].failures.clear()
     reply = client.get("/api/v1/report", headers=BEARER)
@@ -427,9 +431,12 @@ def test_the_api_pushes_only_what_the_command_would(cluster, dashboard, conn, tm
         assert status == 400 and fragment in json.loads(body)["error"], body
     assert conn.hlen(FILES_KEY) == 0  # refused whole: nothing enqueued
     # Without the token, or with a wrong one: nothing either.
-    for headers in ({}, {"Authorization": "Bearer not-the-token-0123456789"}):
+    for headers, said in (
+        ({}, "authentication required"),
+        ({"Authorization": "Bearer not-the-token-0123456789"}, "wrong credentials: the API token"),
+    ):
         status, body = call(live.base, "/api/v1/push", {"paths": [live.api_log]}, headers=headers)
-        assert status == 401 and json.loads(body)["error"].startswith("authentication required")
+        assert status == 401 and json.loads(body)["error"].startswith(said), body
     assert conn.hlen(FILES_KEY) == 0
 
 

@@ -257,11 +257,17 @@ class Credentials:
             schemes.append(f'Bearer realm="{REALM}"')
         if self.password:
             schemes.append(f'Basic realm="{REALM}", charset="UTF-8"')
-        response = refusal(
-            "authentication required"
-            + (": send Authorization: Bearer <api_token>" if self.token and is_api() else ""),
-            401,
-        )
+        sent = request.headers.get("Authorization", "").partition(" ")[0].lower()
+        # Credentials of a kind taken here but wrong (a stale token) are said apart from none.
+        if sent == "bearer" and self.token and is_api():
+            text = "wrong credentials: the API token is not this dashboard's"
+        elif sent == "basic" and self.password:
+            text = "wrong credentials: the user or password is not this dashboard's"
+        else:
+            text = "authentication required" + (
+                ": send Authorization: Bearer <api_token>" if self.token and is_api() else ""
+            )
+        response = refusal(text, 401)
         for scheme in schemes:
             response.headers.add("WWW-Authenticate", scheme)
         return response
