@@ -333,6 +333,12 @@ def _push_events(path, pushes, decision, ident, shared):
     return [base, *pushes]
 
 
+#: Why a file pushed before is scanned whole when no record of a finished scan of it is left.
+NO_FINISHED_SCAN = (
+    "pushed before, with no finished scan on record (it failed, was canceled or forgotten)"
+)
+
+
 def _decide(conn, paths, options, force, latest):
     """Each path's Identity and tracking.Decision, from the records of earlier scans (few round
     trips); `latest` is each path's latest job ids (see LatestJobs)."""
@@ -357,6 +363,8 @@ def _decide(conn, paths, options, force, latest):
         )
         if p in pending and decisions[p].reason == "new":
             decisions[p].reason = "its latest scan is not in the status database yet"
+        elif p in latest and decisions[p].reason == "new":
+            decisions[p].reason = NO_FINISHED_SCAN
     return idents, decisions
 
 

@@ -52,9 +52,12 @@ def test_a_waiting_scan_is_canceled_and_a_later_push_scans_it_again(cluster, tmp
     cluster.worker()
     cluster.wait_for(lambda: cluster.report()[b]["status"] == "finished", what="b to finish")
     assert cluster.report()[a]["status"] == "canceled"  # its job never ran
-    # A later push scans it again, as usual.
-    out = cluster.run("push", "--wait", a, check=True)
-    assert "finished 1" in out.stdout
+    # A later push scans it again, as usual, and says why it is scanned whole.
+    doc = cluster.json("push", "--wait", "--json", a)
+    assert doc["outcome"][0]["status"] == "finished"
+    assert doc["enqueued"][0]["reason"] == (
+        "pushed before, with no finished scan on record (it failed, was canceled or forgotten)"
+    )
     row = cluster.report()[a]
     assert row["status"] == "finished" and row["counts"] == {"ERROR": 1}
 
