@@ -216,10 +216,24 @@ def _line_holding(fd: int, pos: int, length: int) -> bytes:
     """The first `length` bytes of the line of a plain file that holds byte `pos` (b"" if it
     starts more than _LOOK_BACK bytes before)."""
     lo = max(0, pos - _LOOK_BACK)
-    newline = os.pread(fd, pos - lo, lo).rfind(NL)
-    if newline < 0 and lo > 0:
+    start = _back_to_line_start(fd, pos, lo)
+    if start == lo and lo > 0:  # no line start as near as that
         return b""
-    return os.pread(fd, length, lo + newline + 1).split(NL, 1)[0]
+    return os.pread(fd, length, start).split(NL, 1)[0]
+
+
+def _back_to_line_start(fd: int, pos: int, floor: int = 0) -> int:
+    """Where the line of a plain file that holds byte `pos` starts: past the last "\n" before
+    `pos`, or `floor` if there is none from there on. Read back a block at a time (_line_start
+    reads forward, to the next line's)."""
+    top = pos
+    while top > floor:
+        step = min(DEFAULT_CHUNK_SIZE, top - floor)
+        found = os.pread(fd, step, top - step).rfind(NL)
+        if found >= 0:
+            return top - step + found + 1
+        top -= step
+    return floor
 
 
 def _still_holds(f, first: bytes, size: int, path: str):
@@ -328,15 +342,8 @@ def last_line(
     with scan()'s `options`. Found by reading back from `end`, a block at a time; None if the line
     changed meanwhile (the file was rewritten, or that line written on)."""
     with _open(os.fspath(path), roots) as f:
-        at, pos = start, end
         try:
-            while pos > start:
-                step = min(DEFAULT_CHUNK_SIZE, pos - start)
-                found = os.pread(f.fileno(), step, pos - step).rfind(NL)
-                if found >= 0:
-                    at = pos - step + found + 1
-                    break
-                pos -= step
+            at = _back_to_line_start(f.fileno(), end, start)
         except OSError as e:
             raise _os_error(path, e) from None
     line = scan(path, patterns, at, end, roots=roots, **options)
