@@ -1,5 +1,6 @@
 """The `logjobs` command: parse, call one library function, format. Errors end in one line."""
 
+import collections
 import contextlib
 import functools
 import glob
@@ -753,14 +754,13 @@ def _echo_report(rows):
     of a million files still holds only those at once."""
     width = shutil.get_terminal_size((120, 20)).columns
     totals = _ReportTotals()
-    sample = list(itertools.islice(rows, REPORT_SAMPLE))
-    cells = [_report_cells(row) for row in sample]
-    count_w = min(REPORT_COLUMN_MAX, max([6, *(len(c[0]) for c in cells)]))
-    level_w = min(REPORT_COLUMN_MAX, max([6, *(len(c[1]) for c in cells)]))
+    cells = ((row, _pairs(row["counts"]), _pairs(row["levels"])) for row in rows)
+    sample = list(itertools.islice(cells, REPORT_SAMPLE))
+    count_w = min(REPORT_COLUMN_MAX, max([6, *(len(counts) for _, counts, _ in sample)]))
+    level_w = min(REPORT_COLUMN_MAX, max([6, *(len(levels) for _, _, levels in sample)]))
     click.echo(f"{'STATUS':9} {'TRIES':>5} {'COUNTS':{count_w}} {'LEVELS':{level_w}} PATH")
-    for row in itertools.chain(sample, rows):
+    for row, counts, levels in itertools.chain(sample, cells):
         totals.add(row)
-        counts, levels = _report_cells(row)
         # One line per row: a pattern or a name holding a newline is shown escaped.
         line = (
             f"{row['status']:9} {row['attempts']:>5} {counts:{count_w}} {levels:{level_w}} "
@@ -772,32 +772,31 @@ def _echo_report(rows):
     click.echo(totals.line())
 
 
-def _report_cells(row):
-    counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in row["counts"].items()) or "-"
-    levels = " ".join(f"{lv}={n}" for lv, n in row["levels"].items()) or "-"
-    return counts, levels
+def _pairs(mapping, empty="-"):
+    """{"ERROR": 2, "WARN": 1} as `ERROR=2 WARN=1` (a key holding a newline shown escaped), or
+    `empty`."""
+    return " ".join(f"{scanner.printable(k)}={n}" for k, n in mapping.items()) or empty
 
 
 class _ReportTotals:
     """What `report` sums up: files by status, counts per pattern, lines per level."""
 
     def __init__(self):
-        self.statuses, self.counts, self.levels = {}, {}, {}
+        self.statuses = collections.Counter()
+        self.counts = collections.Counter()
+        self.levels = collections.Counter()
 
     def add(self, row):
-        self.statuses[row["status"]] = self.statuses.get(row["status"], 0) + 1
-        for key, n in row["counts"].items():
-            self.counts[key] = self.counts.get(key, 0) + n
-        for key, n in row["levels"].items():
-            self.levels[key] = self.levels.get(key, 0) + n
+        self.statuses[row["status"]] += 1
+        self.counts.update(row["counts"])
+        self.levels.update(row["levels"])
 
     def line(self):
-        files = sum(self.statuses.values())
         by_status = " ".join(f"{status} {n}" for status, n in sorted(self.statuses.items()))
-        counts = " ".join(f"{scanner.printable(p)}={n}" for p, n in self.counts.items())
-        levels = " ".join(f"{lv}={self.levels[lv]}" for lv in LEVELS if lv in self.levels)
+        counts = _pairs(self.counts, "")
+        levels = _pairs({lv: self.levels[lv] for lv in LEVELS if lv in self.levels}, "")
         return (
-            f"total: {files} file(s) ({by_status})"
+            f"total: {self.statuses.total()} file(s) ({by_status})"
             + (f"; counts {counts}" if counts else "")
             + (f"; levels {levels}" if levels else "")
         )
@@ -901,9 +900,6 @@ def show(settings, key, as_json):
 def _shown(doc):
     """(name, text) of what `show` prints of a file's row."""
 
-    def words(mapping):
-        return " ".join(f"{scanner.printable(k)}={n}" for k, n in mapping.items()) or "-"
-
     size = doc["bytes"]
     read = doc["scanned"]
     return [
@@ -915,8 +911,8 @@ def _shown(doc):
             " ".join(map(scanner.printable, doc["patterns"]))
             + (" (case ignored)" if doc["ignore_case"] else ""),
         ),
-        ("counts", words(doc["counts"])),
-        ("levels", words(doc["levels"])),
+        ("counts", _pairs(doc["counts"])),
+        ("levels", _pairs(doc["levels"])),
         ("format", doc["format"] or ("none fits" if doc["lines"] is not None else "-")),
         ("lines", "-" if doc["lines"] is None else str(doc["lines"])),
         (
@@ -963,7 +959,7 @@ def cancel(settings, targets, as_json):
     done = taking_back.cancel(conn, targets, taking_back.who())
     doc = done.to_dict()
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(_dumps(doc))
     else:
         click.echo(
             f"canceled {len(doc['canceled'])} file(s): {len(doc['queued'])} waiting, "
@@ -1171,14 +1167,14 @@ def formats(settings, test_file, lines, as_json):
     if test_file is None:
         rows = [{"name": f.name, "builtin": f.builtin, "title": f.title} for f in known]
         if as_json:
-            click.echo(json.dumps(rows, indent=2))
+            click.echo(_dumps(rows))
             return
         for row in rows:
             click.echo(f"{row['name']:16} {'' if row['builtin'] else '(config) '}{row['title']}")
         return
     doc = formatprobe.probe(test_file, known, lines, settings.roots)
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(_dumps(doc))
         return
     click.echo(f"format: {doc['format'] or 'none fits: the generic rules read every line'}")
     for line in doc["lines"]:
