@@ -118,14 +118,14 @@ def _take_back(conn, job_id, status, paths, by, done):
     except NoSuchJobError:
         done.ended.update(paths)
         return
-    parts = [(path, part) for path, part in files_of(job) if path in paths]
+    covered = files_of(job)
     ended = DoneFiles(conn).ended(job_id)
     done.ended.update(ended & paths)
-    left = [(path, part) for path, part in parts if path not in ended]
+    left = [(path, part) for path, part in covered if path in paths and path not in ended]
     if not left:
         return
     # Files of the job left to scan: not ended, not taken back now, nor by an earlier cancel.
-    others = {path for path, _ in files_of(job)} - ended - paths - CanceledFiles(conn).get(job_id)
+    others = {path for path, _ in covered} - ended - paths - CanceledFiles(conn).get(job_id)
     attempt = Attempts(conn).get(job_id)
     with conn.pipeline(transaction=True) as pipe:
         # First: should the job start (or go on) meanwhile, it skips them.

@@ -993,7 +993,7 @@ def forget(settings, targets):
     """
     from . import events, queries
     from .cancel import target_glob
-    from .defaults import FINAL_STATES, FORGOTTEN, MOVED
+    from .defaults import FINAL_STATES, MOVED
     from .store import MirrorPresence
 
     found, unknown = {}, []
@@ -1005,7 +1005,7 @@ def forget(settings, targets):
     busy = sorted(p for p, status in found.items() if status not in (*FINAL_STATES, MOVED))
     paths = sorted(p for p, status in found.items() if status in (*FINAL_STATES, MOVED))
     conn = connections.connect(settings.redis_url)
-    events.emit(conn, *(events.Event("", path, FORGOTTEN) for path in paths))
+    events.forget(conn, paths)
     if busy:
         click.echo(
             f"logjobs: {len(busy)} file(s) still being scanned, left (`logjobs cancel` them "

@@ -6,6 +6,7 @@ here.
 """
 
 import enum
+from typing import Final
 
 #: Queue names in priority order: `rq worker high default low` drains them in this order.
 QUEUES = ("high", "default", "low")
@@ -90,7 +91,7 @@ QUEUED, SCHEDULED, STARTED, FINISHED, FAILED, MOVED, CANCELED = State
 STATES = tuple(State)
 FINAL_STATES = (FINISHED, FAILED, CANCELED)
 #: Not a state: an event that has the mirror drop a file's row and history (`logjobs forget`).
-FORGOTTEN = "forgotten"
+FORGOTTEN: Final = "forgotten"
 
 # Redis keys. Everything logjobs writes beside RQ's own keys starts with KEY_PREFIX.
 KEY_PREFIX = "logjobs:"

@@ -123,6 +123,11 @@ def emit(conn, *evs):
         _add(conn, entry)
 
 
+def forget(conn, paths):
+    """Have the mirror drop the rows, history and scan records of `paths` (`logjobs forget`)."""
+    emit(conn, *(Event("", path, FORGOTTEN) for path in paths))
+
+
 def _add(conn, texts):
     # No MAXLEN: an entry the mirror has not applied must never be trimmed; it trims applied ones.
     conn.xadd(EVENTS_KEY, {"events": b"[" + b",".join(texts) + b"]"})

@@ -17,7 +17,7 @@ import time
 
 from . import events, outcomes, push, queues, rqsafe
 from .children import killed_with_parent
-from .defaults import DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL, FORGOTTEN
+from .defaults import DEFAULT_ABANDON_GRACE, DEFAULT_BEAT_TTL
 from .exceptions import LogJobsError
 from .mirror import LOCK_TIMEOUT
 from .rqsafe import Queue, Worker, environ_with_worker_classes
@@ -128,8 +128,7 @@ def _clean_up(conn, queue, tag, pushes):
     ]
     if keys:
         conn.delete(*keys)
-    paths = [path for pushed in pushes for path in pushed.files]
-    events.emit(conn, *(events.Event("", path, FORGOTTEN) for path in paths))
+    events.forget(conn, [path for pushed in pushes for path in pushed.files])
 
 
 def _wait_forgotten(database_reader, paths, timeout=10):
