@@ -51,6 +51,15 @@ def pushed(t0, job_id, path, queue):
     return ev(t0, job_id, path, "queued", parts=1, queue=queue, patterns=["ERROR", "FATAL"])
 
 
+def scanned(t0, job_id, path, queue, result, at=1.0):
+    """A file pushed, then scanned by w1 on its first attempt (started at `at` s, done 0.5 s on)."""
+    return [
+        pushed(t0, job_id, path, queue),
+        ev(t0, job_id, path, "started", 1, at, worker="w1"),
+        ev(t0, job_id, path, "finished", 1, at + 0.5, worker="w1", result=result),
+    ]
+
+
 def result(**counts):
     return {"counts": counts, "lines": 10, "bytes": 100, "compression": None}
 
@@ -115,20 +124,7 @@ def history_with_levels(t0):
         ("j-app", "/l/api/app.log", "high", APP, {"ERROR": 3, "FATAL": 0}),
         ("j-web", "/l/nginx/error.log", "default", WEB, {"ERROR": 0, "FATAL": 1}),
     ):
-        batch += [
-            pushed(t0, job_id, path, queue),
-            ev(t0, job_id, path, "started", 1, 1.0, worker="w1"),
-            ev(
-                t0,
-                job_id,
-                path,
-                "finished",
-                1,
-                1.5,
-                worker="w1",
-                result=finished_with(data, counts),
-            ),
-        ]
+        batch += scanned(t0, job_id, path, queue, finished_with(data, counts))
     return batch + [
         pushed(t0, "j-gone", "/l/gone.log", "default"),
         ev(t0, "j-gone", "/l/gone.log", "started", 1, 2.0, worker="w2"),
@@ -223,23 +219,7 @@ def test_a_files_page_shows_its_format_and_what_its_chart_leaves_out(tmp_path):
     found = analysis.analyse(data, ["ERROR"], format=fmt).to_dict()
     t0 = time.time() - 60
     path = tmp_path / "status.db"
-    seed(
-        path,
-        [
-            pushed(t0, "j-a", "/l/a.log", "high"),
-            ev(t0, "j-a", "/l/a.log", "started", 1, 1.0, worker="w1"),
-            ev(
-                t0,
-                "j-a",
-                "/l/a.log",
-                "finished",
-                1,
-                1.5,
-                worker="w1",
-                result={**result(ERROR=180), "analysis": found},
-            ),
-        ],
-    )
+    seed(path, scanned(t0, "j-a", "/l/a.log", "high", {**result(ERROR=180), "analysis": found}))
     html = app_for(path).test_client().get("/file?path=/l/a.log").get_data(as_text=True)
     assert re.search(r'id="format"><code>log4j</code>', html)
     chart = json.loads(re.search(r'id="levels-data">(.*?)</script>', html)[1])
@@ -626,23 +606,8 @@ def test_metrics_have_lines_per_level_as_report_totals_them(tmp_path):
     # A gauge: a file pushed again with fewer lines has fewer, and so has the sum.
     first_two = b"".join(APP.splitlines(keepends=True)[:2])
     t1 = time.time()
-    seed(
-        path,
-        [
-            pushed(t1, "j-app2", "/l/api/app.log", "high"),
-            ev(t1, "j-app2", "/l/api/app.log", "started", 1, 0.1, worker="w1"),
-            ev(
-                t1,
-                "j-app2",
-                "/l/api/app.log",
-                "finished",
-                1,
-                0.2,
-                worker="w1",
-                result=finished_with(first_two, {"ERROR": 1, "FATAL": 0}),
-            ),
-        ],
-    )
+    again = finished_with(first_two, {"ERROR": 1, "FATAL": 0})
+    seed(path, scanned(t1, "j-app2", "/l/api/app.log", "high", again, at=0.1))
     got = scrape(client)
     by_level = {level: got[("logjobs_lines_by_level", (("level", level),))] for level in LEVELS}
     assert by_level == {"TRACE": 0, "DEBUG": 0, "INFO": 1, "WARN": 1, "ERROR": 3, "FATAL": 1}
@@ -864,6 +829,17 @@ def test_every_mutating_route_needs_post_and_a_csrf_token(seeded, redis_server, 
     assert "its scan has ended, nothing to cancel" in reply.get_data(as_text=True)
     assert reply.request.path == "/files"
     conn.close()
+
+
+def test_the_buttons_say_so_when_redis_does_not_answer(seeded):
+    client = app_for(seeded).test_client()  # its Redis: a port nothing listens on
+    token = csrf_field(client.get("/failures").get_data(as_text=True))
+    for url, path, said in (
+        ("/retry", "/l/c.log", "not retried: cannot reach Redis at redis://127.0.0.1:1/0"),
+        ("/cancel", "/l/d.log", "not canceled: cannot reach Redis at redis://127.0.0.1:1/0"),
+    ):
+        reply = client.post(url, data={"csrf_token": token, "path": path}, follow_redirects=True)
+        assert reply.status_code == 200 and said in reply.get_data(as_text=True), url
 
 
 def test_no_secret_reaches_a_page_or_the_log(seeded, redis_server, tmp_path):

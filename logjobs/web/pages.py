@@ -176,11 +176,7 @@ def retry():
         flash(f"not retried: {exc}", "danger")
         return back
     except redis.RedisError as exc:
-        flash(
-            f"not retried: cannot reach Redis at {settings.redacted_redis_url()}: "
-            f"{type(exc).__name__}",
-            "danger",
-        )
+        _unreachable("retried", exc)
         return back
     if pushed.skipped:
         flash(f"{path} is already queued or running as {pushed.skipped[path][0]}", "warning")
@@ -197,22 +193,24 @@ def cancel():
     if queries.show(path) is None:
         abort(404, _unknown(path))
     back = redirect(_here(request.form.get("back")) or url_for(".file", path=path), code=303)
-    settings = _context().settings
+    by = security.caller()
     try:
-        done = taking_back.cancel(_context().redis, [path], security.caller())
+        done = taking_back.cancel(_context().redis, [path], by)
     except redis.RedisError as exc:
-        flash(
-            f"not canceled: cannot reach Redis at {settings.redacted_redis_url()}: "
-            f"{type(exc).__name__}",
-            "danger",
-        )
+        _unreachable("canceled", exc)
         return back
     if done.files:
-        log.info("cancel: %s taken back by %s", path, security.caller())
+        log.info("cancel: %s taken back by %s", path, by)
         flash(f"canceled the scan of {path}", "success")
     else:
         flash(f"{path}: its scan has ended, nothing to cancel", "warning")
     return back
+
+
+def _unreachable(what, exc):
+    """Flash that a button's change was not made: Redis did not answer."""
+    url = _context().settings.redacted_redis_url()
+    flash(f"not {what}: cannot reach Redis at {url}: {type(exc).__name__}", "danger")
 
 
 def _here(url):
