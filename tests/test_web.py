@@ -842,6 +842,36 @@ def test_the_buttons_say_so_when_redis_does_not_answer(seeded):
         assert reply.status_code == 200 and said in reply.get_data(as_text=True), url
 
 
+def test_retry_pushes_again_as_the_file_was_pushed(tmp_path, redis_server):
+    """Its queue, patterns and -i, from the row; the settings' retry policy (it dropped -i)."""
+    t0 = time.time() - 60
+    path = tmp_path / "status.db"
+    push_event = ev(t0, "j-i", "/l/i.log", "queued", parts=1, queue="high", patterns=["oops"])
+    push_event.ignore_case = True
+    seed(
+        path,
+        [
+            push_event,
+            ev(t0, "j-i", "/l/i.log", "started", 1, 1.0, worker="w1"),
+            ev(t0, "j-i", "/l/i.log", "failed", 1, 1.5, worker="w1", error="I/O error"),
+        ],
+    )
+    client = app_for(path, redis_server.url, retry_max=7).test_client()
+    token = csrf_field(client.get("/failures").get_data(as_text=True))
+    reply = client.post("/retry", data={"csrf_token": token, "path": "/l/i.log"})
+    assert reply.status_code == 303
+    conn = redis.Redis.from_url(redis_server.url)
+    job = Job.fetch(conn.hget(FILES_KEY, "/l/i.log").decode(), connection=conn)
+    options = job.args[1]  # a default (ignore_case false) is left out
+    assert (job.origin, options["patterns"], options.get("ignore_case", False)) == (
+        "high",
+        ["oops"],
+        True,
+    )
+    assert job.retries_left == 7
+    conn.close()
+
+
 def test_no_secret_reaches_a_page_or_the_log(seeded, redis_server, tmp_path):
     secret = "s3cret-Redis-pw"
     conn = redis.Redis.from_url(redis_server.url)

@@ -149,8 +149,8 @@ def messages():
 
 @blueprint.route("/retry", methods=["POST"])
 def retry():
-    """Push a failed file again, into its queue with its patterns (CSRF-checked, like every
-    POST)."""
+    """Push a failed file again, into its queue with its patterns and case (CSRF-checked, like
+    every POST), with the settings' retry policy, timeout and sizes."""
     path = _path_argument(request.form)
     row = queries.show(path)
     if row is None:
@@ -166,11 +166,8 @@ def retry():
             [path],
             queue=row["queue"],
             patterns=row["patterns"],
-            retry_max=settings.retry_max,
-            retry_intervals=settings.retry_intervals,
-            timeout=settings.job_timeout,
-            split_bytes=settings.split_bytes,
-            analyse=settings.analysis,
+            ignore_case=row["ignore_case"],
+            **settings.push_options(),
         )
     except LogJobsError as exc:
         flash(f"not retried: {exc}", "danger")
